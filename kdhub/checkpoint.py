@@ -1,0 +1,84 @@
+"""Atomic checkpoint files and RNG state capture, so a run can stop anywhere and resume exactly.
+
+Writes go to a temporary file in the same folder, are flushed to disk and then renamed over the target:
+a crash leaves either the old file or the new one, never half of one. Loads use ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import torch
+
+PathLike = Union[str, Path]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or of the wrong kind; the message names the file."""
+
+
+def _atomic_write(path: PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` that never leaves a partial file at ``path``."""
+    return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a missing or corrupt file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}. "
+                              f"It may be truncated or not a kdhub/PyTorch checkpoint.") from None
+
+
+def rng_state() -> Dict[str, Any]:
+    """Every RNG a training loop may draw from, in a form ``weights_only`` loading accepts."""
+    version, internal, gauss = random.getstate()
+    state: Dict[str, Any] = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(cached)]
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np = sys.modules.get("numpy")
+    if np is not None and "numpy" in state:
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))

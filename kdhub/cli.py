@@ -1,0 +1,213 @@
+"""The ``kdhub`` launcher: plugins, list, train, eval, demo, doctor."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import List, Optional
+
+from . import __version__
+from .checkpoint import CheckpointError
+from .config import KNOWN_TASK_PACKAGES, ConfigError, LoadedConfig, peek_task
+from .dist import LAUNCHERS
+from .engine import NonFiniteLossError
+from .plugins import DISABLE_ENV, get_plugins
+from .registry import RegistryError, unknown_name_message
+from .taps import TapPathError
+
+USER_ERRORS = (ConfigError, RegistryError, CheckpointError, TapPathError, NonFiniteLossError, FileNotFoundError)
+
+
+class UsageError(Exception):
+    """A launcher-level problem (unknown task, missing config) with the fix in the message."""
+
+
+def _load(config: str, overrides: List[str]) -> LoadedConfig:
+    path = Path(config)
+    if not path.is_file():
+        raise UsageError(f"config file not found: {config}")
+    plugins = get_plugins()
+    loaded = plugins.hook.kdhub_load_config(path=path, overrides=list(overrides or []))
+    if loaded is None:
+        task = peek_task(path)
+        raise UsageError(_no_owner_message(path, task))
+    return loaded
+
+
+def _no_owner_message(path: Path, task: Optional[str]) -> str:
+    plugins = get_plugins()
+    tasks = plugins.registry.tables["tasks"]
+    if task and task in tasks:
+        return f"{path}: task {task!r} is installed but no plugin recognised this file's format"
+    if task in KNOWN_TASK_PACKAGES:
+        pkg = KNOWN_TASK_PACKAGES[task]
+        broken = [i for i in plugins.broken if i.distribution == pkg or i.name == task]
+        if broken:
+            return f"{path}: task {task!r} belongs to {pkg}, which is installed but broken: {broken[0].error}"
+        return (f"{path}: task {task!r} is provided by the {pkg} package, which is not installed. "
+                f"Install it: pip install {pkg} (from a checkout: pip install -e plugins/{task})")
+    if task:
+        return f"{path}: {unknown_name_message('task', task, tasks)}. Install the plugin that provides it."
+    return (f"{path}: no installed plugin recognises this config and it has no top-level 'task' key; "
+            f"installed tasks: {', '.join(sorted(tasks)) or '(none)'}")
+
+
+def _task(loaded: LoadedConfig):
+    registry = get_plugins().registry
+    if loaded.task not in registry.tables["tasks"]:
+        raise UsageError(_no_owner_message(loaded.path, loaded.task))
+    return registry.get("tasks", loaded.task)
+
+
+def cmd_plugins(args) -> int:
+    plugins = get_plugins()
+    for info in plugins.info.values():
+        status = "broken" if info.error else "disabled" if info.disabled else "ok"
+        kind = "built-in" if info.builtin else info.distribution
+        print(f"{info.name}  ({kind} {info.version})  [{status}]")
+        if info.error:
+            print(f"    error: {info.error}")
+            if args.verbose and info.detail:
+                print("    " + info.detail.replace("\n", "\n    "))
+            continue
+        for kind_, names in plugins.registry.by_plugin(info.name).items():
+            if names:
+                print(f"    {kind_}: {', '.join(names)}")
+    if plugins.broken:
+        print(f"\n{len(plugins.broken)} broken plugin(s); disable with {DISABLE_ENV}=name or fix the install.")
+    return 0
+
+
+def cmd_list(args) -> int:
+    registry = get_plugins().registry
+    for kind in registry.tables:
+        print(f"{kind}:")
+        entries = list(registry.entries(kind))
+        if not entries:
+            print("  (none)")
+        for e in entries:
+            print(f"  {e.name:<22} [{e.plugin}] {e.help}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    loaded = _load(args.config, args.cfg_options)
+    task = _task(loaded)
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / loaded.path.stem
+    summary = task.train(loaded, work_dir, resume=args.resume, launcher=args.launcher)
+    from . import dist
+    if dist.is_main() and summary:
+        print(f"summary: {work_dir / 'summary.json'}")
+        for role in ("teacher", "baseline", "student"):
+            if role in summary:
+                print(f"  {role}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in summary[role].items()))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    loaded = _load(args.config, args.cfg_options)
+    metrics = _task(loaded).evaluate(loaded, Path(args.checkpoint))
+    for k, v in metrics.items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .report import table_lines, write_report
+    registry = get_plugins().registry
+    tasks = [e.obj for e in registry.entries("tasks")]
+    domains = sorted({t.domain for t in tasks if type(t).demo is not _base_demo()})
+    wanted = args.domains or domains
+    if not domains:
+        raise UsageError("no domain plugin with a demo is installed; install one, e.g. pip install -e plugins/graph")
+    unknown = [d for d in wanted if d not in domains]
+    if unknown:
+        missing = [KNOWN_TASK_PACKAGES[d] for d in unknown if d in KNOWN_TASK_PACKAGES]
+        hint = f" Install {', '.join(missing)}." if missing else ""
+        raise UsageError(unknown_name_message("demo domain", unknown[0], domains) + "." + hint)
+    work_root = Path(args.work_dir)
+    results = []
+    for domain in wanted:
+        for task in tasks:
+            if task.domain == domain:
+                res = task.demo(work_root / domain)
+                if res is not None:
+                    results.append(res)
+                    print("\n".join(table_lines(res)) + "\n")
+    report = write_report(results, work_root)
+    print(f"report: {report} (plot: {work_root / 'report.png'})")
+    return 0
+
+
+def _base_demo():
+    from .task import Task
+    return Task.demo
+
+
+def cmd_doctor(args) -> int:
+    from .stack import check_stack
+    checks = check_stack()
+    bad = [c for c in checks if not c.ok]
+    for c in checks:
+        state = "ok" if c.ok else "MISMATCH" if c.installed else "MISSING"
+        users = f" (needed by {', '.join(c.needed_by)})" if c.needed_by else " (no installed plugin needs it)"
+        print(f"{c.package:<16} tested {c.tested:<8} installed {c.installed or '-':<14} {state}{users}")
+    plugins = get_plugins()
+    for info in plugins.broken:
+        print(f"plugin {info.name} ({info.distribution}) is broken: {info.error}")
+    if bad:
+        print("\nTo fix:")
+        for c in bad:
+            print(f"  {c.fix}")
+        return 1
+    print("\nall installed versions match the tested stack" + (" (but some plugins are broken)" if plugins.broken else ""))
+    return 1 if plugins.broken else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdhub", description="Knowledge distillation across domains.")
+    p.add_argument("--version", action="version", version=f"kdhub {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("plugins", help="installed plugins, versions and what each registers")
+    s.add_argument("-v", "--verbose", action="store_true", help="show full tracebacks of broken plugins")
+    s.set_defaults(func=cmd_plugins)
+    sub.add_parser("list", help="tasks, methods (distillers), losses and data sets").set_defaults(func=cmd_list)
+    s = sub.add_parser("train", help="train from a config (any installed domain's format)")
+    s.add_argument("config")
+    s.add_argument("--work-dir", help="where checkpoints and summary.json go (default work_dirs/<config name>)")
+    s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
+    s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
+    s.add_argument("--launcher", choices=LAUNCHERS, default="none", help="'pytorch' under torchrun for DDP")
+    s.set_defaults(func=cmd_train)
+    s = sub.add_parser("eval", help="evaluate a student checkpoint")
+    s.add_argument("config")
+    s.add_argument("checkpoint")
+    s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    s.set_defaults(func=cmd_eval)
+    s = sub.add_parser("demo", help="teacher vs baseline vs distilled student on embedded data")
+    s.add_argument("domains", nargs="*", metavar="DOMAIN")
+    s.add_argument("--work-dir", default="work_dirs/demo")
+    s.set_defaults(func=cmd_demo)
+    sub.add_parser("doctor", help="check installed versions against the tested stack").set_defaults(func=cmd_doctor)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError,) + USER_ERRORS as exc:
+        if os.environ.get("KDHUB_DEBUG"):
+            traceback.print_exc()
+        print(f"kdhub: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdhub: interrupted; checkpoints written so far are complete (--resume continues)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Config plumbing shared by every domain: loaded-config record, ``--cfg-options`` parsing, validation.
+
+Domains keep their native formats (their plugin's ``kdhub_load_config`` reads them); what they share is
+how a config says which task it is for, how ``k=v`` overrides are parsed, and errors that name the file,
+the key and the valid choices instead of a traceback from deep inside a framework.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .registry import unknown_name_message
+
+REQUIRED = object()
+
+#: Tasks of the first-party domain plugins, so an unknown task can name the package to install.
+KNOWN_TASK_PACKAGES = {
+    "detection": "kdhub-detection",
+    "segmentation": "kdhub-segmentation",
+    "graph": "kdhub-graph",
+    "speech": "kdhub-speech",
+}
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the user: file, key, what is wrong and how to fix it."""
+
+
+@dataclass
+class LoadedConfig:
+    """A config as loaded by the plugin that recognised it."""
+
+    task: str
+    cfg: Any  # the domain's native object (dict, mmengine Config, hyperpyyaml text + overrides ...)
+    path: Path
+    method: str = ""
+    overrides: List[str] = field(default_factory=list)
+
+
+_TASK_LINE = re.compile(r"""^task\s*[:=]\s*["']?([A-Za-z0-9_.\-/]+)["']?\s*(?:#.*)?$""", re.M)
+
+
+def peek_task(path: Path) -> Optional[str]:
+    """The value of a top-level ``task`` key, read without executing the file.
+
+    Works for YAML/hyperpyyaml (``task: graph``), mmengine ``.py`` (``task = 'graph'``) and JSON.
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    if Path(path).suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        return data.get("task") if isinstance(data, dict) else None
+    m = _TASK_LINE.search(text)
+    return m.group(1) if m else None
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value: numbers, booleans, null/None, lists, dicts, or else a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none", "~"):
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError):
+            pass
+    return text
+
+
+def parse_overrides(overrides: Sequence[str], source: str = "--cfg-options") -> List[Tuple[str, Any]]:
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source}: {item!r} is not of the form key=value (e.g. train.epochs=10)")
+        key, value = item.split("=", 1)
+        out.append((key.strip(), parse_value(value)))
+    return out
+
+
+def apply_overrides(cfg: Dict[str, Any], overrides: Sequence[str], source: str) -> Dict[str, Any]:
+    """Set dotted ``key=value`` pairs in a nested dict; the schema check afterwards catches bad keys."""
+    for key, value in parse_overrides(overrides):
+        node = cfg
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(
+                    f"{source}: --cfg-options {key}: '{'.'.join(parts[:i + 1])}' is a "
+                    f"{type(nxt).__name__}, not a section, so it has no key '{parts[i + 1]}'"
+                )
+            node = nxt
+        node[parts[-1]] = value
+    return cfg
+
+
+@dataclass
+class Field:
+    """One config key: expected type(s), default, allowed choices and a short help text."""
+
+    type: Any = object
+    default: Any = REQUIRED
+    choices: Optional[Sequence[Any]] = None
+    help: str = ""
+
+
+Schema = Mapping[str, Any]  # key -> Field or nested Schema
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(_type_name(x) for x in t)
+    return {type(None): "null"}.get(t, getattr(t, "__name__", str(t)))
+
+
+def _coerce(value: Any, want: Any) -> Tuple[bool, Any]:
+    wants = want if isinstance(want, tuple) else (want,)
+    if object in wants:
+        return True, value
+    if isinstance(value, bool) and bool not in wants:
+        return False, value
+    if isinstance(value, wants):
+        return True, value
+    if float in wants and isinstance(value, int):
+        return True, float(value)
+    if list in wants and isinstance(value, tuple):
+        return True, list(value)
+    return False, value
+
+
+def validate(cfg: Mapping[str, Any], schema: Schema, source: str, prefix: str = "") -> Dict[str, Any]:
+    """Check ``cfg`` against ``schema``: unknown keys, missing keys, wrong types, invalid choices.
+
+    Returns a new dict with defaults filled in. Every error names ``source`` (the file), the dotted key
+    and what would be valid.
+    """
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.') or '<top level>'}' must be a mapping of keys, "
+                          f"got {type(cfg).__name__}")
+    out: Dict[str, Any] = {}
+    for key in cfg:
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(prefix + c) for c in close)}?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}; valid keys: "
+                              f"{', '.join(prefix + k for k in schema)}")
+    for key, spec in schema.items():
+        dotted = prefix + key
+        if isinstance(spec, Mapping):
+            out[key] = validate(cfg.get(key) or {}, spec, source, dotted + ".")
+            continue
+        if key not in cfg:
+            if spec.default is REQUIRED:
+                help_ = f" ({spec.help})" if spec.help else ""
+                raise ConfigError(f"{source}: missing required key '{dotted}'{help_}")
+            out[key] = spec.default
+            continue
+        ok, value = _coerce(cfg[key], spec.type)
+        if not ok:
+            raise ConfigError(f"{source}: key '{dotted}' must be {_type_name(spec.type)}, "
+                              f"got {type(cfg[key]).__name__} {cfg[key]!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigError(f"{source}: {unknown_name_message('value for ' + repr(dotted), value, spec.choices)}")
+        out[key] = value
+    return out
+
+
+def require_file(path: Optional[str], key: str, source: str, hint: str = "") -> Path:
+    """Resolve a file named in a config (relative to the config's folder) or say which key is wrong."""
+    if not path:
+        raise ConfigError(f"{source}: key '{key}' is empty; {hint or 'give the path of an existing file'}")
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists():
+        alt = Path(source).parent / p
+        if alt.exists():
+            p = alt
+    if not p.exists():
+        raise ConfigError(f"{source}: key '{key}': file not found: {path}" + (f"; {hint}" if hint else ""))
+    return p

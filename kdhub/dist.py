@@ -1,0 +1,60 @@
+"""Minimal distributed helpers for plain PyTorch loops (mmengine and SpeechBrain bring their own)."""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+LAUNCHERS = ("none", "pytorch")
+
+
+def init_distributed(launcher: str = "none") -> bool:
+    """Join the process group set up by ``torchrun`` when ``launcher == 'pytorch'``.
+
+    Uses NCCL when CUDA is available and gloo otherwise (so two CPU processes work). Returns whether
+    the run is distributed.
+    """
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {launcher!r}; valid choices: {', '.join(LAUNCHERS)}")
+    if launcher == "none":
+        return False
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise RuntimeError("--launcher pytorch needs the environment torchrun sets (RANK, WORLD_SIZE...); "
+                           "start with: torchrun --nproc_per_node N -m kdhub train CONFIG --launcher pytorch")
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend=backend)
+    return True
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Average a tensor over ranks (identity when not distributed)."""
+    if is_distributed():
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world_size()
+    return value

@@ -1,0 +1,175 @@
+"""A plain PyTorch training loop for domains without an engine of their own (graph, third-party plugins).
+
+Epoch-granular checkpoints hold model (teachers excluded), optimiser, scheduler, every RNG, the epoch and
+step counters and the best-so-far selection, so ``resume=True`` continues exactly where the last
+checkpoint left off. A non-finite loss stops the run before the optimiser step; the last good checkpoint
+stays on disk.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+
+import torch
+from torch import nn
+
+from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .distiller import Distiller
+from .progress import Progress
+from .runs import RunContext
+from .taps import unwrap
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the message says where and which checkpoint is kept."""
+
+
+def model_state(model: nn.Module) -> Dict[str, torch.Tensor]:
+    model = unwrap(model)
+    return model.state_dict_without_teachers() if isinstance(model, Distiller) else model.state_dict()
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    model = unwrap(model)
+    if isinstance(model, Distiller):
+        model.load_state_dict_without_teachers(state)
+    else:
+        model.load_state_dict(state)
+
+
+class Trainer:
+    """Runs ``epochs`` passes of ``batches(epoch)`` through ``model`` (which returns a dict of losses).
+
+    ``evaluate()`` returns metrics (called every ``eval_interval`` epochs); when ``select`` names one of
+    them, the model state with the highest value is kept as ``best.pth`` and restored by
+    :meth:`load_best`. Batches are passed as ``model(*batch)`` for tuples/lists, ``model(batch)`` else.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, ctx: RunContext, *,
+                 epochs: int, batches: Callable[[int], Iterable[Any]],
+                 scheduler: Optional[Any] = None, evaluate: Optional[Callable[[], Dict[str, float]]] = None,
+                 eval_interval: int = 1, checkpoint_interval: int = 1, select: Optional[str] = None,
+                 grad_clip: Optional[float] = None, keep_checkpoints: int = 2, progress: bool = True,
+                 desc: str = "train"):
+        self.model, self.optimizer, self.scheduler, self.ctx = model, optimizer, scheduler, ctx
+        self.epochs, self.batches, self.evaluate = int(epochs), batches, evaluate
+        self.eval_interval, self.checkpoint_interval = max(1, eval_interval), max(1, checkpoint_interval)
+        self.select, self.grad_clip, self.keep = select, grad_clip, max(1, keep_checkpoints)
+        self.progress, self.desc = progress, desc
+        self.epoch = 0  # completed epochs
+        self.step = 0
+        self.best_value = -math.inf
+        self.best_metrics: Dict[str, float] = {}
+        self.last_metrics: Dict[str, float] = {}
+
+    # checkpoints ------------------------------------------------------------------------------
+    def _state(self) -> Dict[str, Any]:
+        return {
+            "model": model_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": self.epoch, "step": self.step, "rng": rng_state(),
+            "best_value": self.best_value, "best_metrics": self.best_metrics,
+        }
+
+    def save_checkpoint(self) -> Optional[Path]:
+        if not self.ctx.main:
+            return None
+        path = self.ctx.checkpoint_dir / f"epoch_{self.epoch}.pth"
+        atomic_save(self._state(), path)
+        self.ctx.checkpoint_saved(self.step, path)
+        old = sorted(self.ctx.checkpoint_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+        for p in old[:-self.keep]:
+            p.unlink()
+        return path
+
+    def resume(self, path: Optional[Path] = None) -> bool:
+        """Load the latest (or given) checkpoint; False when there is none to resume from."""
+        path = path or self.ctx.latest_checkpoint()
+        if path is None:
+            return False
+        state = load_checkpoint(path)
+        load_model_state(self.model, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.best_value, self.best_metrics = state["best_value"], state["best_metrics"]
+        set_rng_state(state["rng"])
+        return True
+
+    @property
+    def best_path(self) -> Path:
+        return self.ctx.checkpoint_dir / "best.pth"
+
+    def load_best(self) -> None:
+        """Put the selected (best) weights back into the model, if a selection was made."""
+        if self.select and self.best_path.is_file():
+            load_model_state(self.model, load_checkpoint(self.best_path)["model"])
+
+    # the loop ---------------------------------------------------------------------------------
+    def _train_step(self, batch: Any) -> Dict[str, float]:
+        losses = self.model(*batch) if isinstance(batch, (tuple, list)) else self.model(batch)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            last = self.ctx.latest_checkpoint()
+            raise NonFiniteLossError(
+                f"loss became {total.item()} at epoch {self.epoch + 1}, step {self.step + 1} "
+                f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); the run stopped before "
+                f"updating the weights. Last good checkpoint: {last or 'none written yet'}. "
+                f"Lower the learning rate or check the data for NaN/inf values.")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], self.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        out = {k: v.item() for k, v in losses.items()}
+        out["loss"] = total.item()
+        return out
+
+    def fit(self, resume: bool = False) -> Dict[str, float]:
+        """Train to ``epochs``; returns the metrics of the selected (or last) evaluation."""
+        if resume:
+            self.resume()
+        self.ctx.start()
+        bar = Progress(self.epochs, self.desc, enabled=self.progress and self.ctx.main)
+        bar.update(self.epoch)
+        while self.epoch < self.epochs:
+            self.model.train()
+            sums: Dict[str, float] = {}
+            n = 0
+            for batch in self.batches(self.epoch):
+                for k, v in self._train_step(batch).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n += 1
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.epoch += 1
+            logged = {k: v / max(n, 1) for k, v in sums.items()}
+            logged["lr"] = self.optimizer.param_groups[0]["lr"]
+            logged["epoch"] = self.epoch
+            self.ctx.log_metrics(self.step, logged)
+            if self.evaluate is not None and (self.epoch % self.eval_interval == 0 or self.epoch == self.epochs):
+                self._evaluate()
+            if self.epoch % self.checkpoint_interval == 0 or self.epoch == self.epochs:
+                self.save_checkpoint()
+            bar.update(1, postfix=f"loss {logged.get('loss', float('nan')):.4f}")
+        bar.close()
+        return self.best_metrics if self.select else self.last_metrics
+
+    def _evaluate(self) -> None:
+        self.model.eval()
+        with torch.no_grad():
+            metrics = dict(self.evaluate())
+        self.last_metrics = metrics
+        self.ctx.evaluation_done("student", self.step, metrics)
+        if self.select:
+            if self.select not in metrics:
+                raise KeyError(f"select metric {self.select!r} not among evaluation metrics {sorted(metrics)}")
+            if metrics[self.select] > self.best_value:
+                self.best_value, self.best_metrics = metrics[self.select], metrics
+                if self.ctx.main:
+                    atomic_save({"model": model_state(self.model), "epoch": self.epoch, "metrics": metrics},
+                                self.best_path)

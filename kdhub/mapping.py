@@ -1,0 +1,130 @@
+"""Distillation terms: which student tap feeds which loss against which teacher tap, through which adapter.
+
+This is the "distiller" half of MMRazor's decomposition (taps, adapters, losses and the mapping between
+them) as plain PyTorch. :class:`TapDistiller` combines it with a ground-truth loss into a complete,
+architecture-agnostic method usable from any config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .adapters import build_adapter
+from .distiller import Distiller, Teachers
+from .losses import LOSSES
+from .registry import unknown_name_message
+from .taps import FeatureTaps, select
+
+
+@dataclass
+class Term:
+    """One distillation term: ``weight * loss(adapter(student[tap]), teacher[tap])``.
+
+    ``student``/``teacher`` are dotted module paths ("" = the model output); ``index`` picks an
+    element when the tapped module returns a tuple/dict; ``teachers`` restricts the term to some
+    teachers (default: every teacher, each scaled by its teacher weight).
+    """
+
+    name: str
+    loss: nn.Module
+    student: str = ""
+    teacher: str = ""
+    weight: float = 1.0
+    adapter: Optional[nn.Module] = None
+    index: Any = None
+    teachers: Optional[Sequence[str]] = None
+
+
+def build_loss(spec: Mapping[str, Any], registry_losses: Optional[Mapping[str, Any]] = None) -> nn.Module:
+    """Build a loss from ``{"type": name, **kwargs}`` using the registry's losses (or the core's)."""
+    spec = dict(spec)
+    table = registry_losses if registry_losses is not None else LOSSES
+    name = spec.pop("type", None)
+    if name not in table:
+        raise KeyError(unknown_name_message("loss", name, table))
+    return table[name](**spec)
+
+
+def build_terms(specs: Sequence[Mapping[str, Any]], registry_losses: Optional[Mapping[str, Any]] = None) -> List[Term]:
+    """Terms from config dicts: ``{name, loss: {type, ...}, student, teacher, weight, adapter: {type,
+    in_channels, out_channels}, index, teachers}``."""
+    terms = []
+    for i, spec in enumerate(specs):
+        spec = dict(spec)
+        adapter = spec.pop("adapter", None)
+        if isinstance(adapter, Mapping):
+            adapter = dict(adapter)
+            adapter = build_adapter(adapter.pop("type", "auto"), adapter["in_channels"], adapter["out_channels"])
+        terms.append(Term(name=spec.pop("name", f"term{i}"), loss=build_loss(spec.pop("loss"), registry_losses),
+                          adapter=adapter, **spec))
+    return terms
+
+
+class DistillTerms(nn.Module):
+    """Holds taps on the student and on each teacher, the adapters and the losses of a list of terms."""
+
+    def __init__(self, student: nn.Module, teachers: Mapping[str, nn.Module], terms: Sequence[Term]):
+        super().__init__()
+        self.terms = list(terms)
+        names = [t.name for t in self.terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"distillation term names must be unique, got {names}")
+        self.losses = nn.ModuleDict({t.name: t.loss for t in self.terms})
+        self.adapters = nn.ModuleDict({t.name: t.adapter for t in self.terms if t.adapter is not None})
+        for t in self.terms:
+            for k in t.teachers or ():
+                if k not in teachers:
+                    raise KeyError(unknown_name_message(f"teacher in term {t.name!r}", k, teachers))
+        self._student_taps = FeatureTaps(student, [t.student for t in self.terms])
+        self._teacher_taps = {k: FeatureTaps(m, [t.teacher for t in self.terms if not t.teachers or k in t.teachers],
+                                             detach=True)
+                              for k, m in teachers.items()}
+
+    def compute(self, teacher_weights: Mapping[str, float]) -> Dict[str, torch.Tensor]:
+        """Weighted losses of every term from the features captured by the latest forwards."""
+        out = {}
+        for t in self.terms:
+            s = select(self._student_taps[t.student], t.index)
+            if t.name in self.adapters:
+                s = self.adapters[t.name](s)
+            total = 0.0
+            for k, taps in self._teacher_taps.items():
+                if t.teachers and k not in t.teachers:
+                    continue
+                total = total + teacher_weights[k] * t.loss(s, select(taps[t.teacher], t.index))
+            out[f"loss_{t.name}"] = t.weight * total
+        return out
+
+    def close(self) -> None:
+        self._student_taps.close()
+        for taps in self._teacher_taps.values():
+            taps.close()
+
+
+class TapDistiller(Distiller):
+    """A generic method: ground-truth loss on the student plus any list of tap-based terms.
+
+    ``loss(inputs, targets)`` runs each teacher (no grad) and the student on ``inputs``; the term
+    losses then read the captured features. ``task_loss(student_output, targets)`` defaults to cross
+    entropy.
+    """
+
+    def __init__(self, student: nn.Module, teachers: Teachers, terms: Sequence[Term],
+                 teacher_weights: Optional[Mapping[str, float]] = None, gt_weight: float = 1.0,
+                 task_loss: Optional[Callable[[Any, Any], torch.Tensor]] = None):
+        super().__init__(student, teachers, teacher_weights)
+        self.distill = DistillTerms(self.student, self.teachers, terms)
+        self.gt_weight = float(gt_weight)
+        self.task_loss = task_loss or F.cross_entropy
+
+    def loss(self, inputs: Any, targets: Any) -> Dict[str, torch.Tensor]:
+        for name in self.teachers:
+            self.teacher_forward(inputs, name=name)
+        out = self.student(inputs)
+        losses = {"loss_gt": self.gt_weight * self.task_loss(out, targets)} if self.gt_weight else {}
+        losses.update(self.distill.compute(self.teacher_weights))
+        return losses

@@ -1,0 +1,120 @@
+"""Run directories: checkpoints, ``summary.json`` and the lifecycle hook calls every engine shares.
+
+A domain engine (core Trainer, an mmengine Hook, a SpeechBrain Brain) holds a :class:`RunContext` and
+reports through it; the context forwards to the plugins' lifecycle hooks on the main process only, so
+observer plugins work the same for every domain.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from . import dist
+from .checkpoint import atomic_write_text
+
+SUMMARY_FILE = "summary.json"
+LAST_CHECKPOINT_FILE = "last_checkpoint"
+
+
+@dataclass
+class RunInfo:
+    """What observers learn about a run."""
+
+    task: str
+    method: str
+    work_dir: Path
+    config_path: Optional[Path] = None
+    rank: int = 0
+    world_size: int = 1
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy: tensors and numpy scalars become floats, paths strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+class RunContext:
+    """A run's work dir plus the hook calls of its lifecycle."""
+
+    def __init__(self, info: RunInfo, hook: Any = None):
+        self.info = info
+        self.work_dir = Path(info.work_dir)
+        if hook is None:
+            from .plugins import get_plugins
+            hook = get_plugins().hook
+        self.hook = hook
+        self.started = time.perf_counter()
+        if dist.is_main():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.work_dir / "checkpoints"
+
+    @property
+    def main(self) -> bool:
+        return dist.is_main()
+
+    def start(self) -> None:
+        if self.main:
+            self.hook.kdhub_run_start(run=self.info)
+
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        if self.main:
+            self.hook.kdhub_metrics_logged(run=self.info, step=int(step), metrics=_plain(dict(metrics)))
+
+    def evaluation_done(self, role: str, step: int, metrics: Mapping[str, float]) -> None:
+        if self.main:
+            self.hook.kdhub_evaluation_done(run=self.info, role=role, step=int(step), metrics=_plain(dict(metrics)))
+
+    def checkpoint_saved(self, step: int, path: Path) -> None:
+        """Record ``path`` as the latest checkpoint (atomically) and tell observers."""
+        if self.main:
+            atomic_write_text(self.work_dir / LAST_CHECKPOINT_FILE, str(Path(path).resolve()) + "\n")
+            self.hook.kdhub_checkpoint_saved(run=self.info, step=int(step), path=Path(path))
+
+    def latest_checkpoint(self) -> Optional[Path]:
+        """The checkpoint ``--resume`` continues from, or None when the work dir has none."""
+        marker = self.work_dir / LAST_CHECKPOINT_FILE
+        if marker.is_file():
+            p = Path(marker.read_text().strip())
+            if p.is_file():
+                return p
+        return None
+
+    def finish(self, *, teacher: Mapping[str, float], student: Mapping[str, float],
+               params: Mapping[str, int], student_checkpoint: Optional[Path],
+               baseline: Optional[Mapping[str, float]] = None, **extra: Any) -> Dict[str, Any]:
+        """Write ``summary.json`` (atomically) and call the run-end hooks; returns the summary."""
+        summary: Dict[str, Any] = {
+            "task": self.info.task,
+            "method": self.info.method,
+            "teacher": dict(teacher),
+            "student": dict(student),
+        }
+        if baseline is not None:
+            summary["baseline"] = dict(baseline)
+        summary["params"] = dict(params)
+        summary["student_checkpoint"] = str(student_checkpoint) if student_checkpoint else None
+        summary["wall_time_s"] = round(time.perf_counter() - self.started, 3)
+        summary.update(extra)
+        summary = _plain(summary)
+        if self.main:
+            atomic_write_text(self.work_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+            self.hook.kdhub_run_end(run=self.info, summary=summary)
+        return summary
+
+    def info_dict(self) -> Dict[str, Any]:
+        return _plain(asdict(self.info))

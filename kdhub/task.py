@@ -1,0 +1,56 @@
+"""The Task interface: what a domain plugin registers so the launcher can train, evaluate and demo it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .config import LoadedConfig
+
+
+@dataclass
+class ModelResult:
+    """One row of a demo's comparison: a model, its metric, size and latency."""
+
+    role: str  # teacher / baseline / distilled (or a method name)
+    metric: float
+    params: int
+    latency_ms: Optional[float] = None
+    std: Optional[float] = None
+
+
+@dataclass
+class DemoResult:
+    """What a domain's demo returns for the terminal table and the report."""
+
+    domain: str
+    title: str
+    metric_name: str
+    rows: List[ModelResult]
+    notes: List[str] = field(default_factory=list)
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class of a registered task. Subclasses set ``name``, ``domain`` and ``package``.
+
+    ``train`` and ``evaluate`` receive the config as the plugin's own loader returned it; ``demo`` runs
+    the domain's main job on its embedded data set.
+    """
+
+    name = "task"
+    domain = "core"
+    package = "kdhub"
+
+    def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False,
+              launcher: str = "none") -> Dict[str, Any]:
+        """Train and return the run summary (also written to ``work_dir/summary.json``)."""
+        raise NotImplementedError
+
+    def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
+        """Metrics of the student stored in ``checkpoint`` on the config's evaluation data."""
+        raise NotImplementedError
+
+    def demo(self, work_dir: Path) -> Optional[DemoResult]:
+        """Teacher, baseline student and distilled student on the embedded data; None if no demo."""
+        return None

@@ -1,0 +1,49 @@
+"""Config validation and overrides: errors name the file, the key and the valid choices."""
+import pytest
+
+from kdhub.config import ConfigError, Field, apply_overrides, parse_value, peek_task, require_file, validate
+
+SCHEMA = {"task": Field(str), "model": {"hidden": Field(int, 64), "norm": Field(str, "none", choices=("none", "batch"))},
+          "lr": Field(float, 0.01)}
+
+
+def test_defaults_filled_and_ints_accepted_as_floats():
+    out = validate({"task": "g", "lr": 1}, SCHEMA, "c.yaml")
+    assert out == {"task": "g", "model": {"hidden": 64, "norm": "none"}, "lr": 1.0}
+
+
+@pytest.mark.parametrize("cfg, msg", [
+    ({"task": "g", "model": {"hiden": 3}}, "c.yaml: unknown key 'model.hiden' (did you mean 'model.hidden'?)"),
+    ({"task": "g", "model": {"hidden": "big"}}, "c.yaml: key 'model.hidden' must be int, got str 'big'"),
+    ({"task": "g", "model": {"norm": "layer"}}, "valid choices: batch, none"),
+    ({"model": {}}, "c.yaml: missing required key 'task'"),
+    ({"task": "g", "lr": True}, "key 'lr' must be float"),
+])
+def test_errors_name_file_key_and_choices(cfg, msg):
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, SCHEMA, "c.yaml")
+    assert msg in str(err.value)
+
+
+def test_overrides_parse_types_and_nest():
+    cfg = apply_overrides({"a": {"b": 1}}, ["a.b=2.5", "a.c=[1, 2]", "d=true", "e=hello", "f=null"], "x")
+    assert cfg == {"a": {"b": 2.5, "c": [1, 2]}, "d": True, "e": "hello", "f": None}
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        apply_overrides({}, ["oops"], "x")
+    with pytest.raises(ConfigError, match="'a.b' is a int"):
+        apply_overrides({"a": {"b": 1}}, ["a.b.c=1"], "x")
+    assert parse_value("1e-3") == 1e-3
+
+
+def test_peek_task_reads_yaml_py_and_json(tmp_path):
+    (tmp_path / "a.yaml").write_text("# c\ntask: graph\nmodel:\n  task: nested\n")
+    (tmp_path / "b.py").write_text("_base_ = []\ntask = 'detection'\n")
+    (tmp_path / "c.json").write_text('{"task": "toy"}')
+    assert [peek_task(tmp_path / n) for n in ("a.yaml", "b.py", "c.json")] == ["graph", "detection", "toy"]
+
+
+def test_require_file_resolves_relative_to_config(tmp_path):
+    (tmp_path / "w.pth").write_bytes(b"x")
+    assert require_file("w.pth", "teacher.checkpoint", str(tmp_path / "c.yaml")) == tmp_path / "w.pth"
+    with pytest.raises(ConfigError, match="key 'teacher.checkpoint': file not found: missing.pth"):
+        require_file("missing.pth", "teacher.checkpoint", str(tmp_path / "c.yaml"))

@@ -1,0 +1,64 @@
+"""Plugin discovery through real installed distributions, isolation of broken plugins, disabling."""
+import json
+
+from conftest import ROOT, run_kdhub
+
+
+def test_third_party_plugin_discovered_and_trains_end_to_end(third_party_site, tmp_path):
+    listing = run_kdhub(["plugins"], site=third_party_site).stdout
+    assert "toy  (kdhub-toy 0.1.0)  [ok]" in listing
+    assert "tasks: toy" in listing and "distillers: toy_kd" in listing
+
+    work = tmp_path / "run"
+    run_kdhub(["train", ROOT / "examples" / "kdhub-toy" / "toy.json", "--work-dir", work,
+               "--cfg-options", "teacher.epochs=15", "student.epochs=10"], site=third_party_site)
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["task"] == "toy" and summary["method"] == "toy_kd"
+    assert set(summary) >= {"teacher", "student", "params", "student_checkpoint", "wall_time_s"}
+    assert summary["params"]["teacher"] > summary["params"]["student"]
+    assert summary["student"]["acc"] > 50  # 4 classes: chance is 25
+    # the plugin observed its run through the lifecycle hooks
+    events = [json.loads(line)["event"] for line in (work / "events.jsonl").read_text().splitlines()]
+    assert events[0] == "run_start" and events[-1] == "run_end"
+    assert events.count("metrics") == 10 and "checkpoint" in events and "evaluation" in events
+    # the exported student evaluates through the launcher
+    out = run_kdhub(["eval", ROOT / "examples" / "kdhub-toy" / "toy.json", summary["student_checkpoint"]],
+                    site=third_party_site).stdout
+    assert f"acc: {summary['student']['acc']:.4f}" in out
+
+
+def test_broken_plugin_reported_while_others_work(third_party_site):
+    proc = run_kdhub(["plugins"], site=third_party_site)
+    assert "broken  (kdhub-broken 0.0.1)  [broken]" in proc.stdout
+    assert "ImportError: kdhub_broken needs the package 'not-a-real-dependency'" in proc.stdout
+    assert "tasks: toy" in proc.stdout  # the healthy plugin still registered
+    listing = run_kdhub(["list"], site=third_party_site).stdout
+    assert "toy_kd" in listing and "kd " in listing
+
+
+def test_disable_variable_blocks_plugins(third_party_site):
+    proc = run_kdhub(["plugins"], site=third_party_site, env={"KDHUB_DISABLE_PLUGINS": "broken,kdhub-toy"})
+    assert "[disabled]" in proc.stdout and "[broken]" not in proc.stdout
+    assert "tasks: toy" not in proc.stdout
+    listing = run_kdhub(["list"], site=third_party_site, env={"KDHUB_DISABLE_PLUGINS": "toy"}).stdout
+    assert "toy_kd" not in listing
+
+
+def test_plugin_failing_in_register_is_rolled_back(tmp_path):
+    from kdhub import hookimpl
+    from kdhub.plugins import load_plugins, _register_all
+
+    plugins = load_plugins()
+
+    class Half:
+        @hookimpl
+        def kdhub_register(self, registry):
+            registry.add_loss("half_registered", object)
+            raise RuntimeError("boom")
+
+    plugins.pm.register(Half(), name="half")
+    plugins.registry.tables["losses"].clear()
+    _register_all(plugins)
+    assert "half_registered" not in plugins.registry.tables["losses"]
+    assert "kd" in plugins.registry.tables["losses"]
+    assert plugins.info["half"].error == "in kdhub_register: RuntimeError: boom"

@@ -1,0 +1,100 @@
+"""An interrupted run resumes to exactly the result of an uninterrupted one; bad losses stop safely."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdhub import TapDistiller, build_terms
+from kdhub.checkpoint import atomic_save, load_checkpoint
+from kdhub.engine import NonFiniteLossError, Trainer
+from kdhub.runs import RunContext, RunInfo
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def make_model():
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+    teacher = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
+    terms = build_terms([{"name": "kd", "loss": {"type": "kd", "temperature": 2.0}}])
+    return TapDistiller(student, teacher, terms)
+
+
+DATA = (torch.randn(64, 6, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 3)
+
+
+def run(work_dir, epochs=6, crash_at=None, resume=False):
+    model = make_model()
+    opt = torch.optim.SGD(model.trainable_parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+    def batches(epoch):
+        if crash_at is not None and epoch == crash_at:
+            raise Crash("simulated interruption")
+        order = torch.randperm(64)  # global RNG: resume must restore it
+        for i in range(0, 64, 16):
+            yield DATA[0][order[i:i + 16]], DATA[1][order[i:i + 16]]
+
+    ctx = RunContext(RunInfo("t", "tap", work_dir))
+    trainer = Trainer(model, opt, ctx, epochs=epochs, batches=batches, scheduler=sched, progress=False,
+                      evaluate=lambda: {"acc": (model.student(DATA[0]).argmax(1) == DATA[1]).float().mean().item()},
+                      select="acc")
+    trainer.fit(resume=resume)
+    return model, trainer
+
+
+def test_interrupted_run_resumes_to_same_weights(tmp_path):
+    torch.manual_seed(123)
+    ref, ref_tr = run(tmp_path / "a")
+    torch.manual_seed(123)
+    with pytest.raises(Crash):
+        run(tmp_path / "b", crash_at=4)
+    torch.manual_seed(999)  # a fresh process would have some other RNG state
+    resumed, tr = run(tmp_path / "b", resume=True)
+    assert tr.step == ref_tr.step == 6 * 4
+    for (k, v), (k2, v2) in zip(ref.state_dict_without_teachers().items(), resumed.state_dict_without_teachers().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    assert tr.best_metrics == ref_tr.best_metrics
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").glob("epoch_*.pth")) == ["epoch_5.pth", "epoch_6.pth"]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    class Loss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return {"loss": self.net(x).mean()}
+
+    def batches(epoch):
+        yield torch.full((2, 2), math.nan if epoch == 2 else 1.0)
+
+    ctx = RunContext(RunInfo("t", "m", tmp_path))
+    trainer = Trainer(Loss(), opt, ctx, epochs=5, batches=batches, progress=False)
+    with pytest.raises(NonFiniteLossError, match="epoch_2.pth"):
+        trainer.fit()
+    good = load_checkpoint(ctx.latest_checkpoint())
+    assert good["epoch"] == 2 and all(torch.isfinite(v).all() for v in good["model"].values())
+    assert torch.isfinite(model.weight).all()
+
+
+def test_atomic_save_never_leaves_partial_file(tmp_path):
+    path = tmp_path / "ck.pth"
+    atomic_save({"a": torch.ones(2)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_save({"a": Boom()}, path)
+    assert torch.equal(load_checkpoint(path)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pth"]
