@@ -1,0 +1,20 @@
+# make demo: set up .venv if needed and run the main job on every installed domain's embedded data.
+# make test: set up .venv if needed and run the whole test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test bench clean
+setup:
+	@VENV=$(VENV) bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/kdhub demo --work-dir work_dirs/demo
+
+test: setup
+	KDHUB_PROGRESS=0 $(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/core_overhead.py --out results/core_overhead.json
+
+clean:
+	rm -rf work_dirs results

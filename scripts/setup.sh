@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up (or bring up to date) the project's virtual environment: the pinned stack, the core and every
+# plugin under plugins/, plus the Debian packages plugins declare. Idempotent: when nothing that
+# defines the environment changed since the last successful run, it only verifies and exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+STAMP="$VENV/.kdhub-setup"
+
+plugin_dirs=$(find plugins -mindepth 2 -maxdepth 2 -name pyproject.toml -printf '%h\n' 2>/dev/null | sort)
+state=$(cat constraints.txt pyproject.toml scripts/setup.sh $(for d in $plugin_dirs; do echo "$d/pyproject.toml"; ls "$d"/debian-packages.txt 2>/dev/null; done) | sha256sum | cut -d' ' -f1)
+
+if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$state" ] \
+   && "$VENV/bin/python" -c "import kdhub" 2>/dev/null; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+
+# Debian packages that plugins need (e.g. voices for the speech plugin's embedded data).
+need=()
+for d in $plugin_dirs; do
+  [ -f "$d/debian-packages.txt" ] || continue
+  for pkg in $(grep -v '^#' "$d/debian-packages.txt"); do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+[ -x "$VENV/bin/python" ] || { echo "setup: creating $VENV"; "$PY" -m venv "$VENV"; }
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q -c constraints.txt --upgrade pip "setuptools>=77,<81" wheel
+echo "setup: installing the pinned stack (first run downloads torch, a few minutes)"
+"${PIP[@]}" install -q -c constraints.txt torch torchvision torchaudio
+editable=(-e ".[test]")
+for d in $plugin_dirs; do editable+=(-e "$d"); done
+echo "setup: installing kdhub and plugins: . $plugin_dirs"
+"${PIP[@]}" install -q -c constraints.txt --no-build-isolation "${editable[@]}"
+"$VENV/bin/kdhub" doctor >/dev/null || { "$VENV/bin/kdhub" doctor; exit 1; }
+echo "$state" > "$STAMP"
+echo "setup: done ($VENV)"
