@@ -5,6 +5,7 @@ a crash leaves either the old file or the new one, never half of one. Loads use 
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import sys
@@ -36,6 +37,12 @@ def _atomic_write(path: PathLike, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """The raw bytes of a CPU tensor's data (for hashing or file formats), without going through numpy."""
+    t = t.detach().contiguous().cpu()
+    return ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()) if t.numel() else b""
 
 
 def atomic_save(obj: Any, path: PathLike) -> Path:

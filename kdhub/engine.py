@@ -43,19 +43,23 @@ class Trainer:
 
     ``evaluate()`` returns metrics (called every ``eval_interval`` epochs); when ``select`` names one of
     them, the model state with the highest value is kept as ``best.pth`` and restored by
-    :meth:`load_best`. Batches are passed as ``model(*batch)`` for tuples/lists, ``model(batch)`` else.
+    :meth:`load_best`; with ``patience``, training stops after that many evaluations without improvement
+    (early stopping). Batches are passed as ``model(**batch)`` for dicts, ``model(*batch)`` for tuples/lists, ``model(batch)`` else.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, ctx: RunContext, *,
                  epochs: int, batches: Callable[[int], Iterable[Any]],
                  scheduler: Optional[Any] = None, evaluate: Optional[Callable[[], Dict[str, float]]] = None,
                  eval_interval: int = 1, checkpoint_interval: int = 1, select: Optional[str] = None,
-                 grad_clip: Optional[float] = None, keep_checkpoints: int = 2, progress: bool = True,
+                 patience: Optional[int] = None, grad_clip: Optional[float] = None,
+                 keep_checkpoints: int = 2, progress: bool = True,
                  desc: str = "train"):
         self.model, self.optimizer, self.scheduler, self.ctx = model, optimizer, scheduler, ctx
         self.epochs, self.batches, self.evaluate = int(epochs), batches, evaluate
         self.eval_interval, self.checkpoint_interval = max(1, eval_interval), max(1, checkpoint_interval)
         self.select, self.grad_clip, self.keep = select, grad_clip, max(1, keep_checkpoints)
+        self.patience = patience
+        self.since_best = 0  # evaluations without improvement of ``select``
         self.progress, self.desc = progress, desc
         self.epoch = 0  # completed epochs
         self.step = 0
@@ -70,7 +74,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": self.epoch, "step": self.step, "rng": rng_state(),
-            "best_value": self.best_value, "best_metrics": self.best_metrics,
+            "best_value": self.best_value, "best_metrics": self.best_metrics, "since_best": self.since_best,
         }
 
     def save_checkpoint(self) -> Optional[Path]:
@@ -96,6 +100,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.best_value, self.best_metrics = state["best_value"], state["best_metrics"]
+        self.since_best = state.get("since_best", 0)
         set_rng_state(state["rng"])
         return True
 
@@ -110,7 +115,12 @@ class Trainer:
 
     # the loop ---------------------------------------------------------------------------------
     def _train_step(self, batch: Any) -> Dict[str, float]:
-        losses = self.model(*batch) if isinstance(batch, (tuple, list)) else self.model(batch)
+        if isinstance(batch, dict):
+            losses = self.model(**batch)
+        elif isinstance(batch, (tuple, list)):
+            losses = self.model(*batch)
+        else:
+            losses = self.model(batch)
         total = sum(losses.values())
         if not torch.isfinite(total):
             last = self.ctx.latest_checkpoint()
@@ -136,7 +146,7 @@ class Trainer:
         self.ctx.start()
         bar = Progress(self.epochs, self.desc, enabled=self.progress and self.ctx.main)
         bar.update(self.epoch)
-        while self.epoch < self.epochs:
+        while self.epoch < self.epochs and not (self.patience is not None and self.since_best >= self.patience):
             self.model.train()
             sums: Dict[str, float] = {}
             n = 0
@@ -153,9 +163,12 @@ class Trainer:
             self.ctx.log_metrics(self.step, logged)
             if self.evaluate is not None and (self.epoch % self.eval_interval == 0 or self.epoch == self.epochs):
                 self._evaluate()
-            if self.epoch % self.checkpoint_interval == 0 or self.epoch == self.epochs:
+            stop = self.patience is not None and self.since_best >= self.patience
+            if self.epoch % self.checkpoint_interval == 0 or self.epoch == self.epochs or stop:
                 self.save_checkpoint()
             bar.update(1, postfix=f"loss {logged.get('loss', float('nan')):.4f}")
+            if stop:
+                break
         bar.close()
         return self.best_metrics if self.select else self.last_metrics
 
@@ -168,8 +181,9 @@ class Trainer:
         if self.select:
             if self.select not in metrics:
                 raise KeyError(f"select metric {self.select!r} not among evaluation metrics {sorted(metrics)}")
+            self.since_best += 1
             if metrics[self.select] > self.best_value:
-                self.best_value, self.best_metrics = metrics[self.select], metrics
+                self.best_value, self.best_metrics, self.since_best = metrics[self.select], metrics, 0
                 if self.ctx.main:
                     atomic_save({"model": model_state(self.model), "epoch": self.epoch, "metrics": metrics},
                                 self.best_path)

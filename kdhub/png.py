@@ -8,7 +8,7 @@ from typing import Sequence, Tuple
 
 import torch
 
-from .checkpoint import _atomic_write
+from .checkpoint import _atomic_write, tensor_bytes
 
 # Classic 5x7 font, one byte per column, least significant bit at the top.
 _FONT = {
@@ -74,7 +74,7 @@ class Canvas:
             return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
         png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-               + chunk(b"IDAT", zlib.compress(bytes(raw.contiguous().untyped_storage()), 9))
+               + chunk(b"IDAT", zlib.compress(tensor_bytes(raw), 9))
                + chunk(b"IEND", b""))
         return _atomic_write(path, lambda f: f.write(png))
 

@@ -113,8 +113,14 @@ class RunContext:
         summary = _plain(summary)
         if self.main:
             atomic_write_text(self.work_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-            self.hook.kdhub_run_end(run=self.info, summary=summary)
-        return summary
+        return self.end(summary)
+
+    def end(self, result: Mapping[str, Any]) -> Dict[str, Any]:
+        """Call the run-end hooks with ``result`` (sub-runs use this without writing summary.json)."""
+        result = _plain(dict(result))
+        if self.main:
+            self.hook.kdhub_run_end(run=self.info, summary=result)
+        return result
 
     def info_dict(self) -> Dict[str, Any]:
         return _plain(asdict(self.info))

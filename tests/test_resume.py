@@ -98,3 +98,23 @@ def test_atomic_save_never_leaves_partial_file(tmp_path):
         atomic_save({"a": Boom()}, path)
     assert torch.equal(load_checkpoint(path)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pth"]
+
+
+def test_early_stopping_with_patience(tmp_path):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing improves
+    scores = iter([0.5, 0.6, 0.6, 0.55, 0.6, 0.9, 0.9])
+
+    class Loss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return {"loss": self.net(x).sum()}
+
+    trainer = Trainer(Loss(), opt, RunContext(RunInfo("t", "m", tmp_path)), epochs=7,
+                      batches=lambda e: [torch.ones(1, 2)], evaluate=lambda: {"acc": next(scores)},
+                      select="acc", patience=3, progress=False)
+    best = trainer.fit()
+    assert trainer.epoch == 5 and best == {"acc": 0.6}  # epochs 3, 4, 5 brought no improvement

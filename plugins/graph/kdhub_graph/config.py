@@ -1,0 +1,84 @@
+"""The graph task's YAML config: schema, defaults and loading (with ``--cfg-options``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Sequence
+
+import yaml
+
+from kdhub.config import ConfigError, Field, apply_overrides, validate
+
+METHODS = ("glnn", "ffg2m", "none")
+SETTINGS = ("transductive", "inductive", "production")
+TEACHERS = ("gcn", "sage", "gat")
+
+SCHEMA = {
+    "task": Field(str, choices=("graph",)),
+    "method": Field(str, "glnn", choices=METHODS, help="distillation method; none trains the baseline only"),
+    "setting": Field(str, "transductive", choices=SETTINGS),
+    "seeds": Field(list, [0], help="one run per seed (split, initialisation); mean and std are reported"),
+    "device": Field(str, "cpu", choices=("cpu", "cuda", "auto")),
+    "baseline": Field(bool, True, help="also train the student architecture on labels alone"),
+    "checkpoint_interval": Field(int, 50),
+    "data": {
+        "source": Field(str, "csbm", choices=("planetoid", "npz", "csbm")),
+        "name": Field(str, "Cora"),
+        "root": Field(str, ""),
+        "path": Field(str, ""),
+        "normalize_features": Field(bool, False, help="divide each feature row by its L1 norm"),
+        "largest_component": Field(bool, False, help="keep the largest connected component (GLNN does for npz)"),
+        "split": {"train_per_class": Field(int, 20), "val_per_class": Field(int, 30)},
+        "inductive_fraction": Field(float, 0.2),
+        "csbm": {"nodes": Field(int, 3000), "classes": Field(int, 5), "features": Field(int, 64),
+                 "avg_degree": Field(float, 8.0), "homophily": Field(float, 0.8),
+                 "feature_signal": Field(float, 1.0), "seed": Field(int, 0)},
+    },
+    "teacher": {
+        "model": Field(str, "sage", choices=TEACHERS),
+        "hidden": Field(int, 128), "layers": Field(int, 2), "dropout": Field(float, 0.0),
+        "aggr": Field(str, "gcn", choices=("gcn", "mean"),
+                      help="SAGE aggregator: gcn = mean over neighbours and self (GLNN), mean = PyG default"),
+        "heads": Field(int, 8), "attn_dropout": Field(float, 0.6, help="GAT; hidden is split across heads"),
+        "fanout": Field(list, [5, 5], help="GraphSAGE neighbours sampled per layer"),
+        "batch_size": Field(int, 512), "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-4),
+        "epochs": Field(int, 200), "patience": Field(int, 50),
+        "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced)"),
+    },
+    "student": {
+        "hidden": Field(int, 128), "layers": Field(int, 2), "dropout": Field(float, 0.6),
+        "norm": Field(str, "none", choices=("none", "batch", "layer")),
+        "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-3),
+        "epochs": Field(int, 500), "patience": Field(int, 50), "batch_size": Field(int, 4096),
+    },
+    "distill": {
+        "lambda": Field(float, 0.0, help="weight of the hard-label loss"),
+        "temperature": Field(float, 1.0), "tau": Field(float, 1.5, help="FF-G2M high-frequency temperature"),
+        "cache_dir": Field(str, "", help="where teacher soft labels are cached (default: beside the teacher)"),
+    },
+}
+
+
+def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
+    """Read, override and validate a graph config; every error names the file and the key."""
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    cfg = validate(apply_overrides(raw or {}, overrides, source), SCHEMA, source)
+    d = cfg["data"]
+    if d["source"] == "planetoid" and not d["root"]:
+        raise ConfigError(f"{source}: data.source is planetoid but data.root is empty; set it to the folder "
+                          f"holding {d['name']}/raw/ (or use data.source: csbm)")
+    if d["source"] == "npz" and not d["path"]:
+        raise ConfigError(f"{source}: data.source is npz but data.path is empty; set it to the .npz file")
+    if not cfg["seeds"] or not all(isinstance(s, int) for s in cfg["seeds"]):
+        raise ConfigError(f"{source}: key 'seeds' must be a non-empty list of integers, got {cfg['seeds']!r}")
+    if len(cfg["teacher"]["fanout"]) != cfg["teacher"]["layers"]:
+        raise ConfigError(f"{source}: teacher.fanout has {len(cfg['teacher']['fanout'])} entries but "
+                          f"teacher.layers is {cfg['teacher']['layers']}; give one fan-out per layer")
+    if not 0.0 <= cfg["distill"]["lambda"] <= 1.0:
+        raise ConfigError(f"{source}: distill.lambda must be in [0, 1], got {cfg['distill']['lambda']}")
+    return cfg

@@ -1,0 +1,166 @@
+"""Graph data: PyG data sets from a local root, sparse-npz graphs, the embedded CSBM, and GLNN's splits.
+
+Everything becomes one PyG ``Data`` with ``x``, ``edge_index`` (undirected), ``y`` and, after
+:func:`prepare`, the masks of a seed's split. The inductive setting (GLNN) hides a fraction of the test
+nodes, and every edge touching them, from training: ``obs_mask`` marks the observed nodes and
+``obs_edge_index`` is the graph a teacher may see while training.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+from torch_geometric.utils import coalesce, remove_self_loops, subgraph, to_undirected
+
+from kdhub.checkpoint import tensor_bytes
+from kdhub.config import ConfigError
+
+from .csbm import csbm
+
+NPZ_KEYS = ("adj_data", "adj_indices", "adj_indptr", "adj_shape", "attr_data", "attr_indices", "attr_indptr",
+            "attr_shape", "labels")
+PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
+
+
+def _resolve(path: str, source: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists() and (Path(source).parent / p).exists():
+        p = Path(source).parent / p
+    return p
+
+
+def load_planetoid(root: str, name: str, source: str) -> Data:
+    """A Planetoid graph from ``root/<Name>/raw`` (offline; the root may be read-only)."""
+    from torch_geometric.datasets import Planetoid
+
+    canonical = PLANETOID.get(name.lower())
+    if canonical is None:
+        raise ConfigError(f"{source}: data.name {name!r} is not a Planetoid data set; valid choices: "
+                          f"{', '.join(PLANETOID.values())}")
+    base = _resolve(root, source)
+    raw = base / canonical / "raw"
+    probe = raw / f"ind.{canonical.lower()}.x"
+    if not probe.is_file():
+        raise ConfigError(
+            f"{source}: data.root: no Planetoid raw files for {canonical} (looked for {probe}). Put the eight "
+            f"ind.{canonical.lower()}.* files of the Planetoid release in {raw}/, set data.root to the folder "
+            f"that holds {canonical}/raw/, or use data.source: csbm for the embedded graph.")
+    with tempfile.TemporaryDirectory(prefix="kdhub-planetoid-") as tmp:
+        shutil.copytree(raw, Path(tmp) / canonical / "raw")  # Planetoid writes processed/ beside raw/
+        data = Planetoid(tmp, canonical)[0]
+    return Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
+
+
+def load_npz(path: str, source: str) -> Data:
+    """A graph in the sparse-npz layout of the GLNN/CPF papers (adj_*, attr_*, labels)."""
+    import scipy.sparse as sp
+
+    p = _resolve(path, source)
+    if not p.is_file():
+        raise ConfigError(f"{source}: data.path: npz file not found: {path}. Give the path of a graph saved "
+                          f"with keys {', '.join(NPZ_KEYS)}, or use data.source: csbm for the embedded graph.")
+    with np.load(p, allow_pickle=False) as f:
+        missing = [k for k in NPZ_KEYS if k not in f.files]
+        if missing:
+            raise ConfigError(f"{source}: npz file {p} lacks key(s) {', '.join(missing)} (it has: "
+                              f"{', '.join(f.files)}); the layout needs {', '.join(NPZ_KEYS)}")
+        adj = sp.csr_matrix((f["adj_data"], f["adj_indices"], f["adj_indptr"]), shape=tuple(f["adj_shape"]))
+        attr = sp.csr_matrix((f["attr_data"], f["attr_indices"], f["attr_indptr"]), shape=tuple(f["attr_shape"]))
+        labels = f["labels"]
+    if not (adj.shape[0] == attr.shape[0] == len(labels)):
+        raise ConfigError(f"{source}: npz file {p}: adjacency has {adj.shape[0]} nodes, attributes "
+                          f"{attr.shape[0]} rows and labels {len(labels)} entries; they must agree")
+    coo = adj.tocoo()
+    edge_index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    n = adj.shape[0]
+    edge_index, _ = remove_self_loops(edge_index)
+    edge_index = coalesce(to_undirected(edge_index, num_nodes=n), num_nodes=n)
+    x = torch.from_numpy(attr.toarray().astype(np.float32))
+    return Data(x=x, edge_index=edge_index, y=torch.from_numpy(labels.astype(np.int64)), num_nodes=n)
+
+
+def load_graph(d: Dict[str, Any], source: str) -> Data:
+    """The graph a validated ``data`` config section names."""
+    if d["source"] == "planetoid":
+        data = load_planetoid(d["root"], d["name"], source)
+    elif d["source"] == "npz":
+        data = load_npz(d["path"], source)
+    else:
+        c = d["csbm"]
+        data = csbm(c["nodes"], c["classes"], c["features"], c["avg_degree"], c["homophily"],
+                    c["feature_signal"], c["seed"])
+    if d["largest_component"]:
+        data = largest_component(data)
+    if d["normalize_features"]:
+        data.x = data.x / data.x.abs().sum(1, keepdim=True).clamp_min(1e-12)
+    return data
+
+
+def largest_component(data: Data) -> Data:
+    """The subgraph induced by the largest connected component (nodes renumbered in order)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    n = data.num_nodes
+    ei = data.edge_index.numpy()
+    adj = sp.coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n))
+    _, comp = connected_components(adj, directed=False)
+    keep = torch.from_numpy(comp == np.bincount(comp).argmax())
+    edge_index, _ = subgraph(keep, data.edge_index, relabel_nodes=True, num_nodes=n)
+    return Data(x=data.x[keep], edge_index=edge_index, y=data.y[keep], num_nodes=int(keep.sum()))
+
+
+def glnn_split(y: torch.Tensor, train_per_class: int, val_per_class: int, seed: int) -> Dict[str, torch.Tensor]:
+    """GLNN's split: per class, ``train_per_class`` labelled and ``val_per_class`` validation nodes drawn at
+    random (seeded), every other node tests."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(y)
+    train, val = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        if len(idx) < train_per_class + val_per_class + 1:
+            raise ConfigError(f"class {int(c)} has only {len(idx)} nodes; data.split needs "
+                              f"{train_per_class} train + {val_per_class} val + at least one test node per class")
+        train[idx[:train_per_class]] = True
+        val[idx[train_per_class:train_per_class + val_per_class]] = True
+    return {"train_mask": train, "val_mask": val, "test_mask": ~(train | val)}
+
+
+def prepare(data: Data, d: Dict[str, Any], seed: int, setting: str) -> Data:
+    """A copy of ``data`` with the seed's split and, for inductive/production, the observed graph."""
+    out = data.clone()
+    for k, v in glnn_split(data.y, d["split"]["train_per_class"], d["split"]["val_per_class"], seed).items():
+        out[k] = v
+    n = data.num_nodes
+    if setting == "transductive":
+        out.obs_mask = torch.ones(n, dtype=torch.bool)
+        out.obs_edge_index = data.edge_index
+        out.test_ind_mask = torch.zeros(n, dtype=torch.bool)
+        out.test_tran_mask = out.test_mask.clone()
+        return out
+    g = torch.Generator().manual_seed(seed + 7919)
+    test_idx = torch.nonzero(out.test_mask).flatten()
+    test_idx = test_idx[torch.randperm(len(test_idx), generator=g)]
+    hidden = test_idx[:int(round(d["inductive_fraction"] * len(test_idx)))]
+    out.test_ind_mask = torch.zeros(n, dtype=torch.bool)
+    out.test_ind_mask[hidden] = True
+    out.test_tran_mask = out.test_mask & ~out.test_ind_mask
+    out.obs_mask = ~out.test_ind_mask
+    out.obs_edge_index, _ = subgraph(out.obs_mask, data.edge_index, num_nodes=n)
+    return out
+
+
+def fingerprint(*tensors: torch.Tensor) -> str:
+    """A content hash of tensors (used to key cached soft labels)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(tensor_bytes(t))
+    return h.hexdigest()[:20]

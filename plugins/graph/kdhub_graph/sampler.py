@@ -1,0 +1,74 @@
+"""Uniform fan-out neighbour sampling (GraphSAGE), vectorised in plain torch.
+
+PyG's NeighborLoader needs pyg-lib or torch-sparse, which have no wheels for the tested stack; this
+sampler gives the same output convention (seed nodes first, then sampled neighbours; local
+``edge_index`` from neighbour to target) so SAGEConv layers run on the sampled subgraph unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+
+@dataclass
+class CSR:
+    """Incoming-neighbour lists: the neighbours of node v are ``col[ptr[v]:ptr[v + 1]]``."""
+
+    ptr: torch.Tensor
+    col: torch.Tensor
+
+    @classmethod
+    def from_edge_index(cls, edge_index: torch.Tensor, num_nodes: int) -> "CSR":
+        src, dst = edge_index
+        order = torch.argsort(dst * num_nodes + src)
+        deg = torch.bincount(dst, minlength=num_nodes)
+        ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+        ptr[1:] = deg.cumsum(0)
+        return cls(ptr, src[order])
+
+
+@dataclass
+class SampledSubgraph:
+    n_id: torch.Tensor  # global ids; the first ``batch_size`` are the seeds
+    edge_index: torch.Tensor  # local ids, rows (neighbour -> target)
+    batch_size: int
+
+
+def _sample_neighbours(csr: CSR, nodes: torch.Tensor, k: int, generator: Optional[torch.Generator]):
+    """For each node, up to ``k`` distinct neighbours uniformly (all of them when ``k < 0``)."""
+    start, deg = csr.ptr[nodes], csr.ptr[nodes + 1] - csr.ptr[nodes]
+    owner = torch.repeat_interleave(torch.arange(len(nodes)), deg)
+    offset = torch.arange(int(deg.sum())) - torch.repeat_interleave(deg.cumsum(0) - deg, deg)
+    nbr = csr.col[torch.repeat_interleave(start, deg) + offset]
+    if k >= 0:
+        keys = torch.rand(len(nbr), generator=generator)
+        order = torch.argsort(owner.double() + keys.double())  # random order within each owner's block
+        owner, nbr = owner[order], nbr[order]
+        rank = torch.arange(len(owner)) - torch.repeat_interleave(deg.cumsum(0) - deg, deg)
+        keep = rank < k
+        owner, nbr = owner[keep], nbr[keep]
+    return owner, nbr
+
+
+def sample(csr: CSR, seeds: torch.Tensor, fanouts: Sequence[int],
+           generator: Optional[torch.Generator] = None) -> SampledSubgraph:
+    """The ``len(fanouts)``-hop sampled computation graph of ``seeds`` (fan-out -1 = all neighbours)."""
+    num_nodes = len(csr.ptr) - 1
+    local = torch.full((num_nodes,), -1, dtype=torch.long)  # global id -> local id
+    local[seeds] = torch.arange(len(seeds))
+    parts, frontier, rows, cols = [seeds], seeds, [], []
+    count = len(seeds)
+    for k in fanouts:
+        owner, nbr = _sample_neighbours(csr, frontier, k, generator)
+        fresh = torch.unique(nbr[local[nbr] < 0])
+        local[fresh] = torch.arange(count, count + len(fresh))
+        count += len(fresh)
+        rows.append(local[nbr])
+        cols.append(local[frontier][owner])
+        parts.append(fresh)
+        frontier = fresh
+    n_id = torch.cat(parts)
+    edge_index = torch.stack([torch.cat(rows), torch.cat(cols)]) if rows else torch.empty(2, 0, dtype=torch.long)
+    return SampledSubgraph(n_id, edge_index, len(seeds))

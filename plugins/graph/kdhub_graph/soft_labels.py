@@ -1,0 +1,38 @@
+"""Teacher soft labels, computed once per (teacher checkpoint, graph) and cached on disk.
+
+The key hashes the teacher checkpoint file and the features and edges the teacher sees, so several
+students distilled from one teacher reuse one inference, and any change to either recomputes.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from kdhub.checkpoint import atomic_save, load_checkpoint
+
+from .data import fingerprint
+
+
+def cache_key(teacher_checkpoint: Path, x: torch.Tensor, edge_index: torch.Tensor) -> str:
+    h = hashlib.sha256(Path(teacher_checkpoint).read_bytes()).hexdigest()[:20]
+    return f"{h}-{fingerprint(x, edge_index)}"
+
+
+def soft_labels(teacher: nn.Module, teacher_checkpoint: Path, x: torch.Tensor, edge_index: torch.Tensor,
+                cache_dir: Optional[Path] = None) -> Tuple[torch.Tensor, bool]:
+    """Teacher logits for every node (frozen teacher, no grad); returns (logits, came_from_cache)."""
+    cache_dir = Path(cache_dir) if cache_dir else Path(teacher_checkpoint).parent / "soft_labels"
+    path = cache_dir / f"{cache_key(teacher_checkpoint, x, edge_index)}.pt"
+    if path.is_file():
+        return load_checkpoint(path)["logits"], True
+    was_training = teacher.training
+    teacher.eval()
+    with torch.no_grad():
+        logits = teacher(x, edge_index).detach().cpu()
+    teacher.train(was_training)
+    atomic_save({"logits": logits}, path)
+    return logits, False

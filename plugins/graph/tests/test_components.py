@@ -1,0 +1,112 @@
+"""Data, splits, sampler, GLNN and FF-G2M terms and the soft-label cache, on hand-made or tiny graphs."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdhub_graph.csbm import csbm
+from kdhub_graph.data import glnn_split, prepare
+from kdhub_graph.ffg2m import FFG2M, high_frequency_loss, low_frequency_loss
+from kdhub_graph.glnn import GLNN
+from kdhub_graph.models import MLP, build_teacher
+from kdhub_graph.sampler import CSR, sample
+from kdhub_graph.soft_labels import soft_labels
+
+
+def test_csbm_is_deterministic_undirected_and_homophilous():
+    a, b = csbm(500, 4, 8, 6.0, 0.9, 1.0, seed=3), csbm(500, 4, 8, 6.0, 0.9, 1.0, seed=3)
+    assert torch.equal(a.x, b.x) and torch.equal(a.edge_index, b.edge_index) and torch.equal(a.y, b.y)
+    src, dst = a.edge_index
+    assert not (src == dst).any()
+    pairs = set(map(tuple, a.edge_index.t().tolist()))
+    assert all((d, s) in pairs for s, d in pairs)
+    homophily = (a.y[src] == a.y[dst]).float().mean().item()
+    assert 0.85 < homophily < 0.95
+    low = csbm(500, 4, 8, 6.0, 0.3, 1.0, seed=3)
+    assert (low.y[low.edge_index[0]] == low.y[low.edge_index[1]]).float().mean() < 0.4
+
+
+def test_glnn_split_counts_and_inductive_hiding():
+    data = csbm(400, 4, 8, seed=0)
+    masks = glnn_split(data.y, 20, 30, seed=1)
+    for c in range(4):
+        assert int((masks["train_mask"] & (data.y == c)).sum()) == 20
+        assert int((masks["val_mask"] & (data.y == c)).sum()) == 30
+    assert not (masks["train_mask"] & masks["val_mask"]).any()
+    assert int((masks["train_mask"] | masks["val_mask"] | masks["test_mask"]).sum()) == 400
+    cfg = {"split": {"train_per_class": 20, "val_per_class": 30}, "inductive_fraction": 0.2}
+    split = prepare(data, cfg, 1, "inductive")
+    hidden = split.test_ind_mask
+    assert int(hidden.sum()) == round(0.2 * int(masks["test_mask"].sum()))
+    assert not hidden[split.obs_edge_index.flatten()].any()  # no observed edge touches a hidden node
+    assert torch.equal(split.test_tran_mask | hidden, split.test_mask)
+
+
+def test_sampler_fanout_and_validity():
+    data = csbm(300, 3, 4, avg_degree=10.0, seed=0)
+    csr = CSR.from_edge_index(data.edge_index, 300)
+    seeds = torch.tensor([5, 17, 42])
+    sub = sample(csr, seeds, [3, 2], torch.Generator().manual_seed(0))
+    assert torch.equal(sub.n_id[:3], seeds) and sub.batch_size == 3
+    edges = set(map(tuple, data.edge_index.t().tolist()))
+    src, dst = sub.n_id[sub.edge_index[0]], sub.n_id[sub.edge_index[1]]
+    assert all((int(s), int(d)) in edges for s, d in zip(src, dst))
+    in_deg = torch.bincount(sub.edge_index[1], minlength=len(sub.n_id))
+    assert (in_deg[:3] <= 3).all() and (in_deg[3:] <= 2).all()
+    full = sample(csr, seeds, [-1])
+    for i, v in enumerate(seeds.tolist()):
+        want = set(csr.col[csr.ptr[v]:csr.ptr[v + 1]].tolist())
+        got = set(full.n_id[full.edge_index[0][full.edge_index[1] == i]].tolist())
+        assert got == want
+
+
+def test_glnn_loss_by_hand_and_gradients():
+    torch.manual_seed(0)
+    mlp = MLP(4, 8, 3)
+    model = GLNN(mlp, lam=0.3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    labelled = torch.tensor([True, True, False, False, False])
+    t = torch.randn(5, 3)
+    out = model(x=x, y=y, labelled=labelled, teacher_logits=t)
+    s = mlp(x)
+    ce = F.cross_entropy(s[:2], y[:2])
+    kl = (t.softmax(-1) * (t.log_softmax(-1) - s.log_softmax(-1))).sum(-1).mean()
+    assert out["loss_ce"].item() == pytest.approx(0.3 * ce.item(), rel=1e-5)
+    assert out["loss_kd"].item() == pytest.approx(0.7 * kl.item(), rel=1e-5)
+    sum(out.values()).backward()
+    assert all(p.grad is not None for p in mlp.parameters())
+    assert not t.requires_grad
+
+
+def test_ffg2m_terms_by_hand():
+    s = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    z = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    edge_index = torch.tensor([[1, 0], [0, 1]])  # 1 -> 0 and 0 -> 1; targets are nodes 0, 1
+    kl = lambda p, q: float((p.softmax(-1) * (p.log_softmax(-1) - q.log_softmax(-1))).sum())
+    lfd = (kl(z[1], s[0]) + kl(z[0], s[1]) + kl(z[0], s[0]) + kl(z[1], s[1])) / 4
+    assert low_frequency_loss(s, z, edge_index, 2).item() == pytest.approx(lfd, rel=1e-5)
+    tau = 1.5
+    hfd = (kl((z[0] - z[1]).abs() / tau, (s[0] - s[1]).abs() / tau)
+           + kl((z[1] - z[0]).abs() / tau, (s[1] - s[0]).abs() / tau)) / 2
+    assert high_frequency_loss(s, z, edge_index, tau).item() == pytest.approx(hfd, rel=1e-5)
+    model = FFG2M(MLP(2, 4, 2), lam=0.4, tau=tau)
+    out = model(x=torch.randn(3, 2), y=torch.tensor([0, 1]), labelled=torch.tensor([True, False]),
+                teacher_logits=z, edge_index=edge_index, num_targets=2)
+    assert set(out) == {"loss_ce", "loss_lfd", "loss_hfd"} and all(math.isfinite(v.item()) for v in out.values())
+
+
+def test_soft_labels_cached_per_teacher_and_graph(tmp_path):
+    data = csbm(200, 3, 8, seed=0)
+    teacher = build_teacher({"model": "gcn", "hidden": 8, "layers": 2, "dropout": 0.0, "heads": 1,
+                             "attn_dropout": 0.0}, 8, 3)
+    ckpt = tmp_path / "teacher.pth"
+    torch.save({"model": teacher.state_dict()}, ckpt)
+    calls = []
+    teacher.register_forward_hook(lambda *a: calls.append(1))
+    first, cached = soft_labels(teacher, ckpt, data.x, data.edge_index)
+    assert not cached and len(calls) == 1 and not first.requires_grad
+    again, cached = soft_labels(teacher, ckpt, data.x, data.edge_index)
+    assert cached and len(calls) == 1 and torch.equal(first, again)
+    _, cached = soft_labels(teacher, ckpt, data.x, data.edge_index[:, :-2])  # another graph: recompute
+    assert not cached and len(calls) == 2
