@@ -62,11 +62,12 @@ def peek_task(path: Path) -> Optional[str]:
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value: numbers, booleans, null/None, lists, dicts, or else a string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("null", "none", "~"):
+    """Parse an override value: numbers, booleans, ``None``/``null``, lists, dicts, or else a string
+    (so ``method=none`` stays the string 'none', as in mmengine's ``--cfg-options``)."""
+    stripped = text.strip()
+    if stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    if stripped in ("None", "null", "~"):
         return None
     for parse in (json.loads, ast.literal_eval):
         try:

@@ -44,21 +44,22 @@ class Trainer:
     ``evaluate()`` returns metrics (called every ``eval_interval`` epochs); when ``select`` names one of
     them, the model state with the highest value is kept as ``best.pth`` and restored by
     :meth:`load_best`; with ``patience``, training stops after that many evaluations without improvement
-    (early stopping). Batches are passed as ``model(**batch)`` for dicts, ``model(*batch)`` for tuples/lists, ``model(batch)`` else.
+    (early stopping); ``ties_to_later`` makes an evaluation that equals the best count as an improvement
+    (GLNN's rule: on a small validation set, ties keep the longer-trained weights). Batches are passed as ``model(**batch)`` for dicts, ``model(*batch)`` for tuples/lists, ``model(batch)`` else.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, ctx: RunContext, *,
                  epochs: int, batches: Callable[[int], Iterable[Any]],
                  scheduler: Optional[Any] = None, evaluate: Optional[Callable[[], Dict[str, float]]] = None,
                  eval_interval: int = 1, checkpoint_interval: int = 1, select: Optional[str] = None,
-                 patience: Optional[int] = None, grad_clip: Optional[float] = None,
+                 patience: Optional[int] = None, ties_to_later: bool = False, grad_clip: Optional[float] = None,
                  keep_checkpoints: int = 2, progress: bool = True,
                  desc: str = "train"):
         self.model, self.optimizer, self.scheduler, self.ctx = model, optimizer, scheduler, ctx
         self.epochs, self.batches, self.evaluate = int(epochs), batches, evaluate
         self.eval_interval, self.checkpoint_interval = max(1, eval_interval), max(1, checkpoint_interval)
         self.select, self.grad_clip, self.keep = select, grad_clip, max(1, keep_checkpoints)
-        self.patience = patience
+        self.patience, self.ties_to_later = patience, ties_to_later
         self.since_best = 0  # evaluations without improvement of ``select``
         self.progress, self.desc = progress, desc
         self.epoch = 0  # completed epochs
@@ -182,7 +183,8 @@ class Trainer:
             if self.select not in metrics:
                 raise KeyError(f"select metric {self.select!r} not among evaluation metrics {sorted(metrics)}")
             self.since_best += 1
-            if metrics[self.select] > self.best_value:
+            value = metrics[self.select]
+            if value > self.best_value or (self.ties_to_later and value == self.best_value):
                 self.best_value, self.best_metrics, self.since_best = metrics[self.select], metrics, 0
                 if self.ctx.main:
                     atomic_save({"model": model_state(self.model), "epoch": self.epoch, "metrics": metrics},

@@ -33,6 +33,7 @@ def test_overrides_parse_types_and_nest():
     with pytest.raises(ConfigError, match="'a.b' is a int"):
         apply_overrides({"a": {"b": 1}}, ["a.b.c=1"], "x")
     assert parse_value("1e-3") == 1e-3
+    assert parse_value("none") == "none" and parse_value("None") is None
 
 
 def test_peek_task_reads_yaml_py_and_json(tmp_path):

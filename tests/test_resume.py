@@ -118,3 +118,22 @@ def test_early_stopping_with_patience(tmp_path):
                       select="acc", patience=3, progress=False)
     best = trainer.fit()
     assert trainer.epoch == 5 and best == {"acc": 0.6}  # epochs 3, 4, 5 brought no improvement
+
+
+def test_ties_to_later_keeps_the_later_evaluation(tmp_path):
+    model = nn.Linear(2, 2)
+    scores = iter([0.5, 0.7, 0.7, 0.6])
+
+    class Loss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return {"loss": self.net(x).sum()}
+
+    trainer = Trainer(Loss(), torch.optim.SGD(model.parameters(), lr=0.1), RunContext(RunInfo("t", "m", tmp_path)),
+                      epochs=4, batches=lambda e: [torch.ones(1, 2)], select="acc", ties_to_later=True,
+                      evaluate=lambda: {"acc": next(scores), "epoch": trainer.epoch}, progress=False)
+    assert trainer.fit() == {"acc": 0.7, "epoch": 3}
+    assert load_checkpoint(trainer.best_path)["epoch"] == 3

@@ -183,7 +183,7 @@ class GraphRun:
 
         opt = torch.optim.Adam(gnn.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
         trainer = Trainer(self._ddp(objective), opt, ctx, epochs=t["epochs"], batches=batches, evaluate=evaluate,
-                          select="val_acc", patience=t["patience"],
+                          select="val_acc", patience=t["patience"], ties_to_later=True,
                           checkpoint_interval=self.cfg["checkpoint_interval"], desc=f"teacher seed {seed}")
         trainer.fit(resume=self.resume)
         trainer.load_best()
@@ -251,7 +251,7 @@ class GraphRun:
 
         opt = torch.optim.Adam(mlp.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
         trainer = Trainer(self._ddp(model), opt, ctx, epochs=s["epochs"], batches=batches, evaluate=evaluate,
-                          select="val_acc", patience=s["patience"],
+                          select="val_acc", patience=s["patience"], ties_to_later=True,
                           checkpoint_interval=self.cfg["checkpoint_interval"], desc=f"{role} seed {seed}")
         trainer.fit(resume=self.resume)
         trainer.load_best()
