@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from kdhub.cli import main as kdhub
+from kdhub.timing import median_seconds
 from kdhub_graph.csbm import csbm
 from kdhub_graph.glnn import GLNN
 from kdhub_graph.models import MLP, build_teacher
@@ -46,16 +47,6 @@ def train(config: str, work: Path, *options: str) -> dict:
 def pick(summary: dict, role: str, key: str = "test_acc") -> dict:
     m = summary[role]
     return {"mean": round(m[key], 2), "std": round(m[f"{key}_std"], 2)}
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def inference_speed(nodes: int, batch: int, repeats: int) -> dict:
@@ -83,11 +74,11 @@ def inference_speed(nodes: int, batch: int, repeats: int) -> dict:
             mlp(g.x[seeds])
 
     with torch.no_grad():
-        t_mlp = median_time(mlp_batches, repeats)
-        t_full_nbr = median_time(sage_batches([-1, -1]), repeats)
-        t_sampled = median_time(sage_batches([5, 5]), repeats)
-        t_graph = median_time(lambda: sage(g.x, g.edge_index), repeats)
-        t_mlp_graph = median_time(lambda: mlp(g.x), repeats)
+        t_mlp = median_seconds(mlp_batches, repeats)
+        t_full_nbr = median_seconds(sage_batches([-1, -1]), repeats)
+        t_sampled = median_seconds(sage_batches([5, 5]), repeats)
+        t_graph = median_seconds(lambda: sage(g.x, g.edge_index), repeats)
+        t_mlp_graph = median_seconds(lambda: mlp(g.x), repeats)
     return {"nodes": nodes, "edges": int(g.edge_index.size(1) // 2), "batch": batch, "mlp_s": round(t_mlp, 4),
             "sage_full_neighbourhood_s": round(t_full_nbr, 4), "speedup": round(t_full_nbr / t_mlp, 1),
             "sage_sampled_5_5_s": round(t_sampled, 4), "speedup_sampled_5_5": round(t_sampled / t_mlp, 1),
@@ -117,8 +108,8 @@ def distill_throughput(nodes: int, batch: int, repeats: int) -> dict:
     t_glnn, t_plain = [], []
     epoch(glnn)(), epoch(plain)()
     for _ in range(repeats):
-        t_glnn.append(median_time(epoch(glnn), 1))
-        t_plain.append(median_time(epoch(plain), 1))
+        t_glnn.append(median_seconds(epoch(glnn), 1, warmup=0))
+        t_plain.append(median_seconds(epoch(plain), 1, warmup=0))
     a, b = statistics.median(t_glnn), statistics.median(t_plain)
     return {"nodes": nodes, "batch": batch, "glnn_epoch_s": round(a, 4), "plain_student_epoch_s": round(b, 4),
             "ratio": round(a / b, 3)}

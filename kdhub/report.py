@@ -42,24 +42,27 @@ def markdown(results: Sequence[DemoResult]) -> str:
 
 
 def plot(results: Sequence[DemoResult], path: Path) -> Path:
-    """One panel per domain: a bar per model with its metric written above it."""
-    panel_w, panel_h, margin = 360, 300, 30
+    """One panel per domain: a bar per model with its metric above it and its name (two lines) below."""
+    panel_w, panel_h, margin, gap = 480, 320, 30, 30
     canvas = Canvas(margin + len(results) * (panel_w + margin), panel_h + 2 * margin)
     for p, res in enumerate(results):
         x0 = margin + p * (panel_w + margin)
-        canvas.text(x0, 8, f"{res.domain}: {res.metric_name}"[:28])
+        canvas.text(x0, 8, f"{res.domain}: {res.metric_name}"[:38])
         top = max([r.metric for r in res.rows] + [1e-9])
-        base_y, height = margin + panel_h - 40, panel_h - 90
-        bar_w = min(70, (panel_w - 20) // max(len(res.rows), 1) - 16)
+        base_y, height = margin + panel_h - 60, panel_h - 110
+        bar_w = min(80, (panel_w - 20) // max(len(res.rows), 1) - gap)
+        chars = max(1, (bar_w + gap - 4) // 12)
         canvas.rect(x0, base_y, x0 + panel_w, base_y + 2, (0, 0, 0))
         for i, r in enumerate(res.rows):
-            bx = x0 + 10 + i * (bar_w + 16)
+            bx = x0 + 10 + i * (bar_w + gap)
             h = int(height * max(r.metric, 0.0) / top)
             canvas.rect(bx, base_y - h, bx + bar_w, base_y, PALETTE[i % len(PALETTE)])
             label = f"{r.metric:.1f}"
             canvas.text(bx + (bar_w - Canvas.text_width(label)) // 2, base_y - h - 20, label)
-            name = r.role[:max(1, (bar_w + 14) // 12)]
-            canvas.text(bx + (bar_w - Canvas.text_width(name)) // 2, base_y + 10, name)
+            first, _, rest = r.role.partition(" ")
+            for line, y in ((first, base_y + 10), (rest, base_y + 30)):
+                line = line[:chars]
+                canvas.text(bx + (bar_w - Canvas.text_width(line)) // 2, y, line)
     return canvas.save(path)
 
 

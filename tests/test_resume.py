@@ -16,6 +16,17 @@ class Crash(RuntimeError):
     pass
 
 
+class LossOf(nn.Module):
+    """Wraps a module so the Trainer sees a dict of losses: the mean of its output."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return {"loss": self.net(x).mean()}
+
+
 def make_model():
     torch.manual_seed(0)
     student = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
@@ -66,19 +77,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     model = nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
-    class Loss(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = model
-
-        def forward(self, x):
-            return {"loss": self.net(x).mean()}
-
     def batches(epoch):
         yield torch.full((2, 2), math.nan if epoch == 2 else 1.0)
 
     ctx = RunContext(RunInfo("t", "m", tmp_path))
-    trainer = Trainer(Loss(), opt, ctx, epochs=5, batches=batches, progress=False)
+    trainer = Trainer(LossOf(model), opt, ctx, epochs=5, batches=batches, progress=False)
     with pytest.raises(NonFiniteLossError, match="epoch_2.pth"):
         trainer.fit()
     good = load_checkpoint(ctx.latest_checkpoint())
@@ -105,15 +108,7 @@ def test_early_stopping_with_patience(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing improves
     scores = iter([0.5, 0.6, 0.6, 0.55, 0.6, 0.9, 0.9])
 
-    class Loss(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = model
-
-        def forward(self, x):
-            return {"loss": self.net(x).sum()}
-
-    trainer = Trainer(Loss(), opt, RunContext(RunInfo("t", "m", tmp_path)), epochs=7,
+    trainer = Trainer(LossOf(model), opt, RunContext(RunInfo("t", "m", tmp_path)), epochs=7,
                       batches=lambda e: [torch.ones(1, 2)], evaluate=lambda: {"acc": next(scores)},
                       select="acc", patience=3, progress=False)
     best = trainer.fit()
@@ -124,15 +119,7 @@ def test_ties_to_later_keeps_the_later_evaluation(tmp_path):
     model = nn.Linear(2, 2)
     scores = iter([0.5, 0.7, 0.7, 0.6])
 
-    class Loss(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = model
-
-        def forward(self, x):
-            return {"loss": self.net(x).sum()}
-
-    trainer = Trainer(Loss(), torch.optim.SGD(model.parameters(), lr=0.1), RunContext(RunInfo("t", "m", tmp_path)),
+    trainer = Trainer(LossOf(model), torch.optim.SGD(model.parameters(), lr=0.1), RunContext(RunInfo("t", "m", tmp_path)),
                       epochs=4, batches=lambda e: [torch.ones(1, 2)], select="acc", ties_to_later=True,
                       evaluate=lambda: {"acc": next(scores), "epoch": trainer.epoch}, progress=False)
     assert trainer.fit() == {"acc": 0.7, "epoch": 3}

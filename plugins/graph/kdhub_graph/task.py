@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -24,6 +23,7 @@ from kdhub.config import ConfigError, LoadedConfig
 from kdhub.engine import Trainer
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, ModelResult
+from kdhub.timing import median_seconds
 
 from .data import load_graph, prepare
 from .ffg2m import FFG2M
@@ -94,16 +94,6 @@ def _mean_std(runs: List[Dict[str, float]]) -> Dict[str, float]:
         out[k] = statistics.fmean(vals)
         out[f"{k}_std"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
     return out
-
-
-def _latency_ms(fn: Callable[[], Any], repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 class GraphRun:
@@ -181,12 +171,7 @@ class GraphRun:
         def evaluate():
             return split_metrics(gnn(x, ei).cpu(), split, "transductive")  # observed graph: val only matters
 
-        opt = torch.optim.Adam(gnn.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-        trainer = Trainer(self._ddp(objective), opt, ctx, epochs=t["epochs"], batches=batches, evaluate=evaluate,
-                          select="val_acc", patience=t["patience"], ties_to_later=True,
-                          checkpoint_interval=self.cfg["checkpoint_interval"], desc=f"teacher seed {seed}")
-        trainer.fit(resume=self.resume)
-        trainer.load_best()
+        trainer = self._fit(objective, gnn, t, ctx, batches, evaluate, f"teacher seed {seed}")
         if ctx.main:
             atomic_save({"model": gnn.state_dict(), "arch": self._arch(), "in_channels": split.num_features,
                          "num_classes": classes}, path)
@@ -194,12 +179,21 @@ class GraphRun:
         dist.barrier()
         return path
 
-    # students -------------------------------------------------------------------------------
-    def _ddp(self, model: nn.Module) -> nn.Module:
-        if dist.is_distributed():
-            return nn.parallel.DistributedDataParallel(model)
-        return model
+    # training -------------------------------------------------------------------------------
+    def _fit(self, objective: nn.Module, net: nn.Module, hp: Dict[str, Any], ctx: RunContext,
+             batches: Callable, evaluate: Callable, desc: str) -> Trainer:
+        """Adam on ``net``, best validation accuracy selected (GLNN's tie rule), early stopping; the best
+        weights are loaded back into ``net``."""
+        model = nn.parallel.DistributedDataParallel(objective) if dist.is_distributed() else objective
+        opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        trainer = Trainer(model, opt, ctx, epochs=hp["epochs"], batches=batches, evaluate=evaluate,
+                          select="val_acc", patience=hp["patience"], ties_to_later=True,
+                          checkpoint_interval=self.cfg["checkpoint_interval"], desc=desc)
+        trainer.fit(resume=self.resume)
+        trainer.load_best()
+        return trainer
 
+    # students -------------------------------------------------------------------------------
     def train_student(self, split: Data, seed: int, seed_dir: Path, role: str,
                       teacher_logits: Optional[torch.Tensor]) -> Dict[str, Any]:
         ctx = self._sub(seed_dir, role)
@@ -249,13 +243,7 @@ class GraphRun:
         def evaluate():
             return split_metrics(mlp(x).cpu(), split, self.setting)
 
-        opt = torch.optim.Adam(mlp.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
-        trainer = Trainer(self._ddp(model), opt, ctx, epochs=s["epochs"], batches=batches, evaluate=evaluate,
-                          select="val_acc", patience=s["patience"], ties_to_later=True,
-                          checkpoint_interval=self.cfg["checkpoint_interval"], desc=f"{role} seed {seed}")
-        trainer.fit(resume=self.resume)
-        trainer.load_best()
-        metrics = dict(trainer.best_metrics)
+        metrics = dict(self._fit(model, mlp, s, ctx, batches, evaluate, f"{role} seed {seed}").best_metrics)
         if ctx.main:
             path = seed_dir / ("student.pth" if role == "student" else f"{role}.pth")
             atomic_save({"student": mlp.state_dict(), "seed": seed, "in_channels": split.num_features,
@@ -339,34 +327,35 @@ class GraphTask(Task):
             return split_metrics(mlp(split.x), split, cfg["setting"])
 
     def demo(self, work_dir: Path) -> DemoResult:
-        from .plugin import CONFIG_DIR
+        """SAGE teacher, baseline MLP, GLNN and FF-G2M students (the latter two from the same teachers) on
+        the embedded CSBM graph; finished parts of an earlier demo in ``work_dir`` are reused."""
         from .config import load
+        from .plugin import CONFIG_DIR
+
         path = CONFIG_DIR / "demo.yaml"
-        rows, summaries = [], {}
-        for method in ("glnn", "ffg2m"):
-            overrides = [f"method={method}"]
-            if method == "ffg2m":  # distil a second student from the same teachers: soft labels are reused
-                overrides += [f"teacher.checkpoint={work_dir / 'glnn' / 'seed_{seed}' / 'teacher' / 'teacher.pth'}",
-                              "baseline=false"]
-            loaded = LoadedConfig("graph", load(path, overrides), path, method, overrides)
-            summaries[method] = GraphRun(loaded, work_dir / method, resume=True).run()
-        g = summaries["glnn"]
-        data = load_graph(load(path, [])["data"], str(path))
-        teacher = GraphRun(LoadedConfig("graph", load(path, []), path), work_dir, False).load_teacher(
-            Path(g["per_seed"][0]["teacher_checkpoint"]), prepare(data, load(path, [])["data"], 0, "transductive"))
-        teacher.eval()
-        mlp = MLP(data.num_features, 128, int(data.y.max()) + 1).eval()
+        teachers = work_dir / "glnn" / "seed_{seed}" / "teacher" / "teacher.pth"
+        summaries = {}
+        for method, extra in (("glnn", []), ("ffg2m", [f"teacher.checkpoint={teachers}", "baseline=false"])):
+            overrides = [f"method={method}"] + extra
+            run = GraphRun(LoadedConfig("graph", load(path, overrides), path, method, overrides),
+                           work_dir / method, resume=True)
+            summaries[method] = run.run()
+        g, ff = summaries["glnn"], summaries["ffg2m"]
+        split = prepare(run.data, run.cfg["data"], run.cfg["seeds"][0], "transductive")
+        teacher = run.load_teacher(Path(g["per_seed"][0]["teacher_checkpoint"]), split).eval()
+        s = run.cfg["student"]
+        mlp = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"]).eval()
         with torch.no_grad():
-            t_ms = _latency_ms(lambda: teacher(data.x, data.edge_index))
-            s_ms = _latency_ms(lambda: mlp(data.x))
+            t_ms = median_seconds(lambda: teacher(split.x, split.edge_index)) * 1e3
+            s_ms = median_seconds(lambda: mlp(split.x)) * 1e3
         p = g["params"]
-        rows = [ModelResult(f"teacher ({g['teacher_model']})", g["teacher"]["test_acc"], p["teacher"], t_ms,
-                            g["teacher"]["test_acc_std"]),
-                ModelResult("baseline MLP", g["baseline"]["test_acc"], p["student"], s_ms, g["baseline"]["test_acc_std"]),
-                ModelResult("GLNN MLP", g["student"]["test_acc"], p["student"], s_ms, g["student"]["test_acc_std"]),
-                ModelResult("FF-G2M MLP", summaries["ffg2m"]["student"]["test_acc"], p["student"], s_ms,
-                            summaries["ffg2m"]["student"]["test_acc_std"])]
-        notes = [f"embedded CSBM graph: {data.num_nodes} nodes, {data.edge_index.size(1) // 2} edges, "
-                 f"{len(g['seeds'])} seeds, transductive; latency = inference over all nodes on this machine",
+        row = lambda name, summ, role, params, ms: ModelResult(name, summ[role]["test_acc"], params, ms,
+                                                              summ[role]["test_acc_std"])
+        rows = [row(f"teacher ({g['teacher_model']})", g, "teacher", p["teacher"], t_ms),
+                row("baseline MLP", g, "baseline", p["student"], s_ms),
+                row("GLNN MLP", g, "student", p["student"], s_ms),
+                row("FF-G2M MLP", ff, "student", p["student"], s_ms)]
+        notes = [f"embedded CSBM graph: {split.num_nodes} nodes, {split.edge_index.size(1) // 2} edges, "
+                 f"{len(g['seeds'])} seeds, transductive; latency: inference over every node on this machine",
                  f"summaries: {work_dir / 'glnn' / 'summary.json'}, {work_dir / 'ffg2m' / 'summary.json'}"]
         return DemoResult("graph", "Graph: GNN -> MLP on the embedded CSBM graph", "test acc (%)", rows, notes)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
+# The project's shared test data (Cora/CiteSeer), beside the checkout; KDHUB_SHARED_DATA overrides.
+SHARED = Path(os.environ.get("KDHUB_SHARED_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
 
 
 def tiny_config(tmp_path: Path, **over) -> Path:
