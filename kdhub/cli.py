@@ -11,13 +11,14 @@ from typing import List, Optional
 from . import __version__
 from .checkpoint import CheckpointError
 from .config import KNOWN_TASK_PACKAGES, ConfigError, LoadedConfig, peek_task
-from .dist import LAUNCHERS
+from .dist import LAUNCHERS, LaunchError
 from .engine import NonFiniteLossError
 from .plugins import DISABLE_ENV, get_plugins
 from .registry import RegistryError, unknown_name_message
 from .taps import TapPathError
 
-USER_ERRORS = (ConfigError, RegistryError, CheckpointError, TapPathError, NonFiniteLossError, FileNotFoundError)
+USER_ERRORS = (ConfigError, RegistryError, CheckpointError, TapPathError, NonFiniteLossError, FileNotFoundError,
+               LaunchError)
 
 
 class UsageError(Exception):

@@ -9,6 +9,10 @@ import torch.distributed as dist
 LAUNCHERS = ("none", "pytorch")
 
 
+class LaunchError(RuntimeError):
+    """The process was not started the way the chosen launcher needs; the message says how to start it."""
+
+
 def init_distributed(launcher: str = "none") -> bool:
     """Join the process group set up by ``torchrun`` when ``launcher == 'pytorch'``.
 
@@ -20,7 +24,7 @@ def init_distributed(launcher: str = "none") -> bool:
     if launcher == "none":
         return False
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise RuntimeError("--launcher pytorch needs the environment torchrun sets (RANK, WORLD_SIZE...); "
+        raise LaunchError("--launcher pytorch needs the environment torchrun sets (RANK, WORLD_SIZE...); "
                            "start with: torchrun --nproc_per_node N -m kdhub train CONFIG --launcher pytorch")
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -49,6 +53,24 @@ def is_main() -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def all_ranks_true(flag: bool) -> bool:
+    """True only if ``flag`` is true on every rank (so all ranks take the same branch)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def gather_objects(obj):
+    """``obj`` from every rank, in rank order (a one-element list when not distributed)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,15 @@ stays on disk.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 import torch
 from torch import nn
 
-from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from . import dist
+from .checkpoint import CheckpointError, atomic_save, load_checkpoint, rng_state, set_rng_state
 from .distiller import Distiller
 from .progress import Progress
 from .runs import RunContext
@@ -30,12 +32,17 @@ def model_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return model.state_dict_without_teachers() if isinstance(model, Distiller) else model.state_dict()
 
 
-def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: Any = "checkpoint") -> None:
     model = unwrap(model)
-    if isinstance(model, Distiller):
-        model.load_state_dict_without_teachers(state)
-    else:
-        model.load_state_dict(state)
+    try:
+        if isinstance(model, Distiller):
+            model.load_state_dict_without_teachers(state)
+        else:
+            model.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{source} does not fit this model (was the architecture changed in the config?): "
+                              f"{str(exc).splitlines()[0]}. Resume with the config it was written with, or "
+                              f"start in a new --work-dir.") from None
 
 
 class Trainer:
@@ -63,6 +70,7 @@ class Trainer:
         self.since_best = 0  # evaluations without improvement of ``select``
         self.progress, self.desc = progress, desc
         self.epoch = 0  # completed epochs
+        self.written: list = []  # checkpoint files of this run (only these are pruned)
         self.step = 0
         self.best_value = -math.inf
         self.best_metrics: Dict[str, float] = {}
@@ -74,35 +82,44 @@ class Trainer:
             "model": model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "epoch": self.epoch, "step": self.step, "rng": rng_state(),
+            "epoch": self.epoch, "step": self.step, "rng": dist.gather_objects(rng_state()),
+            "written": [p.name for p in self.written],
             "best_value": self.best_value, "best_metrics": self.best_metrics, "since_best": self.since_best,
         }
 
     def save_checkpoint(self) -> Optional[Path]:
+        state = self._state()  # every rank takes part (per-rank RNG states are gathered)
         if not self.ctx.main:
             return None
         path = self.ctx.checkpoint_dir / f"epoch_{self.epoch}.pth"
-        atomic_save(self._state(), path)
+        self.written = [p for p in self.written if p != path] + [path]
+        state["written"] = [p.name for p in self.written]
+        atomic_save(state, path)
         self.ctx.checkpoint_saved(self.step, path)
-        old = sorted(self.ctx.checkpoint_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
-        for p in old[:-self.keep]:
-            p.unlink()
+        for old in self.written[:-self.keep]:
+            old.unlink(missing_ok=True)
+        self.written = self.written[-self.keep:]
         return path
 
     def resume(self, path: Optional[Path] = None) -> bool:
         """Load the latest (or given) checkpoint; False when there is none to resume from."""
         path = path or self.ctx.latest_checkpoint()
         if path is None:
+            if self.ctx.main:
+                print(f"kdhub: --resume: no checkpoint in {self.ctx.checkpoint_dir}; starting from scratch",
+                      file=sys.stderr)
             return False
         state = load_checkpoint(path)
-        load_model_state(self.model, state["model"])
+        load_model_state(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.best_value, self.best_metrics = state["best_value"], state["best_metrics"]
         self.since_best = state.get("since_best", 0)
-        set_rng_state(state["rng"])
+        self.written = [self.ctx.checkpoint_dir / n for n in state.get("written", [])]
+        rngs = state["rng"]
+        set_rng_state(rngs[dist.rank()] if dist.rank() < len(rngs) else rngs[0])
         return True
 
     @property
@@ -111,8 +128,9 @@ class Trainer:
 
     def load_best(self) -> None:
         """Put the selected (best) weights back into the model, if a selection was made."""
+        dist.barrier()  # rank 0 writes best.pth; the others must not read an older one
         if self.select and self.best_path.is_file():
-            load_model_state(self.model, load_checkpoint(self.best_path)["model"])
+            load_model_state(self.model, load_checkpoint(self.best_path)["model"], self.best_path)
 
     # the loop ---------------------------------------------------------------------------------
     def _train_step(self, batch: Any) -> Dict[str, float]:
@@ -123,10 +141,11 @@ class Trainer:
         else:
             losses = self.model(batch)
         total = sum(losses.values())
-        if not torch.isfinite(total):
+        if not dist.all_ranks_true(bool(torch.isfinite(total))):  # every rank stops, none waits in backward
             last = self.ctx.latest_checkpoint()
             raise NonFiniteLossError(
-                f"loss became {total.item()} at epoch {self.epoch + 1}, step {self.step + 1} "
+                (f"loss became {total.item()}" if not torch.isfinite(total) else "another rank's loss became non-finite")
+                + f" at epoch {self.epoch + 1}, step {self.step + 1} "
                 f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); the run stopped before "
                 f"updating the weights. Last good checkpoint: {last or 'none written yet'}. "
                 f"Lower the learning rate or check the data for NaN/inf values.")

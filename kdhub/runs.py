@@ -82,17 +82,19 @@ class RunContext:
     def checkpoint_saved(self, step: int, path: Path) -> None:
         """Record ``path`` as the latest checkpoint (atomically) and tell observers."""
         if self.main:
-            atomic_write_text(self.work_dir / LAST_CHECKPOINT_FILE, str(Path(path).resolve()) + "\n")
+            rel = Path(path).resolve().relative_to(self.work_dir.resolve())  # survives moving the work dir
+            atomic_write_text(self.work_dir / LAST_CHECKPOINT_FILE, str(rel) + "\n")
             self.hook.kdhub_checkpoint_saved(run=self.info, step=int(step), path=Path(path))
 
     def latest_checkpoint(self) -> Optional[Path]:
         """The checkpoint ``--resume`` continues from, or None when the work dir has none."""
         marker = self.work_dir / LAST_CHECKPOINT_FILE
         if marker.is_file():
-            p = Path(marker.read_text().strip())
+            p = self.work_dir / marker.read_text().strip()
             if p.is_file():
                 return p
-        return None
+        found = sorted(self.checkpoint_dir.glob("epoch_*.pth"), key=lambda q: int(q.stem.split("_")[1]))
+        return found[-1] if found else None
 
     def finish(self, *, teacher: Mapping[str, float], student: Mapping[str, float],
                params: Mapping[str, int], student_checkpoint: Optional[Path],

@@ -1,7 +1,7 @@
 """Launcher behaviour on bad input: clear messages, no tracebacks; doctor; demo report."""
 import json
 
-from conftest import ROOT, run_kdhub
+from core_helpers import ROOT, run_kdhub
 
 
 def test_unknown_task_names_the_package_to_install(tmp_path):

@@ -1,7 +1,7 @@
 """Plugin discovery through real installed distributions, isolation of broken plugins, disabling."""
 import json
 
-from conftest import ROOT, run_kdhub
+from core_helpers import ROOT, run_kdhub
 
 
 def test_third_party_plugin_discovered_and_trains_end_to_end(third_party_site, tmp_path):

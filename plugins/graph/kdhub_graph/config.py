@@ -79,6 +79,13 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
     if len(cfg["teacher"]["fanout"]) != cfg["teacher"]["layers"]:
         raise ConfigError(f"{source}: teacher.fanout has {len(cfg['teacher']['fanout'])} entries but "
                           f"teacher.layers is {cfg['teacher']['layers']}; give one fan-out per layer")
+    c = d["csbm"]
+    if d["source"] == "csbm" and not (0.0 <= c["homophily"] <= 1.0 and c["classes"] >= 2 and c["nodes"] >= 10
+                                      and c["features"] >= 1 and c["avg_degree"] > 0):
+        raise ConfigError(f"{source}: data.csbm needs 0 <= homophily <= 1, classes >= 2, nodes >= 10, "
+                          f"features >= 1 and avg_degree > 0; got {c}")
+    if not 0.0 <= d["inductive_fraction"] < 1.0:
+        raise ConfigError(f"{source}: data.inductive_fraction must be in [0, 1), got {d['inductive_fraction']}")
     if not 0.0 <= cfg["distill"]["lambda"] <= 1.0:
         raise ConfigError(f"{source}: distill.lambda must be in [0, 1], got {cfg['distill']['lambda']}")
     return cfg

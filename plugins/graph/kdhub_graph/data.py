@@ -45,10 +45,13 @@ def load_planetoid(root: str, name: str, source: str) -> Data:
                           f"{', '.join(PLANETOID.values())}")
     base = _resolve(root, source)
     raw = base / canonical / "raw"
-    probe = raw / f"ind.{canonical.lower()}.x"
-    if not probe.is_file():
+    names = [f"ind.{canonical.lower()}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
+    missing = [n for n in names if not (raw / n).is_file()]
+    if missing:
+        probe = raw / missing[0]
         raise ConfigError(
-            f"{source}: data.root: no Planetoid raw files for {canonical} (looked for {probe}). Put the eight "
+            f"{source}: data.root: no Planetoid raw files for {canonical} (looked for {probe}; missing: "
+            f"{', '.join(missing)}). Put the eight "
             f"ind.{canonical.lower()}.* files of the Planetoid release in {raw}/, set data.root to the folder "
             f"that holds {canonical}/raw/, or use data.source: csbm for the embedded graph.")
     with tempfile.TemporaryDirectory(prefix="kdhub-planetoid-") as tmp:
@@ -65,14 +68,21 @@ def load_npz(path: str, source: str) -> Data:
     if not p.is_file():
         raise ConfigError(f"{source}: data.path: npz file not found: {path}. Give the path of a graph saved "
                           f"with keys {', '.join(NPZ_KEYS)}, or use data.source: csbm for the embedded graph.")
-    with np.load(p, allow_pickle=False) as f:
-        missing = [k for k in NPZ_KEYS if k not in f.files]
-        if missing:
-            raise ConfigError(f"{source}: npz file {p} lacks key(s) {', '.join(missing)} (it has: "
-                              f"{', '.join(f.files)}); the layout needs {', '.join(NPZ_KEYS)}")
-        adj = sp.csr_matrix((f["adj_data"], f["adj_indices"], f["adj_indptr"]), shape=tuple(f["adj_shape"]))
-        attr = sp.csr_matrix((f["attr_data"], f["attr_indices"], f["attr_indptr"]), shape=tuple(f["attr_shape"]))
-        labels = f["labels"]
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            missing = [k for k in NPZ_KEYS if k not in f.files]
+            if missing:
+                raise ConfigError(f"{source}: npz file {p} lacks key(s) {', '.join(missing)} (it has: "
+                                  f"{', '.join(f.files)}); the layout needs {', '.join(NPZ_KEYS)}")
+            adj = sp.csr_matrix((f["adj_data"], f["adj_indices"], f["adj_indptr"]), shape=tuple(f["adj_shape"]))
+            attr = sp.csr_matrix((f["attr_data"], f["attr_indices"], f["attr_indptr"]),
+                                 shape=tuple(f["attr_shape"]))
+            labels = f["labels"]
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{source}: data.path: cannot read {p} as a sparse-npz graph "
+                          f"({type(exc).__name__}: {exc})") from None
     if not (adj.shape[0] == attr.shape[0] == len(labels)):
         raise ConfigError(f"{source}: npz file {p}: adjacency has {adj.shape[0]} nodes, attributes "
                           f"{attr.shape[0]} rows and labels {len(labels)} entries; they must agree")
@@ -116,7 +126,8 @@ def largest_component(data: Data) -> Data:
     return Data(x=data.x[keep], edge_index=edge_index, y=data.y[keep], num_nodes=int(keep.sum()))
 
 
-def glnn_split(y: torch.Tensor, train_per_class: int, val_per_class: int, seed: int) -> Dict[str, torch.Tensor]:
+def glnn_split(y: torch.Tensor, train_per_class: int, val_per_class: int, seed: int,
+               source: str = "config") -> Dict[str, torch.Tensor]:
     """GLNN's split: per class, ``train_per_class`` labelled and ``val_per_class`` validation nodes drawn at
     random (seeded), every other node tests."""
     g = torch.Generator().manual_seed(seed)
@@ -126,17 +137,18 @@ def glnn_split(y: torch.Tensor, train_per_class: int, val_per_class: int, seed: 
         idx = torch.nonzero(y == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
         if len(idx) < train_per_class + val_per_class + 1:
-            raise ConfigError(f"class {int(c)} has only {len(idx)} nodes; data.split needs "
+            raise ConfigError(f"{source}: data.split: class {int(c)} has only {len(idx)} nodes, but the split needs "
                               f"{train_per_class} train + {val_per_class} val + at least one test node per class")
         train[idx[:train_per_class]] = True
         val[idx[train_per_class:train_per_class + val_per_class]] = True
     return {"train_mask": train, "val_mask": val, "test_mask": ~(train | val)}
 
 
-def prepare(data: Data, d: Dict[str, Any], seed: int, setting: str) -> Data:
+def prepare(data: Data, d: Dict[str, Any], seed: int, setting: str, source: str = "config") -> Data:
     """A copy of ``data`` with the seed's split and, for inductive/production, the observed graph."""
     out = data.clone()
-    for k, v in glnn_split(data.y, d["split"]["train_per_class"], d["split"]["val_per_class"], seed).items():
+    for k, v in glnn_split(data.y, d["split"]["train_per_class"], d["split"]["val_per_class"], seed,
+                               source).items():
         out[k] = v
     n = data.num_nodes
     if setting == "transductive":

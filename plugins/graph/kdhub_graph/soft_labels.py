@@ -23,16 +23,28 @@ def cache_key(teacher_checkpoint: Path, x: torch.Tensor, edge_index: torch.Tenso
 
 
 def soft_labels(teacher: nn.Module, teacher_checkpoint: Path, x: torch.Tensor, edge_index: torch.Tensor,
-                cache_dir: Optional[Path] = None) -> Tuple[torch.Tensor, bool]:
-    """Teacher logits for every node (frozen teacher, no grad); returns (logits, came_from_cache)."""
-    cache_dir = Path(cache_dir) if cache_dir else Path(teacher_checkpoint).parent / "soft_labels"
-    path = cache_dir / f"{cache_key(teacher_checkpoint, x, edge_index)}.pt"
-    if path.is_file():
-        return load_checkpoint(path)["logits"], True
+                cache_dir: Optional[Path] = None, fallback_dir: Optional[Path] = None) -> Tuple[torch.Tensor, bool]:
+    """Teacher logits for every node (frozen teacher, no grad); returns (logits, came_from_cache).
+
+    The cache lives in ``cache_dir`` (default: beside the teacher checkpoint); when that folder is not
+    writable (a shared, read-only teacher), ``fallback_dir`` is used instead.
+    """
+    name = f"{cache_key(teacher_checkpoint, x, edge_index)}.pt"
+    dirs = [Path(cache_dir) if cache_dir else Path(teacher_checkpoint).parent / "soft_labels"]
+    if fallback_dir is not None:
+        dirs.append(Path(fallback_dir))
+    for d in dirs:
+        if (d / name).is_file():
+            return load_checkpoint(d / name)["logits"], True
     was_training = teacher.training
     teacher.eval()
     with torch.no_grad():
         logits = teacher(x, edge_index).detach().cpu()
     teacher.train(was_training)
-    atomic_save({"logits": logits}, path)
+    for d in dirs:
+        try:
+            atomic_save({"logits": logits}, d / name)
+            break
+        except OSError:
+            continue
     return logits, False

@@ -254,7 +254,7 @@ class GraphRun:
     # one seed, all seeds --------------------------------------------------------------------
     def run_seed(self, seed: int) -> Dict[str, Any]:
         seed_dir = self.work_dir / f"seed_{seed}"
-        split = prepare(self.data, self.cfg["data"], seed, self.setting)
+        split = prepare(self.data, self.cfg["data"], seed, self.setting, self.source)
         given = self.cfg["teacher"]["checkpoint"]
         if given:
             path = Path(given.format(seed=seed))
@@ -265,22 +265,26 @@ class GraphRun:
                                   f"first (leave teacher.checkpoint empty) or fix the path")
         else:
             path = self.train_teacher(split, seed, seed_dir)
-        teacher = self.load_teacher(path, split).to(self.device)
+        teacher = self.load_teacher(path, split).to(self.device).eval()
         x = split.x.to(self.device)
         with torch.no_grad():
-            teacher.eval()
-            t_metrics = split_metrics(teacher(x, split.edge_index.to(self.device)).cpu(), split, self.setting)
+            full = teacher(x, split.edge_index.to(self.device)).cpu()
+            if self.setting != "transductive":  # GLNN: observed test nodes scored on the observed graph,
+                observed = teacher(x, split.obs_edge_index.to(self.device)).cpu()  # hidden ones on the full graph
+                full[split.obs_mask] = observed[split.obs_mask]
+            t_metrics = split_metrics(full, split, self.setting)
         result: Dict[str, Any] = {"seed": seed, "teacher": t_metrics, "teacher_checkpoint": str(path)}
         if self.cfg["baseline"]:
             result["baseline"] = self.train_student(split, seed, seed_dir, "baseline", None)
         if self.method != "none":
             cache = self.cfg["distill"]["cache_dir"] or None
-            logits, cached = soft_labels(teacher, path, x, split.obs_edge_index.to(self.device), cache)
+            logits, cached = soft_labels(teacher, path, x, split.obs_edge_index.to(self.device), cache,
+                                         fallback_dir=seed_dir / "soft_labels")
             result["soft_labels_cached"] = cached
             result["student"] = self.train_student(split, seed, seed_dir, "student", logits)
-        result["params"] = {"teacher": count_parameters(teacher),
-                            "student": count_parameters(MLP(split.num_features, self.cfg["student"]["hidden"],
-                                                            int(split.y.max()) + 1, self.cfg["student"]["layers"]))}
+        s = self.cfg["student"]
+        student = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"], s["dropout"], s["norm"])
+        result["params"] = {"teacher": count_parameters(teacher), "student": count_parameters(student)}
         return result
 
     def run(self) -> Dict[str, Any]:

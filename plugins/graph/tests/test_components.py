@@ -110,3 +110,24 @@ def test_soft_labels_cached_per_teacher_and_graph(tmp_path):
     assert cached and len(calls) == 1 and torch.equal(first, again)
     _, cached = soft_labels(teacher, ckpt, data.x, data.edge_index[:, :-2])  # another graph: recompute
     assert not cached and len(calls) == 2
+
+
+def test_soft_label_cache_falls_back_when_teacher_folder_is_read_only(tmp_path):
+    import os
+    data = csbm(100, 3, 8, seed=0)
+    teacher = build_teacher({"model": "sage", "hidden": 8, "layers": 2, "dropout": 0.0}, 8, 3)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    ckpt = shared / "teacher.pth"
+    torch.save({"model": teacher.state_dict()}, ckpt)
+    os.chmod(shared, 0o555)
+    try:
+        if os.access(shared, os.W_OK):  # root ignores permissions: make the folder unusable another way
+            os.chmod(shared, 0o755)
+            (shared / "soft_labels").write_text("a file where the cache folder would go")
+        _, cached = soft_labels(teacher, ckpt, data.x, data.edge_index, fallback_dir=tmp_path / "mine")
+        assert not cached and len(list((tmp_path / "mine").glob("*.pt"))) == 1
+        _, cached = soft_labels(teacher, ckpt, data.x, data.edge_index, fallback_dir=tmp_path / "mine")
+        assert cached
+    finally:
+        os.chmod(shared, 0o755)

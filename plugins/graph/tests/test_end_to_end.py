@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from conftest import SHARED, run_cli, write_npz
+from graph_helpers import SHARED, run_cli, write_npz
 
 
 def test_glnn_beats_baseline_and_student_needs_no_graph(tiny, tmp_path):
@@ -118,3 +118,20 @@ def test_ddp_two_cpu_processes(tiny, tmp_path):
     s = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert s["student"]["test_acc"] > 50
     assert (tmp_path / "ddp" / "seed_0" / "student.pth").is_file()
+
+
+def test_more_bad_inputs(tiny, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    proc = run_cli(["train", tiny(data={"source": "npz", "path": str(bad)})], check=False)
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli(["train", tiny(**{"data__csbm__homophily": 1.5})], check=False)
+    assert "data.csbm needs 0 <= homophily <= 1" in proc.stderr
+    proc = run_cli(["train", tiny(), "--launcher", "pytorch"], check=False)
+    assert proc.returncode == 2 and "torchrun" in proc.stderr and "Traceback" not in proc.stderr
+    work = tmp_path / "w"
+    cfg = tiny(**{"student__epochs": 5, "teacher__epochs": 3, "baseline": False})
+    run_cli(["train", cfg, "--work-dir", work])
+    (work / "seed_0" / "student" / "result.json").unlink()  # pretend the student was interrupted
+    proc = run_cli(["train", cfg, "--work-dir", work, "--resume", "--cfg-options", "student.hidden=64"], check=False)
+    assert proc.returncode == 2 and "does not fit this model" in proc.stderr and "new --work-dir" in proc.stderr
