@@ -1,9 +1,10 @@
 """Overhead of the core's distillation machinery (taps, adapters, losses) on a small CNN.
 
-Measures, interleaved in one run, (a) a distillation step: teacher no-grad forward + student step with
-tapped features, a 1x1 adapter, KD and feature-MSE terms; (b) the same work without the machinery:
-teacher no-grad forward + plain student train step. Writes JSON with the median times and their ratio
-(target <= 1.05).
+Measures, interleaved in one run: (a) a distillation step: teacher no-grad forward + student step with taps on
+the logits and the penultimate embedding, KD + feature MSE (linear adapter) + RKD distance terms; (b) the same
+work without the machinery: teacher no-grad forward + plain student train step. Also (c) the step with a
+64->256 1x1 conv adapter on the last feature map, whose extra compute belongs to the method. Writes JSON with
+the median times and the ratios a/b (target <= 1.05) and c/b.
 
     python benchmarks/core_overhead.py [--out results/core_overhead.json] [--steps 60]
 """
