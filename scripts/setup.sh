@@ -40,7 +40,10 @@ echo "setup: installing the pinned stack (first run downloads torch, a few minut
 editable=(-e ".[test]")
 for d in $plugin_dirs; do editable+=(-e "$d"); done
 echo "setup: installing kdhub and plugins: . $plugin_dirs"
-"${PIP[@]}" install -q -c constraints.txt --no-build-isolation "${editable[@]}"
+log="$VENV/.kdhub-install.log"  # the build backend is chatty: show its output only when the install fails
+if ! "${PIP[@]}" install -q -c constraints.txt --no-build-isolation "${editable[@]}" >"$log" 2>&1; then
+  cat "$log"; echo "setup: installing kdhub and its plugins failed (log: $log)" >&2; exit 1
+fi
 "$VENV/bin/kdhub" doctor >/dev/null || { "$VENV/bin/kdhub" doctor; exit 1; }
 echo "$state" > "$STAMP"
 echo "setup: done ($VENV)"
