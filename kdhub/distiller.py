@@ -7,6 +7,7 @@ separately) is saved; :meth:`Distiller.student_state_dict` is the deployable exp
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 import torch
@@ -26,7 +27,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class Distiller(nn.Module):
+class Distiller(nn.Module, metaclass=abc.ABCMeta):
     """Base of every distillation method.
 
     Subclasses implement :meth:`loss` (``forward`` calls it, so DDP wraps a Distiller directly) and
@@ -95,8 +96,9 @@ class Distiller(nn.Module):
         """The deployable student alone (no teachers, no adapters)."""
         return {k: v.detach().clone() for k, v in self.student.state_dict().items()}
 
+    @abc.abstractmethod
     def loss(self, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must implement loss(batch) -> dict of losses")
+        """The method's named scalar losses for one batch; their sum is optimised."""
 
     def forward(self, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
         return self.loss(*args, **kwargs)

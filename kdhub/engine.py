@@ -195,7 +195,7 @@ class Trainer:
     def _evaluate(self) -> None:
         self.model.eval()
         with torch.no_grad():
-            metrics = dict(self.evaluate())
+            metrics = dist.gather_objects(dict(self.evaluate()))[0]  # rank 0 decides for all ranks
         self.last_metrics = metrics
         self.ctx.evaluation_done("student", self.step, metrics)
         if self.select:

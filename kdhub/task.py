@@ -1,6 +1,7 @@
 """The Task interface: what a domain plugin registers so the launcher can train, evaluate and demo it."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -31,7 +32,7 @@ class DemoResult:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-class Task:
+class Task(ABC):
     """Base class of a registered task. Subclasses set ``name``, ``domain`` and ``package``.
 
     ``train`` and ``evaluate`` receive the config as the plugin's own loader returned it; ``demo`` runs
@@ -42,14 +43,14 @@ class Task:
     domain = "core"
     package = "kdhub"
 
+    @abstractmethod
     def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False,
               launcher: str = "none") -> Dict[str, Any]:
         """Train and return the run summary (also written to ``work_dir/summary.json``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         """Metrics of the student stored in ``checkpoint`` on the config's evaluation data."""
-        raise NotImplementedError
 
     def demo(self, work_dir: Path) -> Optional[DemoResult]:
         """Teacher, baseline student and distilled student on the embedded data; None if no demo."""

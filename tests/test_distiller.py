@@ -73,7 +73,9 @@ def test_multiple_teachers_weighted():
         expected = 0.25 * KDLoss(1.0)(s, t1(x)) + 0.75 * KDLoss(1.0)(s, t2(x))
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown teachers"):
-        Distiller(cnn(4), {"a": t1}, teacher_weights={"z": 1.0})
+        TapDistiller(cnn(4), {"a": t1}, [], teacher_weights={"z": 1.0})
+    with pytest.raises(TypeError, match="abstract"):
+        Distiller(cnn(4), t1)  # a method must define loss()
 
 
 def test_student_export_and_checkpoint_state_exclude_teachers():
