@@ -177,15 +177,20 @@ def validate(cfg: Mapping[str, Any], schema: Schema, source: str, prefix: str = 
     return out
 
 
+def resolve_path(path: str, source: str) -> Path:
+    """A path named in a config: as given (absolute, or relative to the working directory) if it exists,
+    else relative to the config file's folder."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists() and (Path(source).parent / p).exists():
+        p = Path(source).parent / p
+    return p
+
+
 def require_file(path: Optional[str], key: str, source: str, hint: str = "") -> Path:
-    """Resolve a file named in a config (relative to the config's folder) or say which key is wrong."""
+    """Resolve a file named in a config (see :func:`resolve_path`) or say which key is wrong."""
     if not path:
         raise ConfigError(f"{source}: key '{key}' is empty; {hint or 'give the path of an existing file'}")
-    p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists():
-        alt = Path(source).parent / p
-        if alt.exists():
-            p = alt
-    if not p.exists():
+    p = resolve_path(path, source)
+    if not p.is_file():
         raise ConfigError(f"{source}: key '{key}': file not found: {path}" + (f"; {hint}" if hint else ""))
     return p

@@ -71,12 +71,3 @@ def gather_objects(obj):
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Average a tensor over ranks (identity when not distributed)."""
-    if is_distributed():
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world_size()
-    return value

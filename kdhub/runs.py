@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -123,6 +123,3 @@ class RunContext:
         if self.main:
             self.hook.kdhub_run_end(run=self.info, summary=result)
         return result
-
-    def info_dict(self) -> Dict[str, Any]:
-        return _plain(asdict(self.info))

@@ -95,10 +95,6 @@ class FeatureTaps:
         self._handles.clear()
         self.features.clear()
 
-    @property
-    def active(self) -> bool:
-        return bool(self._handles)
-
     def __enter__(self) -> "FeatureTaps":
         return self
 

@@ -29,7 +29,6 @@ class DemoResult:
     metric_name: str
     rows: List[ModelResult]
     notes: List[str] = field(default_factory=list)
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 class Task(ABC):

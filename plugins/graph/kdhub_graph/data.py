@@ -19,20 +19,13 @@ from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, subgraph, to_undirected
 
 from kdhub.checkpoint import tensor_bytes
-from kdhub.config import ConfigError
+from kdhub.config import ConfigError, resolve_path
 
 from .csbm import csbm
 
 NPZ_KEYS = ("adj_data", "adj_indices", "adj_indptr", "adj_shape", "attr_data", "attr_indices", "attr_indptr",
             "attr_shape", "labels")
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
-
-
-def _resolve(path: str, source: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and (Path(source).parent / p).exists():
-        p = Path(source).parent / p
-    return p
 
 
 def load_planetoid(root: str, name: str, source: str) -> Data:
@@ -43,7 +36,7 @@ def load_planetoid(root: str, name: str, source: str) -> Data:
     if canonical is None:
         raise ConfigError(f"{source}: data.name {name!r} is not a Planetoid data set; valid choices: "
                           f"{', '.join(PLANETOID.values())}")
-    base = _resolve(root, source)
+    base = resolve_path(root, source)
     raw = base / canonical / "raw"
     names = [f"ind.{canonical.lower()}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
     missing = [n for n in names if not (raw / n).is_file()]
@@ -64,7 +57,7 @@ def load_npz(path: str, source: str) -> Data:
     """A graph in the sparse-npz layout of the GLNN/CPF papers (adj_*, attr_*, labels)."""
     import scipy.sparse as sp
 
-    p = _resolve(path, source)
+    p = resolve_path(path, source)
     if not p.is_file():
         raise ConfigError(f"{source}: data.path: npz file not found: {path}. Give the path of a graph saved "
                           f"with keys {', '.join(NPZ_KEYS)}, or use data.source: csbm for the embedded graph.")

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Data
 
 from kdhub import Task, count_parameters, dist
 from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint
-from kdhub.config import ConfigError, LoadedConfig
+from kdhub.config import ConfigError, LoadedConfig, require_file
 from kdhub.engine import Trainer
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, ModelResult
@@ -257,12 +256,8 @@ class GraphRun:
         split = prepare(self.data, self.cfg["data"], seed, self.setting, self.source)
         given = self.cfg["teacher"]["checkpoint"]
         if given:
-            path = Path(given.format(seed=seed))
-            if not path.is_absolute() and not path.exists() and (Path(self.source).parent / path).exists():
-                path = Path(self.source).parent / path
-            if not path.is_file():
-                raise ConfigError(f"{self.source}: teacher.checkpoint: file not found: {path}; train a teacher "
-                                  f"first (leave teacher.checkpoint empty) or fix the path")
+            path = require_file(given.format(seed=seed), "teacher.checkpoint", self.source,
+                                "train a teacher first (leave teacher.checkpoint empty) or fix the path")
         else:
             path = self.train_teacher(split, seed, seed_dir)
         teacher = self.load_teacher(path, split).to(self.device).eval()
