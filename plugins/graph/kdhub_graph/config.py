@@ -21,7 +21,8 @@ SCHEMA = {
     "baseline": Field(bool, True, help="also train the student architecture on labels alone"),
     "checkpoint_interval": Field(int, 50),
     "data": {
-        "source": Field(str, "csbm", choices=("planetoid", "npz", "csbm")),
+        "source": Field(str, "csbm", choices=("pyg", "planetoid", "npz", "csbm"),
+                        help="pyg: PyG data set by name from data.root (planetoid is an alias)"),
         "name": Field(str, "Cora"),
         "root": Field(str, ""),
         "path": Field(str, ""),
@@ -69,8 +70,8 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
         raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     cfg = validate(apply_overrides(raw or {}, overrides, source), SCHEMA, source)
     d = cfg["data"]
-    if d["source"] == "planetoid" and not d["root"]:
-        raise ConfigError(f"{source}: data.source is planetoid but data.root is empty; set it to the folder "
+    if d["source"] in ("pyg", "planetoid") and not d["root"]:
+        raise ConfigError(f"{source}: data.source is {d['source']} but data.root is empty; set it to the folder "
                           f"holding {d['name']}/raw/ (or use data.source: csbm)")
     if d["source"] == "npz" and not d["path"]:
         raise ConfigError(f"{source}: data.source is npz but data.path is empty; set it to the .npz file")

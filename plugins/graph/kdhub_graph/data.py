@@ -1,4 +1,4 @@
-"""Graph data: PyG data sets from a local root, sparse-npz graphs, the embedded CSBM, and GLNN's splits.
+"""Graph data: PyG data sets by name from a local root, sparse-npz graphs, the embedded CSBM, and GLNN's splits.
 
 Everything becomes one PyG ``Data`` with ``x``, ``edge_index`` (undirected), ``y`` and, after
 :func:`prepare`, the masks of a seed's split. The inductive setting (GLNN) hides a fraction of the test
@@ -25,31 +25,41 @@ from .csbm import csbm
 
 NPZ_KEYS = ("adj_data", "adj_indices", "adj_indptr", "adj_shape", "attr_data", "attr_indices", "attr_indptr",
             "attr_shape", "labels")
-PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 
 
-def load_planetoid(root: str, name: str, source: str) -> Data:
-    """A Planetoid graph from ``root/<Name>/raw`` (offline; the root may be read-only)."""
-    from torch_geometric.datasets import Planetoid
+def _pyg_datasets() -> Dict[str, Any]:
+    """name -> (PyG class, canonical name, folder under the root, raw file names)."""
+    from torch_geometric.datasets import Amazon, Coauthor, Planetoid
 
-    canonical = PLANETOID.get(name.lower())
-    if canonical is None:
-        raise ConfigError(f"{source}: data.name {name!r} is not a Planetoid data set; valid choices: "
-                          f"{', '.join(PLANETOID.values())}")
-    base = resolve_path(root, source)
-    raw = base / canonical / "raw"
-    names = [f"ind.{canonical.lower()}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
-    missing = [n for n in names if not (raw / n).is_file()]
+    out: Dict[str, Any] = {}
+    for name in ("Cora", "CiteSeer", "PubMed"):
+        files = [f"ind.{name.lower()}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
+        out[name.lower()] = (Planetoid, name, name, files)
+    for name in ("Computers", "Photo"):
+        out[name.lower()] = (Amazon, name, name, [f"amazon_electronics_{name.lower()}.npz"])
+    for name in ("CS", "Physics"):
+        out[name.lower()] = (Coauthor, name, name, [f"ms_academic_{name[:3].lower()}.npz"])
+    return out
+
+
+def load_pyg(root: str, name: str, source: str) -> Data:
+    """A PyG data set by name (Planetoid, Amazon, Coauthor) from its raw files under ``root/<Name>/raw``,
+    offline: the root may be read-only and nothing is downloaded."""
+    table = _pyg_datasets()
+    if name.lower() not in table:
+        raise ConfigError(f"{source}: data.name {name!r} is not a supported PyG data set; valid choices: "
+                          f"{', '.join(t[1] for t in table.values())}")
+    cls, canonical, folder, files = table[name.lower()]
+    raw = resolve_path(root, source) / folder / "raw"
+    missing = [f for f in files if not (raw / f).is_file()]
     if missing:
-        probe = raw / missing[0]
         raise ConfigError(
-            f"{source}: data.root: no Planetoid raw files for {canonical} (looked for {probe}; missing: "
-            f"{', '.join(missing)}). Put the eight "
-            f"ind.{canonical.lower()}.* files of the Planetoid release in {raw}/, set data.root to the folder "
-            f"that holds {canonical}/raw/, or use data.source: csbm for the embedded graph.")
-    with tempfile.TemporaryDirectory(prefix="kdhub-planetoid-") as tmp:
-        shutil.copytree(raw, Path(tmp) / canonical / "raw")  # Planetoid writes processed/ beside raw/
-        data = Planetoid(tmp, canonical)[0]
+            f"{source}: data.root: no raw files for {canonical} (looked for {raw / missing[0]}; missing: "
+            f"{', '.join(missing)}). Put the file(s) {', '.join(files)} of the PyG release in {raw}/, set "
+            f"data.root to the folder that holds {folder}/raw/, or use data.source: csbm for the embedded graph.")
+    with tempfile.TemporaryDirectory(prefix="kdhub-pyg-") as tmp:
+        shutil.copytree(raw, Path(tmp) / folder / "raw")  # PyG writes processed/ beside raw/
+        data = cls(tmp, canonical)[0]
     return Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
 
 
@@ -90,8 +100,8 @@ def load_npz(path: str, source: str) -> Data:
 
 def load_graph(d: Dict[str, Any], source: str) -> Data:
     """The graph a validated ``data`` config section names."""
-    if d["source"] == "planetoid":
-        data = load_planetoid(d["root"], d["name"], source)
+    if d["source"] in ("pyg", "planetoid"):
+        data = load_pyg(d["root"], d["name"], source)
     elif d["source"] == "npz":
         data = load_npz(d["path"], source)
     else:

@@ -13,7 +13,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 @hookimpl
 def kdhub_register(registry) -> None:
     from .csbm import csbm
-    from .data import load_npz, load_planetoid
+    from .data import load_npz, load_pyg
     from .ffg2m import FFG2M, high_frequency_loss, low_frequency_loss
     from .glnn import GLNN
     from .task import GraphTask
@@ -24,7 +24,7 @@ def kdhub_register(registry) -> None:
     registry.add_loss("ffg2m_lfd", low_frequency_loss, "FF-G2M low-frequency term over edges with self-loops")
     registry.add_loss("ffg2m_hfd", high_frequency_loss, "FF-G2M high-frequency term over edges")
     registry.add_dataset("csbm", csbm)
-    registry.add_dataset("planetoid", load_planetoid, "Planetoid graphs (Cora, CiteSeer, PubMed) from a local root")
+    registry.add_dataset("pyg", load_pyg, "PyG data sets by name (Planetoid, Amazon, Coauthor) from a local root")
     registry.add_dataset("npz", load_npz, "graphs in the GLNN/CPF sparse-npz layout")
 
 

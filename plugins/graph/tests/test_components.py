@@ -131,3 +131,18 @@ def test_soft_label_cache_falls_back_when_teacher_folder_is_read_only(tmp_path):
         assert cached
     finally:
         os.chmod(shared, 0o755)
+
+
+def test_pyg_data_sets_by_name_from_a_local_root(tmp_path):
+    from graph_helpers import write_npz
+    from kdhub.config import ConfigError
+    from kdhub_graph.data import load_pyg
+    raw = tmp_path / "Photo" / "raw"
+    raw.mkdir(parents=True)
+    write_npz(raw / "amazon_electronics_photo.npz")
+    data = load_pyg(str(tmp_path), "photo", "c.yaml")  # PyG's Amazon reader, offline
+    assert data.num_nodes == 4 and data.x.shape == (4, 4) and data.edge_index.size(1) == 6
+    with pytest.raises(ConfigError, match="missing: ms_academic_cs.npz"):
+        load_pyg(str(tmp_path), "CS", "c.yaml")
+    with pytest.raises(ConfigError, match="valid choices: Cora, CiteSeer, PubMed, Computers, Photo, CS, Physics"):
+        load_pyg(str(tmp_path), "ogbn-arxiv", "c.yaml")
