@@ -262,21 +262,23 @@ class GraphRun:
             path = self.train_teacher(split, seed, seed_dir)
         teacher = self.load_teacher(path, split).to(self.device).eval()
         x = split.x.to(self.device)
-        with torch.no_grad():
-            full = teacher(x, split.edge_index.to(self.device)).cpu()
-            if self.setting != "transductive":  # GLNN: observed test nodes scored on the observed graph,
-                observed = teacher(x, split.obs_edge_index.to(self.device)).cpu()  # hidden ones on the full graph
-                full[split.obs_mask] = observed[split.obs_mask]
-            t_metrics = split_metrics(full, split, self.setting)
-        result: Dict[str, Any] = {"seed": seed, "teacher": t_metrics, "teacher_checkpoint": str(path)}
+        # the soft labels are the teacher's logits on the observed graph: computed once (or read from the
+        # cache) and used both for distillation and for the teacher's own metrics
+        cache = self.cfg["distill"]["cache_dir"] or None
+        observed, cached = soft_labels(teacher, path, x, split.obs_edge_index.to(self.device), cache,
+                                       fallback_dir=seed_dir / "soft_labels")
+        if self.setting == "transductive":  # the observed graph is the whole graph
+            scores = observed
+        else:  # GLNN: observed test nodes scored on the observed graph, hidden ones on the full graph
+            with torch.no_grad():
+                scores = teacher(x, split.edge_index.to(self.device)).cpu()
+            scores[split.obs_mask] = observed[split.obs_mask]
+        result: Dict[str, Any] = {"seed": seed, "teacher": split_metrics(scores, split, self.setting),
+                                  "teacher_checkpoint": str(path), "soft_labels_cached": cached}
         if self.cfg["baseline"]:
             result["baseline"] = self.train_student(split, seed, seed_dir, "baseline", None)
         if self.method != "none":
-            cache = self.cfg["distill"]["cache_dir"] or None
-            logits, cached = soft_labels(teacher, path, x, split.obs_edge_index.to(self.device), cache,
-                                         fallback_dir=seed_dir / "soft_labels")
-            result["soft_labels_cached"] = cached
-            result["student"] = self.train_student(split, seed, seed_dir, "student", logits)
+            result["student"] = self.train_student(split, seed, seed_dir, "student", observed)
         s = self.cfg["student"]
         student = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"], s["dropout"], s["norm"])
         result["params"] = {"teacher": count_parameters(teacher), "student": count_parameters(student)}
