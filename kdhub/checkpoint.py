@@ -58,8 +58,13 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
     return _atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    return _atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_text(path: PathLike, text: str) -> Path:
-    return _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:

@@ -13,11 +13,16 @@ from typing import Iterable, Iterator, Optional, TypeVar
 T = TypeVar("T")
 
 
+def is_enabled() -> bool:
+    """False when ``KDHUB_PROGRESS=0`` asks for quiet output."""
+    return os.environ.get("KDHUB_PROGRESS", "1") != "0"
+
+
 class Progress:
     def __init__(self, total: int, desc: str = "", stream=None, enabled: Optional[bool] = None):
         self.total, self.desc, self.n = max(int(total), 1), desc, 0
         self.stream = stream or sys.stderr
-        self.enabled = os.environ.get("KDHUB_PROGRESS", "1") != "0" and (enabled is None or enabled)
+        self.enabled = is_enabled() and (enabled is None or enabled)
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
         self.postfix = ""

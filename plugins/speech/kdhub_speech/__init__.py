@@ -1,0 +1,1 @@
+"""kdhub-speech: distil separation teachers (SepFormer, Conv-TasNet) into smaller separators on SpeechBrain."""

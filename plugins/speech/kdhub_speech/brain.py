@@ -1,0 +1,169 @@
+"""The SpeechBrain ``Brain`` that trains a separator, alone or distilled from a frozen teacher.
+
+The teacher is kept out of ``self.modules`` (so Brain never puts it in train mode, hands its parameters
+to the optimiser or wraps it in DDP): it is moved to the device, frozen and run under ``no_grad``, or
+replaced by a :class:`~kdhub_speech.cache.TeacherCache`. Adapters of the intermediate term are a module
+of their own (``modules.distill``) so they train, checkpoint and go through DDP with the student.
+Training loss = ``(1 - alpha) * PIT-SI-SNR(S, refs) + alpha * (w_out * L_out + w_feat * L_feat)`` with
+``alpha`` from the objective-shifting schedule; without references it is the distillation part alone.
+Epoch ends report through the core :class:`~kdhub.runs.RunContext`, so lifecycle plugins see speech runs.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+
+from kdhub.checkpoint import rng_state, set_rng_state
+from kdhub.distiller import freeze
+from kdhub.progress import is_enabled as progress_enabled
+from kdhub.runs import RunContext
+from kdhub.taps import FeatureTaps, unwrap
+
+from .cache import TeacherCache
+from .data import targets as batch_targets
+from .intermediate import MASKS, IntermediateDistillation, read_frames
+from .models import Separator
+from .objective_shifting import ObjectiveShifting
+from .pit_kd import align_teacher, output_distillation, pit
+
+
+@register_checkpoint_hooks
+class RNGState:
+    """Checkpoint recoverable for the torch / python / numpy RNGs, so a resumed run continues exactly."""
+
+    @mark_as_saver
+    def _save(self, path):
+        torch.save(rng_state(), path)
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch=True):
+        set_rng_state(torch.load(path, weights_only=True))
+
+
+@dataclass
+class Distillation:
+    """What a distilling Brain needs besides the student: teacher (or cache), terms and schedule."""
+
+    teacher: Separator
+    output_weight: float = 1.0
+    feature_weight: float = 0.0
+    pairs: Sequence[Tuple[str, str]] = ()
+    shifting: ObjectiveShifting = field(default_factory=ObjectiveShifting)
+    cache: Optional[TeacherCache] = None
+    intermediate: Optional[IntermediateDistillation] = None
+
+
+class SeparationBrain(sb.Brain):
+    """Trains ``modules.model`` (a Separator) with PIT SI-SNR, plus the distillation terms when given."""
+
+    def __init__(self, model: Separator, *, lr: float, epochs: int, steps_per_epoch: int, num_spks: int,
+                 distillation: Optional[Distillation] = None, ctx: Optional[RunContext] = None,
+                 role: str = "student", run_opts: Optional[Dict[str, Any]] = None,
+                 checkpointer: Optional[sb.utils.checkpoints.Checkpointer] = None):
+        modules: Dict[str, torch.nn.Module] = {"model": model}
+        kd = distillation
+        if kd is not None and kd.intermediate is not None:
+            modules["distill"] = kd.intermediate
+        super().__init__(modules=modules, opt_class=functools.partial(torch.optim.Adam, lr=lr), hparams={},
+                         run_opts=run_opts or {}, checkpointer=checkpointer)
+        self.kd, self.ctx, self.role = kd, ctx, role
+        self.epochs, self.steps_per_epoch, self.num_spks = epochs, max(1, steps_per_epoch), num_spks
+        self.epoch, self.train_stats = 0, {}
+        self._sums: Dict[str, float] = {}
+        self.student_taps = self.teacher_taps = None
+        if kd is not None:
+            freeze(kd.teacher).to(self.device)
+            if kd.pairs and kd.feature_weight > 0:
+                self.student_taps = FeatureTaps(model, [s for s, _ in kd.pairs])
+                if kd.cache is None:
+                    self.teacher_taps = FeatureTaps(kd.teacher, [t for _, t in kd.pairs], detach=True)
+
+    # forward and losses --------------------------------------------------------------------------
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        return self.modules.model(batch.mix_sig.data)
+
+    def compute_objectives(self, est, batch, stage):
+        refs = batch_targets(batch, self.num_spks)
+        if stage != sb.Stage.TRAIN or self.kd is None:
+            return pit(est, refs)[0].mean()
+        terms = self.distillation_terms(est, batch.mix_sig.data, list(batch.id), refs)
+        for k, v in terms.items():
+            self._sums[k] = self._sums.get(k, 0.0) + float(v.detach())
+        return terms["loss"]
+
+    def progress(self) -> float:
+        """Fraction of training done at the current step (for the objective-shifting schedule)."""
+        return (self.epoch - 1 + (max(self.step, 1) - 1) / self.steps_per_epoch) / self.epochs
+
+    def distillation_terms(self, est: torch.Tensor, mix: torch.Tensor, ids: List[str],
+                           refs: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        kd = self.kd
+        student = unwrap(self.modules.model)
+        frames = student.num_frames(mix)
+        if kd.cache is not None:
+            t_est, t_feats = kd.cache.lookup(ids, mix.shape[-1], self.device)
+        else:
+            with torch.no_grad():
+                t_est = kd.teacher(mix)
+        t_aligned, sigma = align_teacher(t_est, refs)
+        kd_loss = est.new_zeros(())
+        terms: Dict[str, torch.Tensor] = {}
+        perms = None
+        if kd.output_weight > 0 or MASKS in [s for s, _ in kd.pairs]:
+            out, perms = output_distillation(est, t_aligned)
+            terms["output"] = out.detach()
+            if kd.output_weight > 0:
+                kd_loss = kd_loss + kd.output_weight * out
+        if self.student_taps is not None:
+            s_feats = read_frames(student, self.student_taps, [s for s, _ in kd.pairs], frames, perms)
+            if kd.cache is None:
+                t_feats = read_frames(kd.teacher, self.teacher_taps, [t for _, t in kd.pairs],
+                                      kd.teacher.num_frames(mix), sigma)
+            feat = self.modules.distill(s_feats, t_feats)
+            terms["features"] = feat.detach()
+            kd_loss = kd_loss + kd.feature_weight * feat
+        if refs is None:
+            terms["loss"] = kd_loss
+            return terms
+        sep = pit(est, refs)[0].mean()
+        alpha = kd.shifting.alpha(self.progress())
+        terms.update(separation=sep.detach(), alpha=torch.tensor(alpha))
+        terms["loss"] = (1 - alpha) * sep + alpha * kd_loss
+        return terms
+
+    # stages --------------------------------------------------------------------------------------
+    def on_stage_start(self, stage, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.epoch = epoch or 1
+            self._sums = {}
+        if self.kd is not None:
+            self.kd.teacher.eval()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            n = max(1, self.step)
+            self.train_stats = {"loss": float(stage_loss), **{k: v / n for k, v in self._sums.items()}}
+            return
+        if stage != sb.Stage.VALID:
+            return
+        metrics = {"si-snr": -float(stage_loss)}
+        if self.ctx is not None:
+            self.ctx.log_metrics(epoch, self.train_stats)
+            self.ctx.evaluation_done(self.role, epoch, metrics)
+        if progress_enabled() and sb.utils.distributed.if_main_process():
+            parts = ", ".join(f"{k} {v:.3f}" for k, v in self.train_stats.items())
+            print(f"[{self.role}] epoch {epoch}/{self.epochs}: {parts}; valid si-snr {metrics['si-snr']:.2f} dB",
+                  flush=True)
+        if self.checkpointer is not None:
+            self.checkpointer.save_and_keep_only(meta={"si-snr": metrics["si-snr"], "epoch": epoch},
+                                                 max_keys=["si-snr"], verbosity=10)
+            latest = self.checkpointer.find_checkpoint()
+            if self.ctx is not None and latest is not None:
+                self.ctx.checkpoint_saved(epoch, Path(latest.path) / "CKPT.yaml")

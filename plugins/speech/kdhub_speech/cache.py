@@ -1,0 +1,91 @@
+"""Teacher outputs cached on disk for fixed (non-augmented) training data.
+
+One pass of the frozen teacher over the training manifest stores its separated sources (and the tapped
+features the intermediate term needs) as float16, keyed by utterance ID. The file name is a fingerprint
+of the teacher weights, the manifest rows, the taps and the crop, so a changed teacher or data set never
+reuses a stale cache. Written atomically; loaded memory-mapped with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import speechbrain as sb
+import torch
+
+from kdhub import dist
+from kdhub.checkpoint import atomic_save, tensor_bytes
+from kdhub.taps import FeatureTaps
+
+from .data import Manifest
+from .intermediate import MASKS, read_frames
+from .models import Separator
+
+
+def fingerprint(teacher: Separator, manifest: Manifest, paths: Sequence[str], segment: int) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(teacher.state_dict().items()):
+        h.update(k.encode())
+        h.update(tensor_bytes(v))
+    h.update(json.dumps([manifest.rows, list(paths), segment], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+class TeacherCache:
+    """Look up cached teacher outputs [B, T, C] and frame features [B, C, L] by utterance IDs."""
+
+    def __init__(self, path: Path):
+        data = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        self.path = Path(path)
+        self.index: Dict[str, int] = {k: i for i, k in enumerate(data["ids"])}
+        self.outputs: torch.Tensor = data["outputs"]
+        self.features: List[torch.Tensor] = list(data["features"])
+
+    def lookup(self, ids: Sequence[str], samples: int, device) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        try:
+            idx = torch.tensor([self.index[i] for i in ids])
+        except KeyError as exc:
+            raise KeyError(f"teacher cache {self.path} has no entry for utterance {exc}; delete it to rebuild")
+        out = self.outputs[idx, :samples].to(device=device, dtype=torch.float32)
+        return out, [f[idx].to(device=device, dtype=torch.float32) for f in self.features]
+
+    @classmethod
+    def build(cls, path: Path, teacher: Separator, data, paths: Sequence[str], device,
+              batch_size: int = 8) -> "TeacherCache":
+        """Run ``teacher`` over the DynamicItemDataset ``data`` (rank 0 writes, the others wait)."""
+        if MASKS in paths:
+            raise ValueError("the teacher cache cannot hold masks (their order depends on the references); "
+                             "use distill.cache=false with a 'masknet' feature pair")
+        path = Path(path)
+        if dist.is_main() and not path.is_file():
+            ids: List[str] = []
+            outs: List[torch.Tensor] = []
+            feats: List[List[torch.Tensor]] = [[] for _ in paths]
+            loader = sb.dataio.dataloader.make_dataloader(data, batch_size=batch_size, shuffle=False)
+            teacher.eval()
+            with FeatureTaps(teacher, paths, detach=True) as taps, torch.no_grad():
+                for batch in loader:
+                    mix = batch.mix_sig.data.to(device)
+                    est = teacher(mix)
+                    ids += list(batch.id)
+                    outs += list(est.half().cpu())
+                    for i, f in enumerate(read_frames(teacher, taps, paths, teacher.num_frames(mix))):
+                        feats[i] += list(f.half().cpu())
+            atomic_save({"ids": ids, "outputs": _stack(outs, 0), "features": [_stack(f, 1) for f in feats]}, path)
+        dist.barrier()
+        return cls(path)
+
+
+def _stack(items: List[torch.Tensor], time_dim: int) -> torch.Tensor:
+    """Stack items along a new first dim, zero-padding their ``time_dim`` axis to the longest."""
+    if not items:
+        return torch.zeros(0)
+    longest = max(x.shape[time_dim] for x in items)
+    shape = list(items[0].shape)
+    shape[time_dim] = longest
+    out = torch.zeros([len(items)] + shape, dtype=items[0].dtype)
+    for i, x in enumerate(items):
+        out[i].narrow(time_dim, 0, x.shape[time_dim]).copy_(x)
+    return out

@@ -1,0 +1,140 @@
+"""The speech task's hyperpyyaml config: loading with ``--cfg-options``, the schema and its checks.
+
+Models are built by hyperpyyaml itself (``!new:kdhub_speech.models.Separator`` over SpeechBrain lobes), as
+in SpeechBrain's recipes; the kdhub sections (``data``, ``training``, ``teacher_training``, ``distill``,
+``evaluation``) are checked against the schema below. Other top-level scalars are the file's own
+variables (``!ref <N>``) and are left alone.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Dict, Sequence
+
+import torch
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+
+from kdhub.config import ConfigError, Field, parse_overrides, validate
+
+from .models import Separator
+
+TRAINING = {
+    "epochs": Field(int, 10), "batch_size": Field(int, 8), "lr": Field(float, 1e-3),
+    "max_grad_norm": Field(float, 5.0), "num_workers": Field(int, 0),
+}
+
+SCHEMA = {
+    "task": Field(str, choices=("speech",)),
+    "method": Field(str, "distill", choices=("distill", "supervised"),
+                    help="supervised trains student_model on the references alone (e.g. to make a teacher)"),
+    "seed": Field(int, 1234),
+    "sample_rate": Field(int, 8000),
+    "num_spks": Field(int, 2),
+    "device": Field(str, "auto", choices=("auto", "cpu", "cuda")),
+    "baseline": Field(bool, True, help="also train student_model on the references alone, same init and budget"),
+    "teacher_checkpoint": Field((str, type(None)), None,
+                                help="a separator state dict for teacher_model; null trains the teacher first"),
+    "student_model": Field(torch.nn.Module),
+    "teacher_model": Field((torch.nn.Module, type(None)), None),
+    "data": {
+        "source": Field(str, "embedded", choices=("embedded", "csv")),
+        "train_csv": Field(str, ""), "valid_csv": Field(str, ""), "test_csv": Field(str, ""),
+        "root": Field(str, "", help="embedded: where generated data sets are kept (default ~/.cache/kdhub)"),
+        "on_bad": Field(str, "stop", choices=("stop", "skip"),
+                        help="a bad manifest row or wav: stop with its name, or skip it (counted, reported)"),
+        "segment_seconds": Field(float, 0.0, help="crop training mixtures to this length (0 keeps them whole)"),
+        "random_crop": Field(bool, False, help="random crop offsets (augmentation; not with distill.cache)"),
+        "embedded": {"seconds": Field(float, 1.0), "train": Field(int, 1200), "valid": Field(int, 150),
+                     "test": Field(int, 200), "utterances_per_voice": Field(int, 24), "seed": Field(int, 0)},
+    },
+    "training": TRAINING,
+    "teacher_training": dict(TRAINING, epochs=Field(int, 20)),
+    "distill": {
+        "output": Field(float, 1.0, help="weight of PIT-aligned output distillation (0 switches it off)"),
+        "features": {"weight": Field(float, 0.0, help="weight of intermediate feature distillation"),
+                     "pairs": Field(list, [], help="[[student module path, teacher module path], ...]")},
+        "shifting": {"start": Field(float, 0.5), "end": Field(float, 0.5), "until": Field(float, 1.0),
+                     "shape": Field(str, "linear", choices=("linear", "cosine"))},
+        "teacher_only": Field(bool, False, help="distil to the teacher alone (mixtures without references)"),
+        "cache": Field(bool, False, help="cache teacher outputs on disk (fixed training data only)"),
+    },
+    "evaluation": {"sdr": Field(bool, True), "examples": Field(int, 3)},
+}
+
+
+def _nested(overrides: Sequence[str], top: Sequence[str], source: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in parse_overrides(overrides):
+        parts = key.split(".")
+        if parts[0] not in top:
+            close = difflib.get_close_matches(parts[0], list(top), n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise ConfigError(f"{source}: --cfg-options {key}: unknown key '{parts[0]}'{hint}")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load(path: Path, overrides: Sequence[str] = ()) -> Dict[str, Any]:
+    """Load and check a speech config; every error names the file and the key."""
+    source = str(path)
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        keys = [k for k in yaml.compose(text).value] if text.strip() else []
+        top = [k.value for k, _ in keys]
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    torch.manual_seed(0)  # models built with !new: get a deterministic init even without __set_seed
+    try:
+        raw = load_hyperpyyaml(text, _nested(overrides, list(SCHEMA) + top, source), overrides_must_match=False)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{source}: hyperpyyaml could not build this config: {type(exc).__name__}: {exc}") from None
+    for key, value in raw.items():
+        if key not in SCHEMA and isinstance(value, dict):
+            close = difflib.get_close_matches(key, [k for k, v in SCHEMA.items() if isinstance(v, dict)], n=1)
+            if close:
+                raise ConfigError(f"{source}: unknown section '{key}' (did you mean '{close[0]}'?)")
+    cfg = validate({k: v for k, v in raw.items() if k in SCHEMA}, SCHEMA, source)
+    cfg["_extra"] = {k: v for k, v in raw.items() if k not in SCHEMA}
+    check(cfg, source)
+    return cfg
+
+
+def check(cfg: Dict[str, Any], source: str) -> None:
+    """Cross-key checks that the schema cannot express."""
+    for key in ("student_model", "teacher_model"):
+        if cfg[key] is not None and not isinstance(cfg[key], Separator):
+            raise ConfigError(f"{source}: '{key}' must be a !new:kdhub_speech.models.Separator (encoder, masknet, "
+                              f"decoder from SpeechBrain lobes), got {type(cfg[key]).__name__}")
+    d = cfg["distill"]
+    if cfg["method"] == "distill" and cfg["teacher_model"] is None:
+        raise ConfigError(f"{source}: method 'distill' needs 'teacher_model' (and teacher_checkpoint, or it is "
+                          f"trained first)")
+    if cfg["data"]["source"] == "csv":
+        for k in ("train_csv", "valid_csv", "test_csv"):
+            if not cfg["data"][k]:
+                raise ConfigError(f"{source}: data.source is csv but 'data.{k}' is empty; give a LibriMix-style "
+                                  f"manifest (ID, duration, mix_wav, s1_wav, s2_wav)")
+    if d["cache"] and cfg["data"]["random_crop"]:
+        raise ConfigError(f"{source}: distill.cache needs fixed training data, but data.random_crop is true; "
+                          f"switch one off")
+    pairs = d["features"]["pairs"]
+    if d["features"]["weight"] > 0 and not pairs:
+        raise ConfigError(f"{source}: distill.features.weight > 0 but distill.features.pairs is empty; list "
+                          f"[student path, teacher path] pairs, e.g. [masknet.dual_mdl.0, masknet.dual_mdl.1]")
+    for p in pairs:
+        if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p)):
+            raise ConfigError(f"{source}: distill.features.pairs: {p!r} is not a [student path, teacher path] pair")
+    if cfg["method"] == "distill" and d["output"] <= 0 and d["features"]["weight"] <= 0:
+        raise ConfigError(f"{source}: method 'distill' with distill.output and distill.features.weight both 0 "
+                          f"has nothing to distil; use method: supervised for a plain student")
+    for k in ("start", "end"):
+        if not 0.0 <= d["shifting"][k] <= 1.0:
+            raise ConfigError(f"{source}: distill.shifting.{k} must be in [0, 1], got {d['shifting'][k]}")
+    if d["shifting"]["until"] <= 0:
+        raise ConfigError(f"{source}: distill.shifting.until must be > 0")

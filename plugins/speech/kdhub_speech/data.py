@@ -1,0 +1,149 @@
+"""LibriMix / WSJ0-2mix style CSV manifests, checked before anything trains, as SpeechBrain data sets.
+
+A manifest has the columns ``ID, mix_wav, s1_wav .. sN_wav`` (``duration`` and others are kept but not
+needed); without source columns it is a mixtures-only set for teacher-only distillation. ``$data_root``
+in a path stands for the manifest's folder. Every row is checked up front (file readable as audio, the
+configured sample rate, sources as long as the mixture, no empty cells); ``on_bad: stop`` raises a
+:class:`DataError` naming the file and row, ``on_bad: skip`` drops the row and counts it.
+"""
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import soundfile as sf
+import speechbrain as sb
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+
+from kdhub.config import ConfigError
+
+
+class DataError(ConfigError):
+    """A manifest or audio file that cannot be used; the message names the file, the row and the fix."""
+
+
+@dataclass
+class Manifest:
+    """The usable rows of one manifest and what was skipped."""
+
+    path: Path
+    rows: Dict[str, Dict[str, str]]
+    sources: List[str]
+    skipped: List[str] = field(default_factory=list)
+
+    @property
+    def has_references(self) -> bool:
+        return bool(self.sources)
+
+
+def _row_problem(row: Dict[str, Optional[str]], cols: List[str], sample_rate: int) -> Optional[str]:
+    for c in cols:
+        if not (row.get(c) or "").strip():
+            return f"column '{c}' is empty"
+    lengths = {}
+    for c in cols[1:]:
+        path = row[c]
+        try:
+            info = sf.info(path)
+        except Exception as exc:  # soundfile raises several types for missing / corrupt files
+            detail = "file not found" if not Path(path).exists() else f"unreadable or corrupt audio ({exc})"
+            return f"{c} {path}: {detail}"
+        if info.samplerate != sample_rate:
+            return (f"{c} {path}: sample rate {info.samplerate} Hz, but sample_rate is {sample_rate}; "
+                    f"resample the data or set sample_rate")
+        if info.channels != 1:
+            return f"{c} {path}: {info.channels} channels; the separator expects mono files"
+        lengths[c] = info.frames
+    if len(set(lengths.values())) > 1:
+        parts = ", ".join(f"{c} {n}" for c, n in lengths.items())
+        return f"sources and mixture differ in length (samples: {parts})"
+    return None
+
+
+def read_manifest(path: Path, num_spks: int, sample_rate: int, on_bad: str = "stop",
+                  need_references: bool = True, key: str = "data") -> Manifest:
+    """Read and check ``path``; see the module docstring for what is checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{key}: manifest not found: {path}")
+    root = str(path.resolve().parent)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        sources = [f"s{i + 1}_wav" for i in range(num_spks)]
+        missing = [c for c in ("ID", "mix_wav") if c not in header]
+        present = [c for c in sources if c in header]
+        if need_references and len(present) < num_spks:
+            missing += [c for c in sources if c not in header]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; a manifest needs ID, mix_wav and "
+                            f"s1_wav..s{num_spks}_wav (LibriMix / WSJ0-2mix style); columns found: "
+                            f"{', '.join(header) or '(none)'}")
+        if present and len(present) < num_spks:
+            raise DataError(f"{path}: has {', '.join(present)} but not all of s1_wav..s{num_spks}_wav")
+        cols = ["ID", "mix_wav"] + present
+        rows: Dict[str, Dict[str, str]] = {}
+        skipped: List[str] = []
+        for line, raw in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").replace("$data_root", root) for k, v in raw.items() if k is not None}
+            if None in raw or any(v is None for v in raw.values()):
+                problem = "wrong number of cells"
+            else:
+                problem = _row_problem(row, cols, sample_rate)
+            if problem is None and row["ID"] in rows:
+                problem = f"duplicate ID {row['ID']!r}"
+            if problem is None:
+                rows[row["ID"]] = {c: row[c] for c in cols}
+                continue
+            message = f"{path}, row {line} (ID {row.get('ID') or '?'}): {problem}"
+            if on_bad == "stop":
+                raise DataError(message + "; fix the row, or set data.on_bad=skip to drop bad rows")
+            skipped.append(message)
+    if not rows:
+        raise DataError(f"{path}: no usable rows" + (f" ({len(skipped)} skipped; first: {skipped[0]})"
+                                                    if skipped else ""))
+    return Manifest(path=path, rows=rows, sources=present, skipped=skipped)
+
+
+def _read(path: str) -> torch.Tensor:
+    try:
+        return sb.dataio.dataio.read_audio(path)
+    except Exception as exc:
+        raise DataError(f"cannot read audio {path}: {exc}") from None
+
+
+def dataset(manifest: Manifest, segment: int = 0, random_offset: bool = False, seed: int = 0) -> DynamicItemDataset:
+    """A DynamicItemDataset giving ``id``, ``mix_sig`` and ``s{i}_sig``; ``segment`` > 0 crops to that many
+    samples (from the start, or a random offset for augmented training)."""
+    ds = DynamicItemDataset({k: dict(v) for k, v in manifest.rows.items()})
+    keys = ["mix_wav"] + manifest.sources
+    rng = random.Random(seed)
+
+    @sb.utils.data_pipeline.takes(*keys)
+    @sb.utils.data_pipeline.provides("mix_sig", *[k.replace("_wav", "_sig") for k in manifest.sources])
+    def load(*paths):
+        sigs = [_read(p) for p in paths]
+        if segment and sigs[0].shape[0] > segment:
+            start = rng.randint(0, sigs[0].shape[0] - segment) if random_offset else 0
+            sigs = [s[start:start + segment] for s in sigs]
+        yield from sigs
+
+    sb.dataio.dataset.add_dynamic_item([ds], load)
+    sb.dataio.dataset.set_output_keys([ds], ["id", "mix_sig"] + [k.replace("_wav", "_sig") for k in manifest.sources])
+    return ds
+
+
+def targets(batch, num_spks: int) -> Optional[torch.Tensor]:
+    """Reference sources of a PaddedBatch as [B, T, C], or None for a mixtures-only batch."""
+    if not hasattr(batch, "s1_sig"):
+        return None
+    return torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(num_spks)], dim=-1)
+
+
+def summarize_skips(manifests: List[Manifest]) -> Tuple[int, List[str]]:
+    skipped = [m for man in manifests for m in man.skipped]
+    return len(skipped), skipped

@@ -1,0 +1,280 @@
+"""The speech task: data, teacher, baseline and distilled student as resumable sub-runs of one work dir.
+
+``work_dir/{teacher,baseline,student}/`` each hold SpeechBrain checkpoints (``save/``), the exported
+separator (``model.pth``, a plain state dict) and ``result.json`` (test metrics). A finished sub-run is
+reused on ``--resume``; an unfinished one continues from its last checkpoint. The baseline starts from
+the same initial weights as the distilled student and trains with the same budget and seed.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import speechbrain as sb
+import torch
+
+from kdhub import dist
+from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint
+from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
+from kdhub.distiller import count_parameters
+from kdhub.progress import is_enabled as progress_enabled
+from kdhub.runs import RunContext, RunInfo
+from kdhub.task import DemoResult, ModelResult, Task
+from kdhub.timing import median_seconds
+
+from . import data as speech_data
+from .brain import Distillation, RNGState, SeparationBrain
+from .cache import TeacherCache, fingerprint
+from .intermediate import IntermediateDistillation
+from .metrics import evaluate
+from .models import Separator
+from .objective_shifting import ObjectiveShifting
+from .synth import SynthSpec, ensure_embedded
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class SpeechData:
+    train: speech_data.Manifest
+    valid: speech_data.Manifest
+    test: speech_data.Manifest
+
+    @property
+    def skipped(self):
+        return [m for man in (self.train, self.valid, self.test) for m in man.skipped]
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device is 'cuda' but no CUDA device is available; set device=cpu or auto")
+    return "cuda:0" if name == "cuda" else name
+
+
+def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True) -> SpeechData:
+    """The three manifests, checked; the embedded set is generated first if needed (rank 0 only)."""
+    d = cfg["data"]
+    if d["source"] == "embedded":
+        spec = SynthSpec(sample_rate=cfg["sample_rate"], **d["embedded"])
+        root = resolve_path(d["root"], source) if d["root"] else None
+        if dist.is_main():
+            folder = ensure_embedded(spec, root)
+        dist.barrier()
+        folder = ensure_embedded(spec, root)
+        paths = {k: folder / f"{k}.csv" for k in ("train", "valid", "test")}
+    else:
+        paths = {k: require_file(d[f"{k}_csv"], f"data.{k}_csv", source, "give a LibriMix-style manifest")
+                 for k in ("train", "valid", "test")}
+
+    def read(split: str, refs: bool) -> speech_data.Manifest:
+        return speech_data.read_manifest(paths[split], cfg["num_spks"], cfg["sample_rate"], d["on_bad"], refs,
+                                         f"data.{split}_csv")
+    return SpeechData(train=read("train", need_references), valid=read("valid", True), test=read("test", True))
+
+
+def load_separator(model: Separator, path: Path, key: str, source: str) -> Separator:
+    """Load a state dict (plain, or a kdhub checkpoint with 'model') into ``model``; errors name ``key``."""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"{source}: {key}: {exc}") from None
+    state = state.get("model", state) if isinstance(state, dict) else state
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: {key}: {path} does not fit the configured model ({first}); "
+                          f"check that the model section matches the one the checkpoint was trained with") from None
+    return model
+
+
+class SpeechRun:
+    """One ``kdhub train`` of a speech config."""
+
+    def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
+        self.loaded, self.cfg, self.source = loaded, loaded.cfg, str(loaded.path)
+        self.work_dir, self.resume = Path(work_dir), resume
+        dist.init_distributed(launcher)
+        self.device = resolve_device(self.cfg["device"])
+        self.run_opts = {"device": self.device, "distributed_backend": "nccl" if "cuda" in self.device else "gloo",
+                         "noprogressbar": True}
+
+    # one training sub-run ------------------------------------------------------------------------
+    def _finished(self, role: str) -> Optional[Path]:
+        path = self.work_dir / role / "model.pth"
+        if path.is_file() and self.resume:
+            return path
+        if not self.resume and (self.work_dir / role / "save").is_dir() and any((self.work_dir / role / "save").iterdir()):
+            raise ConfigError(f"{self.work_dir / role} already holds a run; pass --resume to continue it or choose "
+                              f"another --work-dir")
+        return None
+
+    def train_model(self, role: str, model: Separator, hp: Dict[str, Any], train: speech_data.Manifest,
+                    valid: speech_data.Manifest, kd: Optional[Distillation] = None) -> Path:
+        done = self._finished(role)
+        if done is not None:
+            load_separator(model, done, role, self.source)
+            return done
+        sub = self.work_dir / role
+        torch.manual_seed(self.cfg["seed"])
+        seg = int(self.cfg["data"]["segment_seconds"] * self.cfg["sample_rate"])
+        train_ds = speech_data.dataset(train, seg, self.cfg["data"]["random_crop"], self.cfg["seed"])
+        valid_ds = speech_data.dataset(valid)
+        counter = sb.utils.epoch_loop.EpochCounter(limit=hp["epochs"])
+        recoverables = {"model": model, "counter": counter, "rng": RNGState()}
+        if kd is not None and kd.intermediate is not None:
+            recoverables["distill"] = kd.intermediate
+        ckpt = sb.utils.checkpoints.Checkpointer(sub / "save", recoverables=recoverables)
+        method = "supervised" if kd is None else "distill"
+        ctx = RunContext(RunInfo(task="speech", method=method, work_dir=sub, config_path=self.loaded.path,
+                                 rank=dist.rank(), world_size=dist.world_size(), extra={"role": role}))
+        steps = math.ceil(len(train.rows) / (hp["batch_size"] * dist.world_size()))
+        brain = SeparationBrain(model, lr=hp["lr"], epochs=hp["epochs"], steps_per_epoch=steps,
+                                num_spks=self.cfg["num_spks"], distillation=kd, ctx=ctx, role=role,
+                                run_opts=dict(self.run_opts, max_grad_norm=hp["max_grad_norm"]), checkpointer=ckpt)
+        ctx.start()
+        brain.fit(counter, train_ds, valid_ds, progressbar=False,
+                  train_loader_kwargs={"batch_size": hp["batch_size"], "shuffle": True,
+                                       "num_workers": hp["num_workers"]},
+                  valid_loader_kwargs={"batch_size": hp["batch_size"]})
+        ckpt.recover_if_possible(max_key="si-snr")
+        final = sub / "model.pth"
+        if dist.is_main():
+            atomic_save(model.state_dict(), final)
+            ctx.end({"role": role, "checkpoint": final})
+        dist.barrier()
+        return final
+
+    def test(self, role: str, model: Separator, test: speech_data.Manifest) -> Dict[str, Any]:
+        """Test metrics of ``model`` (cached in ``role/result.json``; files written by rank 0 only)."""
+        path = self.work_dir / role / "result.json"
+        if path.is_file() and self.resume:
+            return json.loads(path.read_text())
+        result: Dict[str, Any] = {}
+        if dist.is_main():
+            ev = self.cfg["evaluation"]
+            model.to(self.device)
+            result = evaluate(model, speech_data.dataset(test), self.cfg["num_spks"], self.cfg["sample_rate"],
+                              self.device, sdr=ev["sdr"], csv_path=self.work_dir / role / "test_results.csv",
+                              examples_dir=self.work_dir / role / "examples", examples=ev["examples"])
+            atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        dist.barrier()
+        return dist_broadcast(result)
+
+    # the whole run -------------------------------------------------------------------------------
+    def teacher(self, data: SpeechData) -> Separator:
+        cfg = self.cfg
+        teacher = cfg["teacher_model"]
+        if cfg["teacher_checkpoint"]:
+            path = require_file(cfg["teacher_checkpoint"], "teacher_checkpoint", self.source,
+                                "train one with method: supervised, or set teacher_checkpoint: null to train it here")
+            return load_separator(teacher, path, "teacher_checkpoint", self.source)
+        self.train_model("teacher", teacher, cfg["teacher_training"], data.train, data.valid)
+        return teacher
+
+    def distillation(self, teacher: Separator, student: Separator, data: SpeechData) -> Distillation:
+        d = self.cfg["distill"]
+        pairs = [tuple(p) for p in d["features"]["pairs"]] if d["features"]["weight"] > 0 else []
+        teacher.to(self.device)
+        student.to(self.device)
+        intermediate = None
+        if pairs:
+            try:
+                chans = IntermediateDistillation.probe_channels(student, teacher, pairs, self.cfg["sample_rate"])
+                intermediate = IntermediateDistillation(pairs, chans).to(self.device)
+            except (LookupError, ValueError) as exc:
+                raise ConfigError(f"{self.source}: distill.features.pairs: {exc}") from None
+        cache = None
+        if d["cache"]:
+            seg = int(self.cfg["data"]["segment_seconds"] * self.cfg["sample_rate"])
+            key = fingerprint(teacher, data.train, [t for _, t in pairs], seg)
+            try:
+                cache = TeacherCache.build(self.work_dir / "teacher_cache" / f"{key}.pt", teacher,
+                                           speech_data.dataset(data.train, seg), [t for _, t in pairs], self.device)
+            except ValueError as exc:
+                raise ConfigError(f"{self.source}: distill.cache: {exc}") from None
+        sh = d["shifting"]
+        return Distillation(teacher=teacher, output_weight=d["output"], feature_weight=d["features"]["weight"],
+                            pairs=pairs, shifting=ObjectiveShifting(sh["start"], sh["end"], sh["until"], sh["shape"]),
+                            cache=cache, intermediate=intermediate)
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        distilling = cfg["method"] == "distill"
+        data = load_data(cfg, self.source, need_references=not (distilling and cfg["distill"]["teacher_only"]))
+        if data.skipped and dist.is_main():
+            print(f"kdhub: skipped {len(data.skipped)} bad manifest row(s) (data.on_bad=skip); first: "
+                  f"{data.skipped[0]}")
+        ctx = RunContext(RunInfo(task="speech", method=cfg["method"], work_dir=self.work_dir,
+                                 config_path=self.loaded.path, rank=dist.rank(), world_size=dist.world_size()))
+        ctx.start()
+        student = cfg["student_model"]
+        baseline_model = copy.deepcopy(student) if distilling and cfg["baseline"] else None
+        teacher_metrics, params = {}, {"student": count_parameters(student)}
+        if distilling:
+            teacher = self.teacher(data)
+            params["teacher"] = count_parameters(teacher)
+            teacher_metrics = self.test("teacher", teacher, data.test)
+            kd = self.distillation(teacher, student, data)
+            self.train_model("student", student, cfg["training"], data.train, data.valid, kd)
+        else:
+            self.train_model("student", student, cfg["training"], data.train, data.valid)
+        student_metrics = self.test("student", student, data.test)
+        baseline = None
+        if baseline_model is not None:
+            baseline_train = data.train if not cfg["distill"]["teacher_only"] else None
+            if baseline_train is not None:
+                self.train_model("baseline", baseline_model, cfg["training"], baseline_train, data.valid)
+                baseline = self.test("baseline", baseline_model, data.test)
+        return ctx.finish(teacher=teacher_metrics, student=student_metrics, baseline=baseline, params=params,
+                          student_checkpoint=self.work_dir / "student" / "model.pth",
+                          skipped=len(data.skipped), skipped_rows=data.skipped[:20],
+                          test_results=self.work_dir / "student" / "test_results.csv")
+
+
+def dist_broadcast(obj):
+    """``obj`` as rank 0 has it, on every rank."""
+    return dist.gather_objects(obj)[0]
+
+
+class SpeechTask(Task):
+    name = "speech"
+    domain = "speech"
+    package = "kdhub-speech"
+
+    def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
+        return SpeechRun(loaded, work_dir, resume, launcher).run()
+
+    def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
+        cfg = loaded.cfg
+        model = load_separator(cfg["student_model"], Path(checkpoint), "checkpoint", str(loaded.path))
+        data = load_data(cfg, str(loaded.path))
+        device = resolve_device(cfg["device"])
+        return evaluate(model.to(device), speech_data.dataset(data.test), cfg["num_spks"], cfg["sample_rate"],
+                        device, sdr=cfg["evaluation"]["sdr"])
+
+    def demo(self, work_dir: Path) -> DemoResult:
+        from .plugin import kdhub_load_config
+        loaded = kdhub_load_config(CONFIG_DIR / "demo.yaml", [])
+        summary = SpeechRun(loaded, work_dir, resume=True).run()
+        mix = torch.zeros(1, int(loaded.cfg["sample_rate"] * loaded.cfg["data"]["embedded"]["seconds"]))
+        rows = []
+        for role, label in (("teacher", "teacher"), ("baseline", "baseline"), ("student", "distilled")):
+            model = loaded.cfg["teacher_model" if role == "teacher" else "student_model"]
+            if role == "baseline":
+                model = load_separator(copy.deepcopy(model), work_dir / "baseline" / "model.pth", role, "demo")
+            model = model.cpu().eval()
+            with torch.no_grad():
+                ms = median_seconds(lambda: model(mix), repeats=5) * 1000
+            rows.append(ModelResult(label, summary[role]["si-snri"], count_parameters(model), ms))
+        notes = [f"two-speaker 8 kHz mixtures of synthetic voices; test voices unseen in training",
+                 f"SDRi: teacher {summary['teacher']['sdri']:.2f}, baseline {summary['baseline']['sdri']:.2f}, "
+                 f"distilled {summary['student']['sdri']:.2f} dB"]
+        return DemoResult(domain="speech", title="Speech separation (SepFormer -> Conv-TasNet)",
+                          metric_name="SI-SNRi (dB)", rows=rows, notes=notes)
