@@ -6,13 +6,11 @@ written atomically, so an interrupted evaluation leaves no half-written CSV or w
 """
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import soundfile as sf
 import speechbrain as sb
 import torch
 from speechbrain.nnet.losses import cal_si_snr
@@ -21,6 +19,7 @@ from kdhub.checkpoint import atomic_write_bytes, atomic_write_text
 
 from .data import targets as batch_targets
 from .pit_kd import pit, reorder
+from .synth import float_wav
 
 
 def si_snr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -33,12 +32,6 @@ def _sdr(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bss_eval_sources(reference, estimate, compute_permutation=False)[0]
-
-
-def _write_wav(path: Path, signal: np.ndarray, sample_rate: int) -> None:
-    buf = io.BytesIO()
-    sf.write(buf, signal, sample_rate, format="WAV", subtype="FLOAT")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 @torch.no_grad()
@@ -63,10 +56,10 @@ def evaluate(model: torch.nn.Module, data, num_spks: int, sample_rate: int, devi
             row["sdri"] = row["sdr"] - float(_sdr(r, m).mean())
         rows.append(row)
         if examples_dir is not None and n < examples:
-            _write_wav(Path(examples_dir) / f"{batch.id[0]}_mix.wav", mix[0].cpu().numpy(), sample_rate)
+            atomic_write_bytes(Path(examples_dir) / f"{batch.id[0]}_mix.wav", float_wav(mix[0].cpu().numpy(), sample_rate))
             for c in range(num_spks):
-                _write_wav(Path(examples_dir) / f"{batch.id[0]}_s{c + 1}_est.wav", est[0, :, c].cpu().numpy(),
-                           sample_rate)
+                atomic_write_bytes(Path(examples_dir) / f"{batch.id[0]}_s{c + 1}_est.wav",
+                                   float_wav(est[0, :, c].cpu().numpy(), sample_rate))
     keys = [k for k in rows[0] if k != "ID"]
     if csv_path is not None:
         lines = ["ID," + ",".join(keys)] + [r["ID"] + "," + ",".join(f"{r[k]:.4f}" for k in keys) for r in rows]

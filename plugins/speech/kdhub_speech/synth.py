@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
+import struct
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +25,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
+from scipy.signal import resample_poly
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 
 # (engine, voice, pitch, words per minute). Pitch and rate are fixed per voice so each voice is one speaker.
 VOICES: Dict[str, List[Tuple[str, str, int, int]]] = {
@@ -103,10 +104,10 @@ def _tts(voice: Tuple[str, str, int, int], text: str, sample_rate: int) -> np.nd
         if proc.returncode != 0 or not out.is_file():
             raise SynthError(f"{cmd[0]} failed for voice {name!r}: {proc.stderr.strip() or proc.returncode}")
         wav, sr = sf.read(str(out), dtype="float32", always_2d=True)
-    x = torch.from_numpy(wav.mean(axis=1))
-    if sr != sample_rate:
-        x = AF.resample(x, sr, sample_rate)
-    x = x.numpy()
+    x = wav.astype(np.float64).mean(axis=1)
+    if sr != sample_rate:  # polyphase filtering in numpy: the same bytes on every machine and thread count
+        g = math.gcd(sr, sample_rate)
+        x = resample_poly(x, sample_rate // g, sr // g)
     voiced = np.flatnonzero(np.abs(x) > 0.02 * np.abs(x).max())
     x = x[voiced[0]:voiced[-1] + 1]
     return (x / (np.sqrt(np.mean(x ** 2)) + 1e-8) * 0.05).astype(np.float32)
@@ -154,11 +155,20 @@ def _write_split(spec: SynthSpec, split: str, n: int, root: Path, workers: int) 
         mix = s1 + s2
         uid = f"{split}_{i:05d}"
         for k, sig in (("mix", mix), ("s1", s1), ("s2", s2)):
-            sf.write(str(folders[k] / f"{uid}.wav"), sig, spec.sample_rate, subtype="FLOAT")
+            (folders[k] / f"{uid}.wav").write_bytes(float_wav(sig, spec.sample_rate))
         names = [VOICES[split][v][1] for v in (v1, v2)]
         rows.append(f"{uid},{spec.seconds},$data_root/{split}/mix/{uid}.wav,$data_root/{split}/s1/{uid}.wav,"
                     f"$data_root/{split}/s2/{uid}.wav,{names[0]},{names[1]}")
     (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+
+
+def float_wav(signal: np.ndarray, sample_rate: int) -> bytes:
+    """A mono 32-bit float WAV with nothing but the fmt and data chunks (libsndfile adds a PEAK chunk with
+    a time stamp to float files, which would make identical audio differ byte-wise between runs)."""
+    data = np.asarray(signal, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, sample_rate, sample_rate * 4, 4, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 def default_root() -> Path:

@@ -1,0 +1,144 @@
+"""Speech acceptance benchmark: distilled vs baseline student on the embedded set, and step-time ratios.
+
+1. One SepFormer teacher is trained by the pipeline (``kdhub train`` on the demo config), then for each
+   seed a Conv-TasNet baseline and a distilled Conv-TasNet of the same architecture, initial weights,
+   budget and seed are trained against it. Test voices are unseen in training. SI-SNRi / SDRi in dB.
+2. Step times, measured interleaved in one process on one fixed batch: a distillation step vs (student
+   step + teacher forward), and a step with cached teacher outputs vs the plain student step.
+
+    python benchmarks/speech_distill.py [--seeds 0 1 2] [--out results/speech_distill.json]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+
+from kdhub.cli import main as kdhub
+from kdhub.timing import median_seconds
+from kdhub_speech.brain import Distillation, SeparationBrain
+from kdhub_speech.cache import TeacherCache
+from kdhub_speech.data import dataset
+from kdhub_speech.intermediate import IntermediateDistillation
+from kdhub_speech.objective_shifting import ObjectiveShifting
+from kdhub_speech.plugin import kdhub_load_config
+from kdhub_speech.task import load_data, load_separator
+
+CONFIG = Path(__file__).resolve().parents[1] / "plugins" / "speech" / "configs" / "demo.yaml"
+
+
+def train(work: Path, *options: str) -> dict:
+    rc = kdhub(["train", str(CONFIG), "--work-dir", str(work), "--resume", "--cfg-options", *options])
+    if rc != 0:
+        raise SystemExit(f"kdhub train {CONFIG.name} failed ({rc})")
+    return json.loads((work / "summary.json").read_text())
+
+
+def step_times(teacher_path: Path, work: Path, repeats: int) -> dict:
+    """Median step times (ms) of plain, distilled and cached-distilled training on one batch."""
+    cfg = kdhub_load_config(CONFIG, []).cfg
+    teacher = load_separator(cfg["teacher_model"], teacher_path, "teacher", str(CONFIG)).eval()
+    data = load_data(cfg, str(CONFIG))
+    train_ds = dataset(data.train)
+    hp = cfg["training"]
+    batch = next(iter(sb.dataio.dataloader.make_dataloader(train_ds, batch_size=hp["batch_size"])))
+    d = cfg["distill"]
+    pairs = [tuple(p) for p in d["features"]["pairs"]]
+    sh = ObjectiveShifting(**d["shifting"])
+    cache = TeacherCache.build(work / "timing_cache.pt", teacher, train_ds, [t for _, t in pairs], "cpu")
+
+    def brain(kd_on: bool, cached: bool, features: bool = True) -> SeparationBrain:
+        student = copy.deepcopy(cfg["student_model"])
+        kd = None
+        if kd_on:
+            p = pairs if features else []
+            inter = IntermediateDistillation(p, IntermediateDistillation.probe_channels(student, teacher, p, 4000)) \
+                if p else None
+            kd = Distillation(teacher=teacher, output_weight=d["output"], feature_weight=d["features"]["weight"]
+                              if p else 0.0, pairs=p, shifting=sh, cache=cache if cached else None,
+                              intermediate=inter)
+        b = SeparationBrain(student, lr=hp["lr"], epochs=1, steps_per_epoch=100, num_spks=2, distillation=kd,
+                            run_opts={"device": "cpu", "noprogressbar": True})
+        b.on_fit_start()
+        b.on_stage_start(sb.Stage.TRAIN, 1)
+        b.step = 1
+        return b
+
+    runs = {"student_step": brain(False, False), "distill_step": brain(True, False),
+            "cached_distill_step": brain(True, True), "cached_output_only_step": brain(True, True, features=False)}
+
+    def teacher_forward():
+        with torch.no_grad():
+            teacher(batch.mix_sig.data)
+
+    fns = {k: (lambda b=b: b.fit_batch(batch)) for k, b in runs.items()}
+    fns["teacher_forward"] = teacher_forward
+    samples = {k: [] for k in fns}
+    for _ in range(repeats):  # interleaved, so drift in machine load hits every variant alike
+        for k, fn in fns.items():
+            samples[k].append(median_seconds(fn, repeats=3, warmup=1))
+    ms = {k: round(statistics.median(v) * 1000, 3) for k, v in samples.items()}
+    ms["distill_vs_student_plus_teacher"] = round(ms["distill_step"] / (ms["student_step"] + ms["teacher_forward"]), 4)
+    ms["cached_vs_student"] = round(ms["cached_distill_step"] / ms["student_step"], 4)
+    ms["cached_output_only_vs_student"] = round(ms["cached_output_only_step"] / ms["student_step"], 4)
+    ms["batch"] = f"{hp['batch_size']} x {batch.mix_sig.data.shape[-1]} samples"
+    return ms
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--work-dir", default="work_dirs/bench_speech")
+    ap.add_argument("--teacher-epochs", type=int, default=20, help="the teacher's budget (students: the config's)")
+    ap.add_argument("--student-epochs", type=int, default=3, help="the budget of baseline and distilled student")
+    ap.add_argument("--timing-repeats", type=int, default=7)
+    ap.add_argument("--out", default="results/speech_distill.json")
+    args = ap.parse_args()
+    work = Path(args.work_dir)
+    t0 = time.perf_counter()
+    runs = []
+    teacher_ckpt = None
+    for seed in args.seeds:
+        options = [f"seed={seed}", f"teacher_training.epochs={args.teacher_epochs}",
+                   f"training.epochs={args.student_epochs}"]
+        options += [f"teacher_checkpoint={teacher_ckpt}"] if teacher_ckpt else []
+        s = train(work / f"seed{seed}", *options)
+        if teacher_ckpt is None:
+            teacher_ckpt = (work / f"seed{seed}" / "teacher" / "model.pth").resolve()
+            teacher = s["teacher"]
+        runs.append({"seed": seed, "baseline": s["baseline"], "distilled": s["student"]})
+        print(f"seed {seed}: baseline {s['baseline']['si-snri']:.2f} dB, distilled {s['student']['si-snri']:.2f} dB")
+    mean = lambda role, key: round(statistics.mean(r[role][key] for r in runs), 3)
+    result = {
+        "config": str(CONFIG.relative_to(CONFIG.parents[3])),
+        "data": "embedded: 1200 train / 150 valid / 200 test two-speaker 8 kHz mixtures of 0.5 s; test voices unseen",
+        "teacher": {k: round(v, 3) for k, v in teacher.items()},
+        "budget": {"teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs},
+        "params": s["params"],
+        "seeds": runs,
+        "mean": {role: {k: mean(role, k) for k in ("si-snri", "sdri")} for role in ("baseline", "distilled")},
+    }
+    result["si_snri_gain_db"] = round(result["mean"]["distilled"]["si-snri"] - result["mean"]["baseline"]["si-snri"], 3)
+    result["acceptance_gain_ok"] = result["si_snri_gain_db"] >= 0.5
+    result["step_ms"] = step_times(teacher_ckpt, work, args.timing_repeats)
+    result["acceptance_step_ok"] = result["step_ms"]["distill_vs_student_plus_teacher"] <= 1.10
+    result["acceptance_cached_ok"] = result["step_ms"]["cached_vs_student"] <= 1.05
+    result["machine"] = {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
+                         "torch": torch.__version__, "speechbrain": sb.__version__}
+    result["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("mean", "si_snri_gain_db", "step_ms")}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The speech task through the real launcher: end to end, resume, eval, bad input, teacher-only, DDP."""
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+from kdhub_speech.data import read_manifest
+from speech_helpers import run_cli, tiny_config
+
+
+def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
+    cfg = tiny_config(tmp_path)
+    work = tmp_path / "run"
+    run_cli(["train", cfg, "--work-dir", work])
+    summary = json.loads((work / "summary.json").read_text())
+    for role in ("teacher", "baseline", "student"):
+        assert {"si-snr", "si-snri", "sdr", "sdri"} <= set(summary[role]), role
+    assert summary["params"]["teacher"] > summary["params"]["student"]
+    rows = (work / "student" / "test_results.csv").read_text().splitlines()
+    assert rows[0] == "ID,si-snr,si-snri,sdr,sdri" and len(rows) == 5
+    assert sorted(p.name for p in (work / "student" / "examples").iterdir()) == \
+        ["test_00000_mix.wav", "test_00000_s1_est.wav", "test_00000_s2_est.wav"]
+    state = torch.load(work / "student" / "model.pth", weights_only=True)
+    assert any(k.startswith("masknet.") for k in state)
+    again = run_cli(["train", cfg, "--work-dir", work, "--resume"])
+    assert json.loads((work / "summary.json").read_text())["student"] == summary["student"]
+    assert "epoch" not in again.stdout                                   # finished sub-runs are reused
+    out = run_cli(["eval", cfg, work / "student" / "model.pth"]).stdout
+    assert f"si-snri: {summary['student']['si-snri']:.4f}" in out
+    refused = run_cli(["train", cfg, "--work-dir", work], check=False)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (["teacher_checkpoint=missing_teacher.pth"], "teacher_checkpoint"),
+    (["distill.features.pairs=[['masknet.nope', 'masknet.dual_mdl.0']]"], "distill.features.pairs"),
+    (["trainng.epochs=1"], "did you mean training"),
+    (["data.on_bad=ignore"], "data.on_bad"),
+    (["distill.cache=true", "data.random_crop=true"], "distill.cache"),
+])
+def test_config_errors_name_the_key(tmp_path, options, message):
+    proc = run_cli(["train", tiny_config(tmp_path), "--work-dir", tmp_path / "w", "--cfg-options", *options],
+                   check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "w" / "summary.json").exists()
+
+
+def test_bad_manifest_stops_before_anything_is_written(tmp_path, tiny_data):
+    rows = (tiny_data / "train.csv").read_text().replace("$data_root", str(tiny_data)).splitlines()
+    bad = rows[:4] + [rows[4].replace("/s2/", "/nowhere/")]
+    (tmp_path / "train.csv").write_text("\n".join(bad) + "\n")
+    for split in ("valid", "test"):
+        (tmp_path / f"{split}.csv").write_text((tiny_data / f"{split}.csv").read_text()
+                                               .replace("$data_root", str(tiny_data)))
+    extra = (f"    source: csv\n    train_csv: {tmp_path / 'train.csv'}\n    valid_csv: {tmp_path / 'valid.csv'}\n"
+             f"    test_csv: {tmp_path / 'test.csv'}\n")
+    cfg = tiny_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("    source: embedded\n", extra))
+    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
+    assert proc.returncode == 2
+    assert "train.csv, row 5 (ID train_00003): s2_wav" in proc.stderr and "file not found" in proc.stderr
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.pth"))
+    skip = run_cli(["train", cfg, "--work-dir", tmp_path / "w2", "--cfg-options", "data.on_bad=skip",
+                    "teacher_training.epochs=1", "training.epochs=1", "baseline=false"])
+    assert "skipped 1 bad manifest row" in skip.stdout
+    assert json.loads((tmp_path / "w2" / "summary.json").read_text())["skipped"] == 1
+
+
+def test_teacher_only_distillation_on_mixtures_without_references(tmp_path, tiny_data):
+    man = read_manifest(tiny_data / "train.csv", 2, 8000)
+    (tmp_path / "mixtures.csv").write_text("ID,mix_wav\n" + "".join(f"{k},{r['mix_wav']}\n" for k, r in man.rows.items()))
+    for split in ("valid", "test"):
+        (tmp_path / f"{split}.csv").write_text((tiny_data / f"{split}.csv").read_text()
+                                               .replace("$data_root", str(tiny_data)))
+    extra = (f"    source: csv\n    train_csv: {tmp_path / 'mixtures.csv'}\n    valid_csv: {tmp_path / 'valid.csv'}\n"
+             f"    test_csv: {tmp_path / 'test.csv'}\n")
+    cfg = tiny_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("    source: embedded\n", extra))
+    # the teacher needs references to train, so it comes from a first run on the embedded set
+    first = tmp_path / "first"
+    run_cli(["train", tiny_config(tmp_path, name="t.yaml"), "--work-dir", first,
+             "--cfg-options", "training.epochs=1", "baseline=false"])
+    work = tmp_path / "w"
+    run_cli(["train", cfg, "--work-dir", work, "--cfg-options", "distill.teacher_only=true", "baseline=false",
+             f"teacher_checkpoint={first / 'teacher' / 'model.pth'}"])
+    summary = json.loads((work / "summary.json").read_text())
+    assert "baseline" not in summary and math.isfinite(summary["student"]["si-snri"])
+    missing_refs = run_cli(["train", cfg, "--work-dir", tmp_path / "w3"], check=False)
+    assert missing_refs.returncode == 2 and "s1_wav" in missing_refs.stderr
+
+
+def test_distributed_training_with_two_cpu_processes(tmp_path):
+    cfg = tiny_config(tmp_path, extra="baseline: false\n")
+    work = tmp_path / "ddp"
+    run_cli(["train", cfg, "--work-dir", work, "--launcher", "pytorch", "--cfg-options", "distill.cache=true"],
+            prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "-m", "kdhub"], env={"OMP_NUM_THREADS": "1"})
+    summary = json.loads((work / "summary.json").read_text())
+    assert math.isfinite(summary["student"]["si-snri"])
+    assert len(list((work / "teacher_cache").glob("*.pt"))) == 1
+    assert (work / "student" / "model.pth").is_file()

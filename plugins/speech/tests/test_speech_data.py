@@ -1,0 +1,84 @@
+"""The embedded data generator and the manifest checks (bad input stops or is skipped, by row)."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kdhub_speech.data import DataError, dataset, read_manifest
+from kdhub_speech.synth import VOICES, SynthSpec, ensure_embedded
+
+
+def test_embedded_set_is_deterministic_exact_mixtures_with_unseen_test_voices(tiny_data, tmp_path):
+    spec = json.loads((tiny_data / "spec.json").read_text())
+    assert set(spec["voices"]["test"]).isdisjoint(spec["voices"]["train"])
+    assert set(spec["voices"]["valid"]).isdisjoint(spec["voices"]["train"])
+    man = read_manifest(tiny_data / "train.csv", 2, 8000)
+    assert len(man.rows) == 16 and man.sources == ["s1_wav", "s2_wav"]
+    row = next(iter(man.rows.values()))
+    mix, sr = sf.read(row["mix_wav"], dtype="float32")
+    s1, _ = sf.read(row["s1_wav"], dtype="float32")
+    s2, _ = sf.read(row["s2_wav"], dtype="float32")
+    assert sr == 8000 and mix.shape == (4000,)
+    np.testing.assert_array_equal(mix, s1 + s2)
+    assert np.abs(s1).max() > 0.01 and np.abs(s2).max() > 0.01
+    test_voices = {name for _, name, _, _ in VOICES["test"]}
+    for r in (tiny_data / "test.csv").read_text().splitlines()[1:]:
+        assert set(r.split(",")[-2:]) <= test_voices
+    again = ensure_embedded(SynthSpec(seconds=0.5, train=16, valid=4, test=4, utterances_per_voice=1), tmp_path)
+    assert (again / "train" / "mix" / "train_00003.wav").read_bytes() == \
+        (tiny_data / "train" / "mix" / "train_00003.wav").read_bytes()
+
+
+def test_dataset_yields_signals(tiny_data):
+    ds = dataset(read_manifest(tiny_data / "valid.csv", 2, 8000), segment=1000)
+    item = ds[0]
+    assert item["mix_sig"].shape == (1000,) and item["s2_sig"].shape == (1000,)
+
+
+@pytest.fixture
+def bad_rows(tiny_data, tmp_path):
+    """A manifest with one good row followed by each kind of bad row."""
+    good = read_manifest(tiny_data / "valid.csv", 2, 8000).rows
+    (a, b) = list(good.values())[:2]
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF not really a wav")
+    wrong_sr = tmp_path / "sr16k.wav"
+    sf.write(wrong_sr, np.zeros(8000, np.float32), 16000)
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(100, np.float32), 8000)
+    rows = [("ok", a["mix_wav"], a["s1_wav"], a["s2_wav"]),
+            ("corrupt", corrupt, b["s1_wav"], b["s2_wav"]),
+            ("rate", b["mix_wav"], wrong_sr, b["s2_wav"]),
+            ("length", b["mix_wav"], b["s1_wav"], short),
+            ("empty", b["mix_wav"], "", b["s2_wav"])]
+    path = tmp_path / "bad.csv"
+    path.write_text("ID,mix_wav,s1_wav,s2_wav\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return path
+
+
+def test_bad_rows_stop_with_file_and_row(bad_rows):
+    with pytest.raises(DataError) as err:
+        read_manifest(bad_rows, 2, 8000, on_bad="stop")
+    msg = str(err.value)
+    assert str(bad_rows) in msg and "row 3 (ID corrupt)" in msg and "corrupt.wav" in msg and "on_bad=skip" in msg
+
+
+def test_bad_rows_are_skipped_and_counted(bad_rows):
+    man = read_manifest(bad_rows, 2, 8000, on_bad="skip")
+    assert list(man.rows) == ["ok"]
+    reasons = "\n".join(man.skipped)
+    assert len(man.skipped) == 4
+    assert "unreadable or corrupt" in reasons and "sample rate 16000 Hz" in reasons
+    assert "differ in length" in reasons and "column 's1_wav' is empty" in reasons
+
+
+def test_missing_column_names_the_file(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("ID,mix_wav,s1_wav\nx,a.wav,b.wav\n")
+    with pytest.raises(DataError, match=r"m\.csv: missing column\(s\) s2_wav"):
+        read_manifest(path, 2, 8000)
+    mixtures_only = tmp_path / "mixonly.csv"
+    mixtures_only.write_text("ID,mix_wav\n")
+    with pytest.raises(DataError, match="no usable rows"):
+        read_manifest(mixtures_only, 2, 8000, need_references=False)

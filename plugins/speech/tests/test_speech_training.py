@@ -1,0 +1,126 @@
+"""Training through SpeechBrain's Brain at tiny sizes: what trains, what stays frozen, cache, resume."""
+import copy
+
+import pytest
+import speechbrain as sb
+import torch
+
+from kdhub_speech.brain import Distillation, RNGState, SeparationBrain
+from kdhub_speech.cache import TeacherCache
+from kdhub_speech.data import dataset, read_manifest
+from kdhub_speech.intermediate import IntermediateDistillation
+from kdhub_speech.objective_shifting import ObjectiveShifting
+from speech_helpers import load, tiny_config
+
+PAIRS = [("masknet.temporal_conv_net.temporalblock_0_1", "masknet.dual_mdl.0")]
+
+
+@pytest.fixture
+def models(tmp_path):
+    cfg = load(tiny_config(tmp_path)).cfg
+    return cfg["teacher_model"], cfg["student_model"]
+
+
+def _batch(tiny_data, n=4):
+    ds = dataset(read_manifest(tiny_data / "train.csv", 2, 8000))
+    return next(iter(sb.dataio.dataloader.make_dataloader(ds, batch_size=n)))
+
+
+def _kd(teacher, student, cache=None):
+    chans = IntermediateDistillation.probe_channels(student, teacher, PAIRS, 4000)
+    return Distillation(teacher=teacher, output_weight=1.0, feature_weight=1.0, pairs=PAIRS, cache=cache,
+                        shifting=ObjectiveShifting(0.9, 0.1), intermediate=IntermediateDistillation(PAIRS, chans))
+
+
+def test_distillation_step_trains_student_and_adapters_never_the_teacher(models, tiny_data):
+    teacher, student = models
+    kd = _kd(teacher, student)
+    brain = SeparationBrain(student, lr=3e-3, epochs=1, steps_per_epoch=10, num_spks=2, distillation=kd,
+                            run_opts={"device": "cpu", "noprogressbar": True})
+    brain.on_fit_start()
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    t_before = copy.deepcopy(teacher.state_dict())
+    s_before = copy.deepcopy(student.state_dict())
+    a_before = copy.deepcopy(kd.intermediate.state_dict())
+    batch = _batch(tiny_data)
+    losses = []
+    for step in range(1, 9):
+        brain.step = step
+        losses.append(float(brain.fit_batch(batch)))
+        assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in t_before.items())
+    assert any(not torch.equal(v, student.state_dict()[k]) for k, v in s_before.items())
+    assert any(not torch.equal(v, kd.intermediate.state_dict()[k]) for k, v in a_before.items())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert not any(p is q for p in brain.optimizer.param_groups[0]["params"] for q in teacher.parameters())
+    terms = brain.distillation_terms(student(batch.mix_sig.data), batch.mix_sig.data, list(batch.id),
+                                     torch.stack([batch.s1_sig.data, batch.s2_sig.data], -1))
+    assert {"loss", "output", "features", "separation", "alpha"} <= set(terms)
+
+
+def test_cached_teacher_outputs_match_the_online_teacher(models, tiny_data, tmp_path):
+    teacher, student = models
+    teacher.eval()
+    man = read_manifest(tiny_data / "train.csv", 2, 8000)
+    cache = TeacherCache.build(tmp_path / "c.pt", teacher, dataset(man), [t for _, t in PAIRS], "cpu", batch_size=4)
+    batch = _batch(tiny_data)
+    out, feats = cache.lookup(list(batch.id), batch.mix_sig.data.shape[-1], "cpu")
+    with torch.no_grad():
+        online = teacher(batch.mix_sig.data)
+    assert torch.allclose(out, online, atol=2e-3, rtol=1e-2)
+    assert feats[0].shape == (4, 16, teacher.num_frames(batch.mix_sig.data))
+    online_kd = SeparationBrain(copy.deepcopy(student), lr=1e-3, epochs=1, steps_per_epoch=1, num_spks=2,
+                                distillation=_kd(teacher, student), run_opts={"device": "cpu"})
+    cached_kd = SeparationBrain(copy.deepcopy(student), lr=1e-3, epochs=1, steps_per_epoch=1, num_spks=2,
+                                distillation=_kd(teacher, student, cache), run_opts={"device": "cpu"})
+    for b in (online_kd, cached_kd):
+        b.epoch, b.step = 1, 1
+        b.modules.distill.load_state_dict(online_kd.modules.distill.state_dict())
+    refs = torch.stack([batch.s1_sig.data, batch.s2_sig.data], -1)
+    mix = batch.mix_sig.data
+    a = online_kd.distillation_terms(online_kd.modules.model(mix), mix, list(batch.id), refs)
+    c = cached_kd.distillation_terms(cached_kd.modules.model(mix), mix, list(batch.id), refs)
+    assert a["output"].item() == pytest.approx(c["output"].item(), abs=0.05)
+    assert a["features"].item() == pytest.approx(c["features"].item(), rel=0.02)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAtEpoch(SeparationBrain):
+    stop_at = None
+
+    def on_stage_start(self, stage, epoch=None):
+        if stage == sb.Stage.TRAIN and epoch == self.stop_at:
+            raise _Interrupt
+        super().on_stage_start(stage, epoch)
+
+
+def _fit(student, teacher, tiny_data, save_dir, stop_at=None):
+    kd = _kd(teacher, student)
+    counter = sb.utils.epoch_loop.EpochCounter(limit=3)
+    ckpt = sb.utils.checkpoints.Checkpointer(save_dir, recoverables={
+        "model": student, "counter": counter, "rng": RNGState(), "distill": kd.intermediate})
+    brain = _StopAtEpoch(student, lr=2e-3, epochs=3, steps_per_epoch=4, num_spks=2, distillation=kd,
+                         run_opts={"device": "cpu", "noprogressbar": True}, checkpointer=ckpt)
+    brain.stop_at = stop_at
+    train = dataset(read_manifest(tiny_data / "train.csv", 2, 8000))
+    valid = dataset(read_manifest(tiny_data / "valid.csv", 2, 8000))
+    brain.fit(counter, train, valid, progressbar=False, train_loader_kwargs={"batch_size": 4, "shuffle": True},
+              valid_loader_kwargs={"batch_size": 4})
+    return student
+
+
+def test_interrupted_training_resumes_exactly(models, tiny_data, tmp_path):
+    teacher, student = models
+    torch.manual_seed(0)
+    full = _fit(copy.deepcopy(student), teacher, tiny_data, tmp_path / "a")
+    torch.manual_seed(0)
+    part = copy.deepcopy(student)
+    with pytest.raises(_Interrupt):
+        _fit(part, teacher, tiny_data, tmp_path / "b", stop_at=2)
+    resumed = _fit(copy.deepcopy(student), teacher, tiny_data, tmp_path / "b")
+    for k, v in full.state_dict().items():
+        assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
