@@ -84,6 +84,12 @@ class SeparationBrain(sb.Brain):
                 if kd.cache is None:
                     self.teacher_taps = FeatureTaps(kd.teacher, [t for _, t in kd.pairs], detach=True)
 
+    def close(self) -> None:
+        """Remove the feature taps from student and teacher (they outlive the Brain otherwise)."""
+        for taps in (self.student_taps, self.teacher_taps):
+            if taps is not None:
+                taps.close()
+
     # forward and losses --------------------------------------------------------------------------
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)

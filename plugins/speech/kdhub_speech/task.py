@@ -143,6 +143,7 @@ class SpeechRun:
                   train_loader_kwargs={"batch_size": hp["batch_size"], "shuffle": True,
                                        "num_workers": hp["num_workers"]},
                   valid_loader_kwargs={"batch_size": hp["batch_size"]})
+        brain.close()
         ckpt.recover_if_possible(max_key="si-snr")
         final = sub / "model.pth"
         if dist.is_main():
