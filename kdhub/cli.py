@@ -97,9 +97,15 @@ def cmd_train(args) -> int:
     loaded = _load(args.config, args.cfg_options)
     task = _task(loaded)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / loaded.path.stem
-    summary = task.train(loaded, work_dir, resume=args.resume, launcher=args.launcher)
     from . import dist
-    if dist.is_main() and summary:
+    try:
+        summary = task.train(loaded, work_dir, resume=args.resume, launcher=args.launcher)
+    except BaseException:
+        dist.shutdown(ok=False)
+        raise
+    main_rank = dist.is_main()
+    dist.shutdown()
+    if main_rank and summary:
         print(f"summary: {work_dir / 'summary.json'}")
         for role in ("teacher", "baseline", "student"):
             if role in summary:

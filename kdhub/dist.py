@@ -34,6 +34,20 @@ def init_distributed(launcher: str = "none") -> bool:
     return True
 
 
+def shutdown(ok: bool = True) -> None:
+    """Leave the process group at the end of a run (whoever created it: kdhub, mmengine or SpeechBrain).
+
+    A gloo group left to the interpreter's exit can abort the process ("terminate called without an
+    active exception") after the work is done; ``ok`` ranks first wait for each other so none tears the
+    group down while another still uses it. After an error the group is destroyed without waiting.
+    """
+    if not is_distributed():
+        return
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
