@@ -37,6 +37,17 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q -c constraints.txt --upgrade pip "setuptools>=77,<81" wheel
 echo "setup: installing the pinned stack (first run downloads torch, a few minutes)"
 "${PIP[@]}" install -q -c constraints.txt torch torchvision torchaudio
+# mmcv with its compiled ops, for the OpenMMLab plugins: its setup.py imports torch, so it builds without
+# isolation after torch (about 9 minutes on 2 cores the first time; pip caches the wheel afterwards).
+if grep -qs '"mmcv' $(for d in $plugin_dirs; do echo "$d/pyproject.toml"; done) \
+   && ! "$VENV/bin/python" -c "import mmcv.ops" 2>/dev/null; then
+  echo "setup: building mmcv with compiled ops (first run: about 10 minutes on 2 cores)"
+  "${PIP[@]}" install -q -c constraints.txt ninja numpy
+  if ! MMCV_WITH_OPS=1 MAX_JOBS=$(nproc) "${PIP[@]}" install -c constraints.txt --no-build-isolation mmcv \
+       >"$VENV/.kdhub-mmcv.log" 2>&1; then
+    tail -40 "$VENV/.kdhub-mmcv.log"; echo "setup: building mmcv failed (log: $VENV/.kdhub-mmcv.log)" >&2; exit 1
+  fi
+fi
 editable=(-e ".[test]")
 for d in $plugin_dirs; do editable+=(-e "$d"); done
 echo "setup: installing kdhub and plugins: . $plugin_dirs"
