@@ -79,6 +79,21 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
                               f"It may be truncated or not a kdhub/PyTorch checkpoint.") from None
 
 
+def sub_state_dict(state: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    """The entries of ``state`` under ``prefix`` (e.g. ``'student.'``) with the prefix removed: how a
+    distillation wrapper's checkpoint becomes the plain checkpoint of the model it wraps."""
+    if not prefix.endswith("."):
+        prefix += "."
+    out = type(state)() if isinstance(state, dict) else {}
+    for key, value in state.items():
+        if key.startswith(prefix):
+            out[key[len(prefix):]] = value
+    if not out:
+        raise CheckpointError(f"no entries under {prefix!r} in the state dict "
+                              f"(first keys: {', '.join(list(state)[:5]) or 'none'})")
+    return out
+
+
 def rng_state() -> Dict[str, Any]:
     """Every RNG a training loop may draw from, in a form ``weights_only`` loading accepts."""
     version, internal, gauss = random.getstate()

@@ -79,11 +79,13 @@ class RunContext:
         if self.main:
             self.hook.kdhub_evaluation_done(run=self.info, role=role, step=int(step), metrics=_plain(dict(metrics)))
 
-    def checkpoint_saved(self, step: int, path: Path) -> None:
-        """Record ``path`` as the latest checkpoint (atomically) and tell observers."""
+    def checkpoint_saved(self, step: int, path: Path, record: bool = True) -> None:
+        """Record ``path`` as the latest checkpoint (atomically) and tell observers. Engines that keep
+        their own record of the latest checkpoint (mmengine's ``last_checkpoint``) pass ``record=False``."""
         if self.main:
-            rel = Path(path).resolve().relative_to(self.work_dir.resolve())  # survives moving the work dir
-            atomic_write_text(self.work_dir / LAST_CHECKPOINT_FILE, str(rel) + "\n")
+            if record:
+                rel = Path(path).resolve().relative_to(self.work_dir.resolve())  # survives moving the work dir
+                atomic_write_text(self.work_dir / LAST_CHECKPOINT_FILE, str(rel) + "\n")
             self.hook.kdhub_checkpoint_saved(run=self.info, step=int(step), path=Path(path))
 
     def latest_checkpoint(self) -> Optional[Path]:

@@ -1,0 +1,118 @@
+"""The distillation model for mmengine's Runner: a frozen teacher detector, the student and a distiller.
+
+``KDDistillDetector`` is an mmengine ``BaseModel`` registered in mmdet's MODELS, so training, validation,
+logging, hooks, AMP and DDP are mmengine's own. The distiller (GID, DETRDistill) owns the losses and their
+adapters and computes the student's ground-truth loss together with the distillation terms (both need the
+same forward pass). Validation and test run the student (``predict_with='teacher'`` evaluates the teacher).
+Checkpoints hold the student and the distiller's adapters, never the teacher, which is loaded from its own
+file at construction.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.model import BaseModel
+from mmengine.runner.checkpoint import load_checkpoint
+from mmdet.registry import MODELS
+
+from kdhub.config import ConfigError
+from kdhub.distiller import freeze
+
+
+TEACHER_PREFIX = "teacher."
+
+
+def _model_cfg(spec: Union[dict, ConfigDict], key: str) -> dict:
+    """A detector config from ``dict(config='file.py')`` (that file's ``model``) or ``dict(model=...)``."""
+    if spec.get("model") is not None:
+        return ConfigDict(copy.deepcopy(dict(spec["model"])))
+    path = spec.get("config")
+    if not path:
+        raise ConfigError(f"model.{key}: give config='<detector config .py>' or model=dict(...)")
+    if not Path(path).is_file():
+        raise ConfigError(f"model.{key}.config: file not found: {path}")
+    return ConfigDict(Config.fromfile(path).model.to_dict())
+
+
+def num_classes(model_cfg: dict) -> Optional[int]:
+    head = model_cfg.get("bbox_head") or {}
+    return head.get("num_classes")
+
+
+@MODELS.register_module()
+class KDDistillDetector(BaseModel):
+    """Teacher + student + distiller. ``teacher=dict(config=..., checkpoint=...)``; ``student``: a detector
+    config dict; ``distiller``: ``dict(type='GID' | 'DETRDistill', ...)``."""
+
+    def __init__(self, student: dict, teacher: dict, distiller: dict, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        student = ConfigDict(copy.deepcopy(dict(student)))
+        preprocessor = data_preprocessor or student.get("data_preprocessor")
+        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
+        t_cfg = _model_cfg(teacher, "teacher")
+        if num_classes(t_cfg) != num_classes(student):
+            raise ConfigError(f"teacher and student have different class sets: teacher bbox_head.num_classes="
+                              f"{num_classes(t_cfg)}, student {num_classes(student)}; distillation needs the same "
+                              f"classes in the same order")
+        self.student = MODELS.build(student)
+        self.teacher = MODELS.build(t_cfg)
+        ckpt = teacher.get("checkpoint")
+        if not ckpt or not Path(ckpt).is_file():
+            raise ConfigError(f"model.teacher.checkpoint: teacher checkpoint not found: {ckpt!r}; train the teacher "
+                              f"first (kdhub train <teacher config>) and point teacher.checkpoint at its .pth")
+        self.teacher_checkpoint = str(ckpt)
+        self._load_teacher()
+        freeze(self.teacher)
+        self.distiller = MODELS.build(distiller)
+        self.distiller.setup(self.student, self.teacher)
+        self.predict_with = "student"
+        self._register_state_dict_hook(_drop_teacher)
+        self.register_load_state_dict_post_hook(_teacher_not_missing)
+
+    def _load_teacher(self) -> None:
+        try:
+            ckpt = load_checkpoint(self.teacher, self.teacher_checkpoint, map_location="cpu", strict=True,
+                                   logger="silent")
+        except (RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"model.teacher.checkpoint: {self.teacher_checkpoint} does not fit the teacher "
+                              f"config ({first}); check teacher.config is the config it was trained with") from None
+        meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+        self.teacher_classes = tuple((meta.get("dataset_meta") or {}).get("classes") or ())
+
+    def init_weights(self) -> None:
+        """Initialise the student only; the teacher keeps its trained weights (adapters are initialised
+        when built)."""
+        self.student.init_weights()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @property
+    def active(self):
+        return self.teacher if self.predict_with == "teacher" else self.student
+
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = "tensor"):
+        if mode == "loss":
+            return self.distiller.loss(self.student, self.teacher, inputs, data_samples)
+        if mode == "predict":
+            return self.active.predict(inputs, data_samples)
+        if mode == "tensor":
+            return self.active._forward(inputs, data_samples)
+        raise RuntimeError(f"invalid mode {mode!r}; valid: loss, predict, tensor")
+
+
+def _drop_teacher(module, state_dict, prefix, local_metadata) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
+        del state_dict[key]
+
+
+def _teacher_not_missing(module, incompatible_keys) -> None:
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if not k.startswith(TEACHER_PREFIX)]

@@ -1,0 +1,210 @@
+"""Loading detection configs: mmengine ``.py`` files with ``task = 'detection'``, ``--cfg-options`` applied
+the mmengine way (dotted keys), and checks that turn the usual mistakes into errors naming the key.
+
+A distillation config wraps the student's detector config::
+
+    _base_ = ['./retinanet_r18_synth.py']            # the student: model, data, schedule, evaluator
+    task = 'detection'
+    model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,
+                 teacher=dict(config='retinanet_r50_synth.py', checkpoint='work_dirs/teacher/student.pth'),
+                 distiller=dict(type='GID'))
+
+Paths in ``model.teacher`` are resolved against the working directory, then the config's folder.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, List, Sequence
+
+from mmengine.config import Config, ConfigDict
+
+from kdhub.config import ConfigError, LoadedConfig, parse_overrides, resolve_path
+
+DISTILL_TYPE = "KDDistillDetector"
+METHODS = {"GID": "gid", "DETRDistill": "detrdistill"}
+
+
+def _close(key: str, choices) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str], source: str) -> None:
+    """mmengine-style ``key=value`` overrides. Every section on the way must exist; a new leaf key is
+    accepted only inside a constructor dict (one with ``type``), where it is a keyword argument."""
+    pairs = parse_overrides(overrides)
+    for key, _ in pairs:
+        parts = key.split(".")
+        node: Any = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: --cfg-options {key}: '{'.'.join(parts[:i])}' is a "
+                                  f"{type(node).__name__}, not a section")
+            if part not in node:
+                if last and "type" in node:
+                    _check_argument(node["type"], part, key, source)
+                    break
+                where = ".".join(parts[:i]) or "the top level"
+                raise ConfigError(f"{source}: --cfg-options {key}: no key '{part}' in {where}"
+                                  f"{_close(part, node)}; valid keys: {', '.join(map(str, node))}")
+            node = node[part]
+    cfg.merge_from_dict(dict(pairs))
+
+
+def _registered_class(name):
+    """The class registered as ``name`` in one of mmdet's registries (None when not found)."""
+    if not isinstance(name, str):
+        return name
+    import mmdet.registry as reg
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    for attr in ("MODELS", "DATASETS", "TRANSFORMS", "LOOPS", "HOOKS", "METRICS", "OPTIMIZERS",
+                 "PARAM_SCHEDULERS", "OPTIM_WRAPPERS", "DATA_SAMPLERS", "TASK_UTILS", "VISUALIZERS"):
+        cls = getattr(reg, attr).get(name)
+        if cls is not None:
+            return cls
+    return None
+
+
+def _check_argument(type_name, arg: str, key: str, source: str) -> None:
+    """A new key inside a constructor dict must be a keyword argument of that constructor."""
+    import inspect
+    cls = _registered_class(type_name)
+    if cls is None:
+        return
+    params = {}
+    for klass in getattr(cls, "__mro__", [cls]):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        sig = inspect.signature(init)
+        params.update({n: p for n, p in sig.parameters.items() if n != "self"})
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    else:
+        return
+    if arg not in params:
+        names = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        raise ConfigError(f"{source}: --cfg-options {key}: {type_name} has no argument '{arg}'{_close(arg, names)}; "
+                          f"its arguments: {', '.join(names)}")
+
+
+def load(path: Path, overrides: Sequence[str]) -> Config:
+    source = str(path)
+    try:
+        cfg = Config.fromfile(source)
+    except Exception as exc:  # syntax errors, missing _base_ files: mmengine's message is already specific
+        raise ConfigError(f"{source}: cannot load the config: {type(exc).__name__}: {exc}") from None
+    apply_overrides(cfg, overrides, source)
+    for key in ("model", "train_dataloader", "train_cfg", "optim_wrapper"):
+        if key not in cfg:
+            raise ConfigError(f"{source}: missing '{key}': a detection config needs model, train_dataloader, "
+                              f"train_cfg and optim_wrapper (see plugins/detection/configs)")
+    if cfg.model.get("type") == DISTILL_TYPE:
+        check_distillation(cfg, source)
+    return cfg
+
+
+def loaded(path: Path, overrides: Sequence[str]) -> LoadedConfig:
+    """The config as kdhub's launcher receives it."""
+    cfg = load(path, overrides)
+    return LoadedConfig(task="detection", cfg=cfg, path=path, method=method_of(cfg), overrides=list(overrides))
+
+
+def method_of(cfg: Config) -> str:
+    if cfg.model.get("type") != DISTILL_TYPE:
+        return "supervised"
+    kind = cfg.model.get("distiller", {}).get("type", "")
+    return METHODS.get(kind, kind.lower())
+
+
+def _detector_class(model_cfg: dict, key: str, source: str):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    name = model_cfg.get("type")
+    cls = MODELS.get(name) if isinstance(name, str) else name
+    if cls is None:
+        raise ConfigError(f"{source}: {key}.type: unknown detector {name!r} in mmdet's MODELS registry")
+    return cls
+
+
+def check_distillation(cfg: Config, source: str) -> None:
+    """Pre-flight checks of a distillation config, before anything is built or written."""
+    from mmdet.models.detectors import DetectionTransformer, SingleStageDetector
+    model = cfg.model
+    for key in ("student", "teacher", "distiller"):
+        if not model.get(key):
+            raise ConfigError(f"{source}: model.{key} is missing; a {DISTILL_TYPE} needs student, teacher and "
+                              f"distiller")
+    teacher = model.teacher
+    unknown = set(teacher) - {"config", "checkpoint", "model"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) in model.teacher: {', '.join(sorted(unknown))}; valid keys: "
+                          f"config, checkpoint, model")
+    if teacher.get("config"):
+        p = resolve_path(teacher.config, source)
+        if not p.is_file():
+            raise ConfigError(f"{source}: model.teacher.config: file not found: {teacher.config}")
+        teacher.config = str(p.resolve())
+        t_model = Config.fromfile(teacher.config).model
+    elif teacher.get("model"):
+        t_model = teacher.model
+    else:
+        raise ConfigError(f"{source}: model.teacher needs config='<teacher detector config>' (or model=dict(...))")
+    ckpt = teacher.get("checkpoint")
+    if not ckpt:
+        raise ConfigError(f"{source}: model.teacher.checkpoint is empty; train the teacher first "
+                          f"(kdhub train <teacher config> --work-dir DIR writes DIR/student.pth) and set "
+                          f"model.teacher.checkpoint=DIR/student.pth")
+    p = resolve_path(ckpt, source)
+    if not p.is_file():
+        raise ConfigError(f"{source}: model.teacher.checkpoint: teacher checkpoint not found: {ckpt}; train the "
+                          f"teacher first (kdhub train <teacher config>) or fix the path")
+    teacher.checkpoint = str(p.resolve())
+    s_head, t_head = model.student.get("bbox_head", {}), t_model.get("bbox_head", {})
+    if s_head.get("num_classes") != t_head.get("num_classes"):
+        raise ConfigError(f"{source}: teacher and student have different class sets: student "
+                          f"bbox_head.num_classes={s_head.get('num_classes')}, teacher (model.teacher) "
+                          f"{t_head.get('num_classes')}; distillation needs the same classes in the same order")
+    kind = model.distiller.get("type")
+    if kind not in METHODS:
+        raise ConfigError(f"{source}: model.distiller.type {kind!r} is not a kdhub detection method; valid "
+                          f"choices: {', '.join(METHODS)}")
+    for key, det in (("model.student", model.student), ("model.teacher", t_model)):
+        cls = _detector_class(det, key, source)
+        if kind == "GID" and not issubclass(cls, SingleStageDetector):
+            raise ConfigError(f"{source}: GID supports dense single-stage detectors (RetinaNet, FCOS); {key} is "
+                              f"{det.get('type')}. For DETR-family detectors use model.distiller.type='DETRDistill'")
+        if kind == "DETRDistill" and not issubclass(cls, DetectionTransformer):
+            raise ConfigError(f"{source}: DETRDistill supports DETR-family detectors (DeformableDETR, "
+                              f"ConditionalDETR); {key} is {det.get('type')}. For dense detectors use "
+                              f"model.distiller.type='GID'")
+
+
+def student_config(cfg: Config) -> Config:
+    """The student's own detector config (for ``init_detector`` and evaluation of exported checkpoints)."""
+    out = Config(cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg))
+    if out.model.get("type") == DISTILL_TYPE:
+        out.model = ConfigDict(out.model.student)
+    for key in ("task", "resume", "load_from", "work_dir", "launcher"):
+        out.pop(key, None)
+    return out
+
+
+def dataset_classes(cfg: Config) -> List[str]:
+    """Class names of the config's training set (metainfo, or the data set class's METAINFO)."""
+    from mmdet.registry import DATASETS
+    ds = cfg.train_dataloader.dataset
+    while "dataset" in ds and "metainfo" not in ds:  # wrappers (RepeatDataset ...)
+        ds = ds.dataset
+    classes = (ds.get("metainfo") or {}).get("classes")
+    if classes is None:
+        cls = DATASETS.get(ds.get("type"))
+        classes = getattr(cls, "METAINFO", {}).get("classes", ())
+    return list(classes)

@@ -1,0 +1,19 @@
+# GID on the embedded set: RetinaNet ResNet-18/w32 teacher -> ResNet-18/w16 student (same anchors, schedule and
+# seed as the baseline retinanet_r18w16_synth.py). Train the teacher first:
+#   kdhub train retinanet_r18w32_synth.py --work-dir work_dirs/gid_teacher
+# then point model.teacher.checkpoint at work_dirs/gid_teacher/student.pth (or pass it with --cfg-options).
+_base_ = ['./retinanet_r18w16_synth.py']
+task = 'detection'
+model = dict(
+    _delete_=True,
+    type='KDDistillDetector',
+    student=_base_.model,
+    teacher=dict(config='retinanet_r18w32_synth.py', checkpoint='work_dirs/gid_teacher/student.pth'),
+    distiller=dict(
+        type='GID',
+        feature_weight=5e-3,   # RoIAlign features on GI boxes, summed squared error per instance
+        relation_weight=40.0,  # RKD distance between GI instance features
+        response_weight=0.1,   # BCE to the teacher's sigmoid scores on GI-assigned positives
+        regression_weight=0.1,  # L1 to the teacher's box deltas on the same positives
+        iou_threshold=0.3, top_k=10,
+        finest_scale=16))      # RoI level by box size: < 32 px -> P3, < 64 px -> P4 ...

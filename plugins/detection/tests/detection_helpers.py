@@ -1,0 +1,67 @@
+"""Tiny detection configs over a tiny embedded set, derived from the shipped configs by mmengine inheritance."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parents[1] / "kdhub_detection" / "configs"
+TINY_SPEC = "dict(image_size=64, train=16, val=4, test=4, max_objects=3, sizes=(10, 32), seed=0)"
+
+
+def _data(spec: str = TINY_SPEC, batch: int = 4) -> str:
+    return f"""
+synth_spec = {spec}
+train_dataloader = dict(batch_size={batch}, dataset=dict(spec=synth_spec))
+val_dataloader = dict(batch_size={batch}, dataset=dict(spec=synth_spec))
+test_dataloader = dict(batch_size={batch}, dataset=dict(spec=synth_spec))
+val_evaluator = dict(spec=synth_spec)
+test_evaluator = dict(spec=synth_spec)
+train_cfg = dict(max_epochs=1, val_interval=1)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1))
+"""
+
+
+def retinanet(tmp: Path, name: str, base: int = 8, fpn: int = 16, head: str = "RetinaHead") -> Path:
+    """A tiny RetinaNet (or FCOS with ``head='FCOSHead'``) detector config."""
+    head_cfg = f"bbox_head=dict(in_channels={fpn}, feat_channels={fpn}, stacked_convs=1)"
+    if head == "FCOSHead":
+        head_cfg = f"""type='FCOS', train_cfg=dict(_delete_=True), test_cfg=dict(nms_pre=100),
+             bbox_head=dict(_delete_=True, type='FCOSHead', num_classes=5, in_channels={fpn},
+             stacked_convs=1, feat_channels={fpn}, strides=[8, 16, 32, 64], norm_cfg=dict(type='GN', num_groups=8),
+             regress_ranges=((-1, 16), (16, 32), (32, 64), (64, 1e8)), norm_on_bbox=True, centerness_on_reg=True,
+             loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
+             loss_bbox=dict(type='GIoULoss', loss_weight=1.0),
+             loss_centerness=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0))"""
+    text = f"_base_ = ['{CONFIGS / 'retinanet_r18w32_synth.py'}']\ntask = 'detection'\n" + _data() + f"""
+model = dict(backbone=dict(base_channels={base}), neck=dict(in_channels=[{base * 2}, {base * 4}, {base * 8}],
+             out_channels={fpn}), {head_cfg})
+"""
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def distill(tmp: Path, name: str, student: Path, teacher: Path, checkpoint, distiller: str) -> Path:
+    text = f"""_base_ = ['{student}']
+task = 'detection'
+model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,
+             teacher=dict(config='{teacher}', checkpoint={str(checkpoint)!r}), distiller={distiller})
+"""
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def load(path: Path, overrides=()):
+    from kdhub_detection.plugin import kdhub_load_config
+    return kdhub_load_config(Path(path), list(overrides))
+
+
+def run_cli(args, check=True, prefix=None, env=None):
+    cmd = (prefix or [sys.executable, "-m", "kdhub"]) + [str(a) for a in args]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, "KDHUB_PROGRESS": "0", "OMP_NUM_THREADS": "1", **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc

@@ -1,0 +1,91 @@
+"""The detection task through the real launcher: teacher, GID student, export, eval, resume, errors, DDP."""
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+from detection_helpers import distill, retinanet, run_cli
+
+GID = "dict(type='GID', feature_weight=1e-3, top_k=4)"
+
+
+@pytest.fixture(scope="module")
+def trained_teacher(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("teacher")
+    cfg = retinanet(tmp, "teacher.py", base=16, fpn=32)
+    run_cli(["train", cfg, "--work-dir", tmp / "w"])
+    return cfg, tmp / "w"
+
+
+def test_teacher_then_gid_student_export_eval_and_resume(trained_teacher, tmp_path):
+    t_cfg, t_work = trained_teacher
+    t_summary = json.loads((t_work / "summary.json").read_text())
+    assert t_summary["method"] == "supervised" and math.isfinite(t_summary["student"]["AP"])
+    student = retinanet(tmp_path, "student.py")
+    cfg = distill(tmp_path, "gid.py", student, t_cfg, t_work / "student.pth", GID)
+    work = tmp_path / "w"
+    out = run_cli(["train", cfg, "--work-dir", work]).stdout
+    assert "teacher: AP=" in out and "student: AP=" in out
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["method"] == "gid" and summary["teacher"] == t_summary["student"]  # same teacher, same test set
+    assert summary["params"]["teacher"] > summary["params"]["student"]
+    assert (work / "teacher_metrics.json").is_file()
+    ckpt = torch.load(work / "epoch_1.pth", weights_only=False)
+    assert not any(k.startswith("teacher.") for k in ckpt["state_dict"])           # checkpoints: student + adapters
+    assert any(k.startswith("distiller.adapter") for k in ckpt["state_dict"])
+    # the export is a plain mmdet checkpoint that init_detector loads with the student's own config
+    from mmdet.apis import inference_detector, init_detector
+    det = init_detector(str(work / "student_config.py"), str(work / "student.pth"), device="cpu")
+    assert det.dataset_meta["classes"][0] == "circle"
+    result = inference_detector(det, torch.zeros(64, 64, 3, dtype=torch.uint8).numpy())
+    assert result.pred_instances.bboxes.shape[-1] == 4
+    evaluated = run_cli(["eval", cfg, work / "student.pth"]).stdout
+    assert f"AP: {summary['student']['AP']:.4f}" in evaluated
+    assert f"AP: {summary['student']['AP']:.4f}" in run_cli(["eval", cfg, work / "epoch_1.pth"]).stdout
+    refused = run_cli(["train", cfg, "--work-dir", work], check=False)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    run_cli(["train", cfg, "--work-dir", work, "--resume"])
+    assert json.loads((work / "summary.json").read_text()) == summary                # a finished run is reused
+
+
+def test_resume_continues_exactly(trained_teacher, tmp_path):
+    t_cfg, t_work = trained_teacher
+    cfg = distill(tmp_path, "gid.py", retinanet(tmp_path, "s.py"), t_cfg, t_work / "student.pth", GID)
+    two = ["--cfg-options", "train_cfg.max_epochs=2", "train_cfg.val_interval=2"]
+    run_cli(["train", cfg, "--work-dir", tmp_path / "straight", *two])
+    run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--cfg-options", "train_cfg.val_interval=2"])
+    for name in ("summary.json", "student.pth"):      # as if the run had stopped after its first epoch
+        (tmp_path / "cut" / name).unlink()
+    run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--resume", *two])
+    a = torch.load(tmp_path / "straight" / "student.pth", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut" / "student.pth", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["model.teacher.checkpoint=missing_teacher.pth"], "teacher checkpoint not found: missing_teacher.pth"),
+    (["model.distiller.type=FitNet"], "valid choices: GID, DETRDistill"),
+    (["train_cfg.max_epoch=2"], "did you mean 'max_epochs'"),
+    (["model.student.bbox_head.num_classes=4"], "different class sets"),
+])
+def test_config_errors_name_the_key(trained_teacher, tmp_path, options, message):
+    t_cfg, t_work = trained_teacher
+    cfg = distill(tmp_path, "gid.py", retinanet(tmp_path, "s.py"), t_cfg, t_work / "student.pth", GID)
+    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w", "--cfg-options", *options], check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "w").exists()
+
+
+def test_distributed_training_with_two_cpu_processes(trained_teacher, tmp_path):
+    t_cfg, t_work = trained_teacher
+    cfg = distill(tmp_path, "gid.py", retinanet(tmp_path, "s.py"), t_cfg, t_work / "student.pth", GID)
+    work = tmp_path / "ddp"
+    run_cli(["train", cfg, "--work-dir", work, "--launcher", "pytorch"],
+            prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "-m", "kdhub"])
+    summary = json.loads((work / "summary.json").read_text())
+    assert math.isfinite(summary["student"]["AP"]) and (work / "student.pth").is_file()
+    log = next(work.glob("*/*.log")).read_text()
+    assert "world_size: 2" in log.replace("'", "").replace('"', "") or "Distributed training: True" in log

@@ -1,0 +1,83 @@
+"""The generated data set and the annotation checks."""
+import json
+
+import numpy as np
+import pytest
+
+from kdhub.config import ConfigError
+
+from detection_helpers import retinanet, run_cli
+
+
+def test_generated_set_is_deterministic_valid_coco(tmp_path):
+    from kdhub_detection.datasets import check_annotations
+    from kdhub_detection.synth import CLASSES, SynthSpec, ensure_embedded, make_image
+    spec = SynthSpec(image_size=64, train=6, val=2, test=2, max_objects=4, sizes=(8, 32))
+    a = ensure_embedded(spec, tmp_path / "a")
+    b = ensure_embedded(spec, tmp_path / "b")
+    assert (a / "train" / "000003.png").read_bytes() == (b / "train" / "000003.png").read_bytes()
+    coco = json.loads((a / "annotations" / "instances_train.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == list(CLASSES)
+    assert len(coco["images"]) == 6 and coco["annotations"]
+    assert check_annotations(coco, "x") == []
+    pixels, objects = make_image(spec, "train", 3)
+    assert pixels.shape == (64, 64, 3) and 1 <= len(objects) <= 4
+    assert not np.array_equal(make_image(spec, "train", 4)[0], pixels)
+    assert ensure_embedded(spec, tmp_path / "a") == a                 # generated once, then reused
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp folders left
+    with pytest.raises(ValueError, match="sizes"):
+        SynthSpec(sizes=(80, 200)).check()
+
+
+def _coco(anns):
+    return {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}],
+            "annotations": [dict(id=i + 1, image_id=1, iscrowd=0, area=1, **a) for i, a in enumerate(anns)]}
+
+
+def test_check_annotations_names_each_problem():
+    from kdhub_detection.datasets import check_annotations
+    bad = check_annotations(_coco([
+        dict(category_id=1, bbox=[2, 2, 10, 10]),       # fine
+        dict(category_id=7, bbox=[2, 2, 10, 10]),       # unknown category
+        dict(category_id=1, bbox=[60, 2, 10, 10]),      # past the right border (64)
+        dict(category_id=2, bbox=[2, 40, 10, 8.5]),     # within the 1 px tolerance at the bottom (48)
+        dict(category_id=2, bbox=[2, 2, 0, 5]),         # empty
+    ]), "x")
+    assert [aid for aid, _ in bad] == [2, 3, 5]
+    assert "unknown category_id 7" in bad[0][1] and "outside its 64x48 image 'a.png'" in bad[1][1]
+
+
+def _bad_set(tmp_path):
+    from PIL import Image
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (64, 48)).save(tmp_path / "img" / "a.png")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_coco([dict(category_id=1, bbox=[2, 2, 10, 10]),
+                                      dict(category_id=9, bbox=[2, 2, 10, 10])])))
+    return path
+
+
+def test_dataset_refuses_or_skips_bad_annotations(mm, tmp_path):
+    from kdhub_detection.datasets import SKIPPED, BadAnnotationError, KDHubCocoDataset
+    ann = _bad_set(tmp_path)
+    kw = dict(ann_file=str(ann), data_prefix=dict(img=str(tmp_path / "img") + "/"), metainfo=dict(classes=("circle", "square")),
+              pipeline=[])
+    with pytest.raises(BadAnnotationError, match=r"bad.json: annotation id 2: unknown category_id 9 .*on_bad='skip'"):
+        KDHubCocoDataset(**kw)
+    ds = KDHubCocoDataset(on_bad="skip", **kw)
+    assert len(ds[0]["instances"]) == 1 and [aid for aid, _ in SKIPPED[str(ann)]] == [2]
+    with pytest.raises(ConfigError, match="on_bad"):
+        KDHubCocoDataset(on_bad="ignore", **kw)
+
+
+def test_bad_annotation_file_stops_the_cli_with_a_clear_error(tmp_path):
+    ann = _bad_set(tmp_path)
+    cfg = retinanet(tmp_path, "r.py")
+    data = (f"dict(_delete_=True, type='KDHubCocoDataset', ann_file='{ann}', data_prefix=dict(img='{tmp_path}/img/'), "
+            f"metainfo=dict(classes=('circle', 'square', 'triangle', 'ring', 'cross')), pipeline=_base_.train_pipeline)")
+    cfg.write_text(cfg.read_text() + f"train_dataloader = dict(dataset={data})\n")
+    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "annotation id 2: unknown category_id 9" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "w").rglob("*.pth"))
