@@ -47,6 +47,16 @@ class RNGState:
 
 
 @dataclass
+class TeacherTargets:
+    """What one batch asks of the teacher: T_sigma [B, T, C], sigma [B, C] (None without references) and
+    the tapped features as encoder frames [B, C, L], in the order of ``Distillation.pairs``."""
+
+    aligned: torch.Tensor
+    sigma: Optional[torch.Tensor]
+    features: List[torch.Tensor]
+
+
+@dataclass
 class Distillation:
     """What a distilling Brain needs besides the student: teacher (or cache), terms and schedule."""
 
@@ -77,6 +87,7 @@ class SeparationBrain(sb.Brain):
         self.epoch, self.train_stats = 0, {}
         self._sums: Dict[str, float] = {}
         self.student_taps = self.teacher_taps = None
+        self._teacher: Optional[TeacherTargets] = None
         if kd is not None:
             freeze(kd.teacher).to(self.device)
             if kd.pairs and kd.feature_weight > 0:
@@ -93,13 +104,18 @@ class SeparationBrain(sb.Brain):
     # forward and losses --------------------------------------------------------------------------
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
-        return self.modules.model(batch.mix_sig.data)
+        mix = batch.mix_sig.data
+        if stage == sb.Stage.TRAIN and self.kd is not None:
+            # The teacher runs first, so its activations are freed before the student's graph is built.
+            self._teacher = self.teacher_targets(mix, list(batch.id), batch_targets(batch, self.num_spks))
+        return self.modules.model(mix)
 
     def compute_objectives(self, est, batch, stage):
         refs = batch_targets(batch, self.num_spks)
         if stage != sb.Stage.TRAIN or self.kd is None:
             return pit(est, refs)[0].mean()
-        terms = self.distillation_terms(est, batch.mix_sig.data, list(batch.id), refs)
+        teacher, self._teacher = self._teacher, None
+        terms = self.distillation_terms(est, batch.mix_sig.data, list(batch.id), refs, teacher)
         for k, v in terms.items():
             self._sums[k] = self._sums.get(k, 0.0) + float(v.detach())
         return terms["loss"]
@@ -108,31 +124,42 @@ class SeparationBrain(sb.Brain):
         """Fraction of training done at the current step (for the objective-shifting schedule)."""
         return (self.epoch - 1 + (max(self.step, 1) - 1) / self.steps_per_epoch) / self.epochs
 
-    def distillation_terms(self, est: torch.Tensor, mix: torch.Tensor, ids: List[str],
-                           refs: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def teacher_targets(self, mix: torch.Tensor, ids: List[str], refs: Optional[torch.Tensor]) -> TeacherTargets:
+        """The teacher's sources aligned to the references (T_sigma), sigma, and its frame features."""
         kd = self.kd
-        student = unwrap(self.modules.model)
-        frames = student.num_frames(mix)
         if kd.cache is not None:
             t_est, t_feats = kd.cache.lookup(ids, mix.shape[-1], self.device)
-        else:
-            with torch.no_grad():
-                t_est = kd.teacher(mix)
-        t_aligned, sigma = align_teacher(t_est, refs)
+            t_aligned, sigma = align_teacher(t_est, refs)
+            return TeacherTargets(t_aligned, sigma, t_feats)
+        with torch.no_grad():
+            t_est = kd.teacher(mix)
+            t_aligned, sigma = align_teacher(t_est, refs)
+            t_feats = []
+            if self.teacher_taps is not None:
+                t_feats = read_frames(kd.teacher, self.teacher_taps, [t for _, t in kd.pairs],
+                                      kd.teacher.num_frames(mix), sigma)
+                self.teacher_taps.clear()
+        return TeacherTargets(t_aligned, sigma, t_feats)
+
+    def distillation_terms(self, est: torch.Tensor, mix: torch.Tensor, ids: List[str],
+                           refs: Optional[torch.Tensor],
+                           teacher: Optional[TeacherTargets] = None) -> Dict[str, torch.Tensor]:
+        """The training loss and its parts; ``teacher`` is computed here when not given."""
+        kd = self.kd
+        if teacher is None:
+            teacher = self.teacher_targets(mix, ids, refs)
+        student = unwrap(self.modules.model)
         kd_loss = est.new_zeros(())
         terms: Dict[str, torch.Tensor] = {}
         perms = None
         if kd.output_weight > 0 or MASKS in [s for s, _ in kd.pairs]:
-            out, perms = output_distillation(est, t_aligned)
+            out, perms = output_distillation(est, teacher.aligned)
             terms["output"] = out.detach()
             if kd.output_weight > 0:
                 kd_loss = kd_loss + kd.output_weight * out
         if self.student_taps is not None:
-            s_feats = read_frames(student, self.student_taps, [s for s, _ in kd.pairs], frames, perms)
-            if kd.cache is None:
-                t_feats = read_frames(kd.teacher, self.teacher_taps, [t for _, t in kd.pairs],
-                                      kd.teacher.num_frames(mix), sigma)
-            feat = self.modules.distill(s_feats, t_feats)
+            s_feats = read_frames(student, self.student_taps, [s for s, _ in kd.pairs], student.num_frames(mix), perms)
+            feat = self.modules.distill(s_feats, teacher.features)
             terms["features"] = feat.detach()
             kd_loss = kd_loss + kd.feature_weight * feat
         if refs is None:
