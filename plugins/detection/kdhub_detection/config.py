@@ -134,6 +134,14 @@ def _detector_class(model_cfg: dict, key: str, source: str):
     return cls
 
 
+def package_config(name: str):
+    """``mmdet::retinanet/x.py`` (a config shipped with mmdet, as ``_base_`` accepts it) as a file path."""
+    if not str(name).startswith("mmdet::"):
+        return None
+    import mmdet
+    return Path(mmdet.__file__).parent / ".mim" / "configs" / str(name).split("::", 1)[1]
+
+
 def check_distillation(cfg: Config, source: str) -> None:
     """Pre-flight checks of a distillation config, before anything is built or written."""
     from mmdet.models.detectors import DetectionTransformer, SingleStageDetector
@@ -148,7 +156,7 @@ def check_distillation(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: unknown key(s) in model.teacher: {', '.join(sorted(unknown))}; valid keys: "
                           f"config, checkpoint, model")
     if teacher.get("config"):
-        p = resolve_path(teacher.config, source)
+        p = package_config(teacher.config) or resolve_path(teacher.config, source)
         if not p.is_file():
             raise ConfigError(f"{source}: model.teacher.config: file not found: {teacher.config}")
         teacher.config = str(p.resolve())

@@ -94,12 +94,12 @@ class DETRDistill(nn.Module):
                                       for _ in range(_num_levels(student)))
 
     def loss(self, student, teacher, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
-        gts, gts_ignore, metas = unpack_gt_instances(data_samples)
+        gts, _, metas = unpack_gt_instances(data_samples)
         s_feats = student.extract_feat(inputs)
         s_dec_in, s_head_in = run_transformer(student, s_feats, data_samples)
         s_cls, s_box = head_outputs(student, s_head_in)
         enc = tuple(s_head_in[k] for k in ("enc_outputs_class", "enc_outputs_coord") if k in s_head_in)
-        losses = student.bbox_head.loss_by_feat(s_cls, s_box, *enc, gts, metas, gts_ignore)
+        losses = student.bbox_head.loss_by_feat(s_cls, s_box, *enc, gts, metas)  # DETR heads take no ignores
         with torch.no_grad():
             t_feats = teacher.extract_feat(inputs)
             t_dec_in, t_head_in = run_transformer(teacher, t_feats, data_samples)

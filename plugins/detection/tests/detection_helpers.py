@@ -65,3 +65,46 @@ def run_cli(args, check=True, prefix=None, env=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def deformable_detr(tmp: Path, name: str, base: int = 8, encoder_layers: int = 1, decoder_layers: int = 2,
+                    detector: str = "DeformableDETR") -> Path:
+    """A tiny Deformable DETR (32-d transformer, 8 queries); ``detector='ConditionalDETR'`` for that family."""
+    if detector == "ConditionalDETR":  # mmdet 3.3's ConditionalDETR decoder assumes 256-d queries
+        model = f"""model = dict(_delete_=True, type='ConditionalDETR', num_queries=8,
+    data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                           bgr_to_rgb=True, pad_size_divisor=32),
+    backbone=dict(type='ResNet', depth=18, base_channels={base}, num_stages=4, out_indices=(3, ),
+                  norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False, style='pytorch'),
+    neck=dict(type='ChannelMapper', in_channels=[{base * 8}], kernel_size=1, out_channels=256, act_cfg=None,
+              norm_cfg=None, num_outs=1),
+    encoder=dict(num_layers={encoder_layers}, layer_cfg=dict(
+        self_attn_cfg=dict(embed_dims=256, num_heads=4, dropout=0.0, batch_first=True),
+        ffn_cfg=dict(embed_dims=256, feedforward_channels=256, num_fcs=2, ffn_drop=0.0, act_cfg=dict(type='ReLU', inplace=True)))),
+    decoder=dict(num_layers={decoder_layers}, layer_cfg=dict(
+        self_attn_cfg=dict(embed_dims=256, num_heads=4, attn_drop=0.0, proj_drop=0.0, cross_attn=False),
+        cross_attn_cfg=dict(embed_dims=256, num_heads=4, attn_drop=0.0, proj_drop=0.0, cross_attn=True),
+        ffn_cfg=dict(embed_dims=256, feedforward_channels=256, num_fcs=2, ffn_drop=0.0, act_cfg=dict(type='ReLU', inplace=True))),
+        return_intermediate=True),
+    positional_encoding=dict(num_feats=128, normalize=True),
+    bbox_head=dict(type='ConditionalDETRHead', num_classes=5, embed_dims=256,
+                   loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=2.0),
+                   loss_bbox=dict(type='L1Loss', loss_weight=5.0), loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
+    train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[
+        dict(type='FocalLossCost', weight=2.0), dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+        dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
+    test_cfg=dict(max_per_img=8))
+"""
+    else:
+        model = f"""model = dict(num_queries=8, backbone=dict(base_channels={base}),
+    neck=dict(in_channels=[{base * 2}, {base * 4}, {base * 8}], out_channels=32),
+    encoder=dict(num_layers={encoder_layers}, layer_cfg=dict(self_attn_cfg=dict(embed_dims=32),
+                 ffn_cfg=dict(embed_dims=32, feedforward_channels=64))),
+    decoder=dict(num_layers={decoder_layers}, layer_cfg=dict(self_attn_cfg=dict(embed_dims=32),
+                 cross_attn_cfg=dict(embed_dims=32), ffn_cfg=dict(embed_dims=32, feedforward_channels=64))),
+    positional_encoding=dict(num_feats=16), bbox_head=dict(embed_dims=32), test_cfg=dict(max_per_img=8))
+"""
+    text = f"_base_ = ['{CONFIGS / 'deformable_detr_r18w32_synth.py'}']\ntask = 'detection'\n" + _data() + model
+    path = tmp / name
+    path.write_text(text)
+    return path

@@ -1,0 +1,155 @@
+"""Detection distillation benchmark on the embedded data: GID (RetinaNet) and DETRDistill (Deformable DETR).
+
+Every model is trained by the pipeline itself through the real launcher (``kdhub train ... --resume``, so an
+interrupted benchmark continues and finished runs are reused): teacher, baseline student and distilled student,
+the students with the same schedule and seed. DETRDistill is also run with each component alone. Test-split
+COCO AP comes from each run's ``summary.json`` (nothing is tuned on the test split). Step times are the median
+of repeated training steps in one process: distillation step / (student step + teacher forward).
+
+    python benchmarks/detection_distill.py [--only gid|detr] [--work-root DIR] [--out results/detection_distill.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "plugins" / "detection" / "configs"
+TARGET_GAIN = 2.0
+
+FAMILIES = {
+    "gid": {
+        "teacher": "retinanet_r18w32_synth.py",
+        "baseline": "retinanet_r18w16_synth.py",
+        "distill": "gid_retinanet_r18w32_r18w16_synth.py",
+        "variants": {"gid": []},
+        "detector": "RetinaNet",
+    },
+    "detr": {
+        "teacher": "deformable_detr_r18w32_synth.py",
+        "baseline": "deformable_detr_r18w16_synth.py",
+        "distill": "detrdistill_deformable_detr_r18w32_r18w16_synth.py",
+        "variants": {
+            "all": [],
+            "logits": ["model.distiller.feature_weight=0", "model.distiller.query_weight=0"],
+            "feature": ["model.distiller.logits_weight=0", "model.distiller.query_weight=0"],
+            "query": ["model.distiller.logits_weight=0", "model.distiller.feature_weight=0"],
+        },
+        "detector": "Deformable DETR",
+    },
+}
+
+
+def train(config: Path, work: Path, options=(), log: Path = None) -> dict:
+    """``kdhub train`` in a subprocess (resumable); returns the run's summary.json."""
+    if not (work / "summary.json").is_file():
+        cmd = [sys.executable, "-m", "kdhub", "train", str(config), "--work-dir", str(work), "--resume"]
+        if options:
+            cmd += ["--cfg-options", *options]
+        t0 = time.perf_counter()
+        with open(log or work.with_suffix(".log"), "w") as out:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed; see {log or work.with_suffix('.log')}")
+        print(f"  trained {work.name} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return json.loads((work / "summary.json").read_text())
+
+
+def step_times(config: Path, options, repeats: int = 5) -> dict:
+    """Median seconds of a student training step, a teacher forward and a distillation training step."""
+    import torch
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    from mmdet.registry import DATASETS, MODELS
+    from mmengine.dataset import pseudo_collate
+
+    from kdhub.timing import median_seconds
+    from kdhub_detection.config import load
+
+    cfg = load(config, list(options))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.train()
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    batch = cfg.train_dataloader.batch_size
+    data = model.data_preprocessor(pseudo_collate([ds[i] for i in range(batch)]), True)
+    inputs, samples = data["inputs"], data["data_samples"]
+
+    def student_step():
+        model.zero_grad(set_to_none=True)
+        model.parse_losses(model.student.loss(inputs, samples))[0].backward()
+
+    def teacher_forward():
+        with torch.no_grad():
+            model.teacher._forward(inputs, samples)
+
+    def distill_step():
+        model.zero_grad(set_to_none=True)
+        model.parse_losses(model(inputs, samples, mode="loss"))[0].backward()
+
+    t_s = median_seconds(student_step, repeats, warmup=2)
+    t_t = median_seconds(teacher_forward, repeats, warmup=2)
+    t_d = median_seconds(distill_step, repeats, warmup=2)
+    return {"batch": batch, "student_step_s": round(t_s, 4), "teacher_forward_s": round(t_t, 4),
+            "distill_step_s": round(t_d, 4), "ratio": round(t_d / (t_s + t_t), 3)}
+
+
+def run_family(name: str, spec: dict, root: Path) -> dict:
+    print(f"{name}: {spec['detector']}", flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    teacher = train(CONFIGS / spec["teacher"], root / f"{name}_teacher")
+    baseline = train(CONFIGS / spec["baseline"], root / f"{name}_baseline")
+    ckpt = f"model.teacher.checkpoint={root / f'{name}_teacher' / 'student.pth'}"
+    students = {v: train(CONFIGS / spec["distill"], root / f"{name}_distill_{v}", [ckpt, *opts])
+                for v, opts in spec["variants"].items()}
+    main = "gid" if name == "gid" else "all"
+    base_ap = baseline["student"]["AP"]
+    result = {
+        "detector": spec["detector"],
+        "configs": {k: spec[k] for k in ("teacher", "baseline", "distill")},
+        "teacher": teacher["student"], "baseline": baseline["student"],
+        "distilled": students[main]["student"],
+        "gain_AP": round(students[main]["student"]["AP"] - base_ap, 3),
+        "target_gain_AP": TARGET_GAIN,
+        "params": {"teacher": teacher["params"]["student"], "student": baseline["params"]["student"]},
+        "wall_time_s": {"teacher": teacher["wall_time_s"], "baseline": baseline["wall_time_s"],
+                        **{f"distill_{v}": s["wall_time_s"] for v, s in students.items()}},
+    }
+    result["target_met"] = result["gain_AP"] >= TARGET_GAIN
+    if len(students) > 1:
+        result["ablation_AP"] = {v: s["student"]["AP"] for v, s in students.items()}
+        result["ablation_gain_AP"] = {v: round(s["student"]["AP"] - base_ap, 3) for v, s in students.items()}
+    print(f"  step times ({name})", flush=True)
+    result["step_time"] = step_times(CONFIGS / spec["distill"], [ckpt])
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=sorted(FAMILIES), action="append")
+    p.add_argument("--work-root", default=str(ROOT / "work_dirs" / "bench_detection"))
+    p.add_argument("--out", default=str(ROOT / "results" / "detection_distill.json"))
+    args = p.parse_args(argv)
+    root = Path(args.work_root)
+    os.environ.setdefault("KDHUB_DATA_DIR", str(root / "data"))
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    for name in args.only or list(FAMILIES):
+        results[name] = run_family(name, FAMILIES[name], root)
+        results["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                              "python": platform.python_version(), "note": "2-core CPU shared with other jobs; "
+                              "step times are medians of 5 and noisy under that load"}
+        from kdhub.checkpoint import atomic_write_text
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results[name], indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+# DETRDistill on the embedded set: Deformable DETR ResNet-18/w32 teacher -> ResNet-18/w16 student (same
+# transformer width, decoder depth, queries, schedule and seed as the baseline deformable_detr_r18w16_synth.py).
+# Train the teacher first:
+#   kdhub train deformable_detr_r18w32_synth.py --work-dir work_dirs/detr_teacher
+# then point model.teacher.checkpoint at work_dirs/detr_teacher/student.pth (or pass it with --cfg-options).
+# Ablations: set any of logits_weight / feature_weight / query_weight to 0.
+_base_ = ['./deformable_detr_r18w16_synth.py']
+task = 'detection'
+model = dict(
+    _delete_=True,
+    type='KDDistillDetector',
+    student=_base_.model,
+    teacher=dict(config='deformable_detr_r18w32_synth.py', checkpoint='work_dirs/detr_teacher/student.pth'),
+    distiller=dict(
+        type='DETRDistill',
+        logits_weight=1.0,    # Hungarian-matched teacher predictions: BCE 1, L1 5, GIoU 2 per decoder layer
+        feature_weight=20.0,  # target-aware masked MSE on the 3 neck levels (mean over elements: small values)
+        query_weight=1.0,     # teacher queries as an extra student group under the teacher's assignment
+        top_k=30))
