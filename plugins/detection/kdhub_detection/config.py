@@ -160,7 +160,14 @@ def check_distillation(cfg: Config, source: str) -> None:
         if not p.is_file():
             raise ConfigError(f"{source}: model.teacher.config: file not found: {teacher.config}")
         teacher.config = str(p.resolve())
-        t_model = Config.fromfile(teacher.config).model
+        t_cfg = Config.fromfile(teacher.config)
+        t_model = t_cfg.model
+        if "train_dataloader" in t_cfg and "train_dataloader" in cfg:
+            t_classes, s_classes = dataset_classes(t_cfg), dataset_classes(cfg)
+            if t_classes and s_classes and list(t_classes) != list(s_classes):
+                raise ConfigError(f"{source}: teacher and student have different class sets: the teacher config "
+                                  f"{teacher.config} trains on {list(t_classes)}, this config on {list(s_classes)}; "
+                                  f"distillation needs the same classes in the same order")
     elif teacher.get("model"):
         t_model = teacher.model
     else:
@@ -208,6 +215,9 @@ def student_config(cfg: Config) -> Config:
 def dataset_classes(cfg: Config) -> List[str]:
     """Class names of the config's training set (metainfo, or the data set class's METAINFO)."""
     from mmdet.registry import DATASETS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    from . import datasets  # noqa: F401  (kdhub's data set types)
     ds = cfg.train_dataloader.dataset
     while "dataset" in ds and "metainfo" not in ds:  # wrappers (RepeatDataset ...)
         ds = ds.dataset

@@ -81,3 +81,14 @@ def test_bad_annotation_file_stops_the_cli_with_a_clear_error(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "annotation id 2: unknown category_id 9" in proc.stderr and "Traceback" not in proc.stderr
     assert not list((tmp_path / "w").rglob("*.pth"))
+
+
+def test_teacher_trained_on_other_classes_is_refused(mm, tiny_retina, tmp_path):
+    from detection_helpers import distill, load
+    student, teacher, ckpt = tiny_retina
+    other = tmp_path / "teacher_other.py"
+    other.write_text(teacher.read_text() + "train_dataloader = dict(dataset=dict(metainfo=dict(classes=("
+                     "'circle', 'square', 'ring', 'triangle', 'cross'))))\n")
+    with pytest.raises(ConfigError, match=r"different class sets: the teacher config .* trains on \['circle', "
+                                          r"'square', 'ring'"):
+        load(distill(tmp_path, "d.py", student, other, ckpt, "dict(type='GID')"))
