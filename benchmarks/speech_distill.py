@@ -1,17 +1,21 @@
 """Speech acceptance benchmark: distilled vs baseline student on the embedded set, and step-time ratios.
 
-1. One SepFormer teacher is trained by the pipeline (``kdhub train`` on the demo config), then for each
-   student budget (epochs) and seed a Conv-TasNet baseline and a distilled Conv-TasNet of the same
-   architecture, initial weights, budget and seed are trained against it. Test voices are unseen in training. SI-SNRi / SDRi in dB.
+1. One teacher is trained by the pipeline (``kdhub train CONFIG``: its teacher stage), or taken from an
+   earlier pipeline run (``--teacher-checkpoint``, e.g. one trained with ``--cfg-options device=cuda``);
+   then for each student budget (epochs) and seed a baseline and a distilled student of the same
+   architecture, initial weights, budget and seed are trained against it. Test voices are unseen in
+   training. SI-SNRi / SDRi in dB.
 2. Step times, measured interleaved in one process on one fixed batch: a distillation step vs (student
    step + teacher forward), and a step with cached teacher outputs vs the plain student step.
 
-    python benchmarks/speech_distill.py [--seeds 0 1 2] [--out results/speech_distill.json]
+    python benchmarks/speech_distill.py [--config CONFIG] [--teacher-checkpoint PTH] [--seeds 0 1 2]
+                                        [--out results/speech_distill.json]
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import platform
 import statistics
@@ -31,7 +35,8 @@ from kdhub_speech.objective_shifting import ObjectiveShifting
 from kdhub_speech.plugin import kdhub_load_config
 from kdhub_speech.task import load_data, load_separator
 
-CONFIG = Path(__file__).resolve().parents[1] / "plugins" / "speech" / "configs" / "demo.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "plugins" / "speech" / "configs" / "convtasnet_distill.yaml"
 
 
 def train(work: Path, *options: str) -> dict:
@@ -93,28 +98,39 @@ def step_times(teacher_path: Path, work: Path, repeats: int) -> dict:
 
 
 def main() -> None:
+    global CONFIG
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=CONFIG, help="speech distillation config (hyperpyyaml)")
+    ap.add_argument("--teacher-checkpoint", type=Path, default=None,
+                    help="a teacher model.pth from an earlier pipeline run of this config (else trained here)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work-dir", default="work_dirs/bench_speech")
-    ap.add_argument("--teacher-epochs", type=int, default=20, help="the teacher's budget (students: the config's)")
-    ap.add_argument("--student-epochs", type=int, nargs="+", default=[1, 3],
+    ap.add_argument("--teacher-epochs", type=int, default=None, help="the teacher's budget (default: the config's)")
+    ap.add_argument("--student-epochs", type=int, nargs="+", default=[3],
                     help="budgets of baseline and distilled student (each budget is a separate comparison)")
     ap.add_argument("--timing-repeats", type=int, default=7)
     ap.add_argument("--out", default="results/speech_distill.json")
     args = ap.parse_args()
+    CONFIG = args.config.resolve()
     work = Path(args.work_dir)
     t0 = time.perf_counter()
     teacher_ckpt, teacher, params = None, None, None
+    provenance = "trained by this run (the config's teacher stage, first seed)"
+    if args.teacher_checkpoint:
+        teacher_ckpt = args.teacher_checkpoint.resolve()
+        provenance = f"given: {args.teacher_checkpoint} (an earlier kdhub train run of this config's teacher stage)"
     budgets = []
     for epochs in args.student_epochs:
         runs = []
         for seed in args.seeds:
-            options = [f"seed={seed}", f"teacher_training.epochs={args.teacher_epochs}", f"training.epochs={epochs}"]
+            options = [f"seed={seed}", f"training.epochs={epochs}"]
+            options += [f"teacher_training.epochs={args.teacher_epochs}"] if args.teacher_epochs else []
             options += [f"teacher_checkpoint={teacher_ckpt}"] if teacher_ckpt else []
             run_dir = work / f"epochs{epochs}" / f"seed{seed}"
             s = train(run_dir, *options)
             if teacher_ckpt is None:
-                teacher_ckpt, teacher = (run_dir / "teacher" / "model.pth").resolve(), s["teacher"]
+                teacher_ckpt = (run_dir / "teacher" / "model.pth").resolve()
+            teacher = teacher or s["teacher"]
             params = s["params"]
             runs.append({"seed": seed, "baseline": s["baseline"], "distilled": s["student"]})
             print(f"{epochs} epochs, seed {seed}: baseline {s['baseline']['si-snri']:.2f} dB, "
@@ -125,10 +141,12 @@ def main() -> None:
         budgets.append({"student_epochs": epochs, "seeds": runs, "mean": mean, "si_snri_gain_db": gain,
                         "acceptance_gain_ok": gain >= 0.5})
     result = {
-        "config": str(CONFIG.relative_to(CONFIG.parents[3])),
+        "config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
         "data": "embedded: 1200 train / 150 valid / 200 test two-speaker 8 kHz mixtures of 0.5 s; test voices unseen",
         "teacher": {k: round(v, 3) for k, v in teacher.items()},
-        "teacher_epochs": args.teacher_epochs,
+        "teacher_checkpoint": {"provenance": provenance,
+                               "sha256": hashlib.sha256(teacher_ckpt.read_bytes()).hexdigest()[:16]},
+        "teacher_epochs": args.teacher_epochs or kdhub_load_config(CONFIG, []).cfg["teacher_training"]["epochs"],
         "params": params,
         "budgets": budgets,
     }

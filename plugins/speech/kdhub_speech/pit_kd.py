@@ -11,6 +11,7 @@ values equal SpeechBrain's ``cal_si_snr`` (zero-mean, eps 1e-8); tests check the
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Optional, Sequence, Tuple, Union
 
@@ -31,8 +32,9 @@ def pairwise_si_snr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Te
     return 10 * torch.log10(target / (noise + EPS) + EPS)
 
 
-def _permutations(c: int, device) -> torch.Tensor:
-    return torch.tensor(list(itertools.permutations(range(c))), device=device)   # [P, C]
+@functools.lru_cache(maxsize=None)
+def _permutations(c: int, device: torch.device) -> torch.Tensor:
+    return torch.tensor(list(itertools.permutations(range(c))), device=device)   # [P, C], built once
 
 
 def pit(estimate: torch.Tensor, reference: torch.Tensor) -> Tuple[torch.Tensor, Perms]:

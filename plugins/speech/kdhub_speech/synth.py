@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import struct
@@ -26,6 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from kdhub import datadir
 
 GENERATOR_VERSION = 3
 
@@ -173,8 +174,7 @@ def float_wav(signal: np.ndarray, sample_rate: int) -> bytes:
 
 def default_root() -> Path:
     """Where embedded data sets live: ``$KDHUB_DATA_DIR/speech`` or ``~/.cache/kdhub/speech``."""
-    base = os.environ.get("KDHUB_DATA_DIR")
-    return Path(base) / "speech" if base else Path.home() / ".cache" / "kdhub" / "speech"
+    return datadir.default_root("speech")
 
 
 def ensure_embedded(spec: SynthSpec, root: Optional[Path] = None, workers: int = 4) -> Path:
@@ -183,20 +183,11 @@ def ensure_embedded(spec: SynthSpec, root: Optional[Path] = None, workers: int =
     if (target / "spec.json").is_file():
         return target
     _check_programs([v for vs in VOICES.values() for v in vs])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         for split in ("train", "valid", "test"):
             _write_split(spec, split, getattr(spec, split), tmp, workers)
         voices = {s: [v[1] for v in vs] for s, vs in VOICES.items()}
         (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "version": GENERATOR_VERSION,
                                                    "voices": voices}, indent=2) + "\n")
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "spec.json").is_file():  # another process won the race: use its copy
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return target
+    return datadir.build_once(target, build, "spec.json")
