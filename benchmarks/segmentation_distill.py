@@ -1,0 +1,220 @@
+"""Segmentation benchmark: TransKD vs the baseline student and the core's logit KD / CWD on embedded data.
+
+One teacher (MiT-T) is trained by the pipeline from its config; then every method trains the same
+student (MiT-N) with the same data, schedule and seeds (the distillation configs inherit the student
+config). Reported per method: val and test mIoU (mean and spread over seeds), and the gains over the
+baseline. In one process it also measures the TransKD training step against (student step + teacher
+forward), and it times ``kdhub demo segmentation`` end to end in a fresh work dir and data cache.
+
+    python benchmarks/segmentation_distill.py --out results/segmentation_distill.json
+
+Every run lives in ``--work-dir`` and is reused when the script is run again (``--resume`` semantics),
+so an interrupted benchmark continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "plugins" / "segmentation" / "configs"
+METHODS = {  # name -> (config, extra --cfg-options)
+    "baseline": ("segformer_mit-n_synth.py", []),
+    "transkd-base": ("transkd_mit-t_to_mit-n_synth.py", ["model.distiller.variant=base"]),
+    "transkd-gl": ("transkd_mit-t_to_mit-n_synth.py", ["model.distiller.variant=gl"]),
+    "transkd-ea": ("transkd_mit-t_to_mit-n_synth.py", ["model.distiller.variant=ea"]),
+    "kd": ("kd_mit-t_to_mit-n_synth.py", []),
+    "cwd": ("cwd_mit-t_to_mit-n_synth.py", []),
+}
+
+
+def load_average() -> List[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def kdhub(args: List[str], env: Dict[str, str]) -> None:
+    cmd = [sys.executable, "-m", "kdhub"] + [str(a) for a in args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def result(work: Path) -> Dict:
+    """The run's result.json (plain run) or the student's (distillation run)."""
+    path = work / "result.json" if (work / "result.json").is_file() else work / "student" / "result.json"
+    return json.loads(path.read_text())
+
+
+def train_methods(args, env) -> Dict:
+    work = Path(args.work_dir)
+    t0 = time.perf_counter()
+    kdhub(["train", CONFIGS / "segformer_mit-t_synth.py", "--work-dir", work / "teacher", "--resume"], env)
+    teacher = result(work / "teacher")
+    ckpt = teacher["export"]
+    runs: Dict[str, List[Dict]] = {}
+    for seed in args.seeds:
+        for method in args.methods:
+            config, options = METHODS[method]
+            options = options + [f"randomness.seed={seed}"] + list(args.cfg_options)
+            if method != "baseline":
+                options += [f"model.teacher_checkpoint={ckpt}", "baseline=False"]
+            run_dir = work / f"{method}_seed{seed}"
+            started = time.perf_counter()
+            kdhub(["train", CONFIGS / config, "--work-dir", run_dir, "--resume", "--cfg-options", *options], env)
+            r = result(run_dir)
+            runs.setdefault(method, []).append({"seed": seed, "val_mIoU": r["val"].get("mIoU"),
+                                                "test_mIoU": r["test"]["mIoU"], "params": r["params"],
+                                                "iters": r["iters"], "wall_s": round(time.perf_counter() - started, 1)})
+            print(f"{method} seed {seed}: val {r['val'].get('mIoU')} test {r['test']['mIoU']:.2f}", flush=True)
+    summary = {}
+    for method, rs in runs.items():
+        val = [r["val_mIoU"] for r in rs]
+        test = [r["test_mIoU"] for r in rs]
+        summary[method] = {"val_mIoU": round(statistics.mean(val), 2), "test_mIoU": round(statistics.mean(test), 2),
+                           "test_mIoU_std": round(statistics.pstdev(test), 2) if len(test) > 1 else 0.0,
+                           "params": rs[0]["params"], "runs": rs}
+    base = summary.get("baseline")
+    if base:
+        for method, s in summary.items():
+            s["test_gain_over_baseline"] = round(s["test_mIoU"] - base["test_mIoU"], 2)
+            s["val_gain_over_baseline"] = round(s["val_mIoU"] - base["val_mIoU"], 2)
+            s["per_seed_test_gains"] = [round(r["test_mIoU"] - b["test_mIoU"], 2)
+                                        for r, b in zip(s["runs"], base["runs"])]
+    return {"teacher": {"test_mIoU": round(teacher["test"]["mIoU"], 2), "val_mIoU": teacher["val"].get("mIoU"),
+                        "params": teacher["params"], "iters": teacher["iters"]},
+            "methods": summary, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def step_times(args) -> Dict:
+    """Median wall time of one training step: student alone, teacher forward, TransKD (one process)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import kdhub_segmentation.mm  # noqa: F401
+    from kdhub.timing import median_seconds
+    from kdhub_segmentation.model import model_config
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    init_default_scope("mmseg")
+    cfg = Config.fromfile(str(CONFIGS / "transkd_mit-t_to_mit-n_synth.py"))
+    size, batch = tuple(cfg.crop_size), cfg.train_dataloader.batch_size
+    torch.manual_seed(0)
+    inputs = torch.randn(batch, 3, *size)
+    samples = []
+    for _ in range(batch):
+        s = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 10, (1, *size))))
+        s.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
+        samples.append(s)
+    student = MODELS.build(model_config(dict(cfg_path=str(CONFIGS / "segformer_mit-n_synth.py")), "student"))
+    teacher = MODELS.build(model_config(dict(cfg_path=str(CONFIGS / "segformer_mit-t_synth.py")), "teacher")).eval()
+    ckpt = Path(tempfile.mkdtemp()) / "t.pth"
+    torch.save({"state_dict": teacher.state_dict()}, ckpt)
+    cfg.model.teacher_checkpoint = str(ckpt)
+    cfg.model.student = dict(cfg_path=str(CONFIGS / "segformer_mit-n_synth.py"))
+    cfg.model.teacher = dict(cfg_path=str(CONFIGS / "segformer_mit-t_synth.py"))
+    distilled = MODELS.build(cfg.model)
+    opt_s = torch.optim.AdamW(student.parameters(), 1e-4)
+    opt_d = torch.optim.AdamW(distilled.parameters(), 1e-4)
+
+    def step(model, opt):
+        def run():
+            loss, _ = model.parse_losses(model.loss(inputs, samples))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return run
+
+    def teacher_backbone():
+        with torch.no_grad():
+            teacher.extract_feat(inputs)
+
+    def teacher_full():
+        with torch.no_grad():
+            teacher._forward(inputs)
+
+    student.train()
+    distilled.train()
+    rounds = {"student_step": [], "teacher_forward_backbone": [], "teacher_forward_full": [], "transkd_step": []}
+    for _ in range(args.timing_rounds):  # interleaved, so load changes hit every term alike
+        rounds["student_step"].append(median_seconds(step(student, opt_s), repeats=5, warmup=2))
+        rounds["teacher_forward_backbone"].append(median_seconds(teacher_backbone, repeats=5, warmup=1))
+        rounds["teacher_forward_full"].append(median_seconds(teacher_full, repeats=5, warmup=1))
+        rounds["transkd_step"].append(median_seconds(step(distilled, opt_d), repeats=5, warmup=2))
+    ms = {k: round(statistics.median(v) * 1000, 2) for k, v in rounds.items()}
+    shutil.rmtree(ckpt.parent, ignore_errors=True)
+    return {"batch": batch, "image_size": list(size), "threads": torch.get_num_threads(), **{f"{k}_ms": v for k, v in ms.items()},
+            "ratio_transkd_vs_student_plus_teacher_backbone":
+                round(ms["transkd_step"] / (ms["student_step"] + ms["teacher_forward_backbone"]), 3),
+            "ratio_transkd_vs_student_plus_teacher_full":
+                round(ms["transkd_step"] / (ms["student_step"] + ms["teacher_forward_full"]), 3),
+            "load_average": load_average()}
+
+
+def time_demo(env) -> Dict:
+    """``kdhub demo segmentation`` from nothing: fresh data cache, fresh work dir."""
+    tmp = Path(tempfile.mkdtemp(prefix="kdhub-seg-demo-"))
+    env = dict(env, KDHUB_DATA_DIR=str(tmp / "data"))
+    before = load_average()
+    t0 = time.perf_counter()
+    kdhub(["demo", "segmentation", "--work-dir", tmp / "work"], env)
+    wall = time.perf_counter() - t0
+    summary = json.loads((tmp / "work" / "segmentation" / "summary.json").read_text())
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"wall_s": round(wall, 1), "under_10_min": wall < 600, "load_average_before": before,
+            "load_average_after": load_average(), "cpu_count": os.cpu_count(),
+            "mIoU": {r: round(summary[r]["mIoU"], 2) for r in ("teacher", "baseline", "student")}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(ROOT / "results" / "segmentation_distill.json"))
+    p.add_argument("--work-dir", default=str(ROOT / "work_dirs" / "bench_segmentation"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--cfg-options", nargs="*", default=[], help="extra options for every student run")
+    p.add_argument("--timing-rounds", type=int, default=5)
+    p.add_argument("--skip-demo", action="store_true")
+    args = p.parse_args()
+    env = dict(os.environ, KDHUB_PROGRESS="0", PYTHONWARNINGS="ignore")
+    env.setdefault("KDHUB_DATA_DIR", str(Path(args.work_dir) / "data"))
+    os.environ["KDHUB_DATA_DIR"] = env["KDHUB_DATA_DIR"]
+    out = {"benchmark": "segmentation_distill", "machine": {"cpu_count": os.cpu_count(),
+                                                            "load_average_start": load_average()},
+           "seeds": args.seeds}
+    out["accuracy"] = train_methods(args, env)
+    m = out["accuracy"]["methods"]
+    out["step_time"] = step_times(args)
+    if not args.skip_demo:
+        out["demo"] = time_demo(env)
+    targets = {}
+    if "transkd-base" in m and "baseline" in m:
+        best = max((k for k in m if k.startswith("transkd")), key=lambda k: m[k]["test_mIoU"])
+        targets["transkd_minus_baseline_test_mIoU"] = round(m["transkd-base"]["test_mIoU"] - m["baseline"]["test_mIoU"], 2)
+        targets["transkd_at_least_baseline_plus_3"] = targets["transkd_minus_baseline_test_mIoU"] >= 3.0
+        targets["best_transkd_variant"] = best
+        if "kd" in m:
+            targets["transkd_ahead_of_logit_kd"] = m["transkd-base"]["test_mIoU"] > m["kd"]["test_mIoU"]
+    if "demo" in out:
+        targets["demo_under_10_min"] = out["demo"]["under_10_min"]
+    out["targets"] = targets
+    out["machine"]["load_average_end"] = load_average()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    from kdhub.checkpoint import atomic_write_text
+    atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["targets"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

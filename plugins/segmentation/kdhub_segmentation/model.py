@@ -1,0 +1,152 @@
+"""The distillation model for mmengine's Runner: a frozen teacher and a student SegFormer in one BaseModel.
+
+``SegDistiller`` is registered in mmseg's MODELS. In ``loss`` mode it runs the teacher (no grad, only
+as far as the distiller reads), then the student's own ``loss`` (cross entropy ...), then the
+distiller's terms; ``predict`` and ``tensor`` modes are the student's, so validation and testing
+measure the student. The teacher is loaded from ``teacher_checkpoint`` and held outside the module
+tree: state dicts, checkpoints, optimisers, DDP and ``init_weights`` see only the student and the
+distiller's modules, while device moves (``.to``/``.cuda``) still carry the teacher along.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.model import BaseModel
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from kdhub.checkpoint import CheckpointError, load_checkpoint
+from kdhub.config import ConfigError
+from kdhub.distiller import freeze
+
+from .terms import TermsDistiller
+from .transkd import TransKDDistiller
+
+MODELS.register_module("TransKDDistiller", module=TransKDDistiller)
+MODELS.register_module("TermsDistiller", module=TermsDistiller)
+
+
+def model_config(spec: Union[dict, ConfigDict], key: str) -> ConfigDict:
+    """A segmentor config given inline or as ``dict(cfg_path=...)`` (the ``model`` of that config file)."""
+    spec = ConfigDict(copy.deepcopy(dict(spec)))
+    if "cfg_path" not in spec:
+        return spec
+    path = spec.pop("cfg_path")
+    if not str(path).startswith("mmseg::") and not Path(path).is_file():
+        raise ConfigError(f"{key}.cfg_path: config file not found: {path}")
+    cfg = Config.fromfile(str(path))
+    if "model" not in cfg:
+        raise ConfigError(f"{key}.cfg_path: {path} defines no 'model'")
+    return _merged(copy.deepcopy(cfg.model), spec)  # keys given next to cfg_path override the file's
+
+
+def _merged(base: ConfigDict, extra: dict) -> ConfigDict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not value.get("_delete_"):
+            _merged(base[key], value)
+        else:
+            base[key] = {k: v for k, v in value.items() if k != "_delete_"} if isinstance(value, dict) else value
+    return base
+
+
+def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, Tensor]:
+    """The weights of a plain mmseg checkpoint ({'state_dict': ...}) or a bare state dict."""
+    return checkpoint.get("state_dict", checkpoint)
+
+
+def load_segmentor_weights(model: torch.nn.Module, path: Union[str, Path], key: str) -> None:
+    """Load a plain mmseg checkpoint into ``model`` with ``weights_only=True``; errors name ``key``."""
+    try:
+        state = state_dict_of(load_checkpoint(path))
+    except CheckpointError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if any(k.startswith("student.") for k in state) and not any(k.startswith("backbone.") for k in state):
+        state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [x.strip() for x in str(exc).splitlines()[1:] if x.strip()]
+        raise ConfigError(f"{key}: {path} does not fit the configured model ({lines[0][:300] if lines else exc}); "
+                          f"check that the model config matches the one it was trained with") from None
+
+
+@MODELS.register_module()
+class SegDistiller(BaseModel):
+    """Teacher -> student distillation of two mmseg segmentors (EncoderDecoder with any backbone).
+
+    Args:
+        student: the student's model config, inline or ``dict(cfg_path='student_config.py')``.
+        teacher: the teacher's model config, likewise.
+        teacher_checkpoint: the trained teacher (a plain mmseg checkpoint, e.g. ``model_mmseg.pth``).
+        distiller: ``dict(type='TransKDDistiller', variant='base'|'gl'|'ea', ...)`` or
+            ``dict(type='TermsDistiller', terms=[...])`` for the core's generic terms.
+        data_preprocessor: defaults to the student's.
+    """
+
+    def __init__(self, student: dict, teacher: dict, distiller: dict, teacher_checkpoint: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        student_cfg = model_config(student, "model.student")
+        teacher_cfg = model_config(teacher, "model.teacher")
+        if data_preprocessor is None:
+            data_preprocessor = student_cfg.get("data_preprocessor")
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not teacher_checkpoint:
+            raise ConfigError("model.teacher_checkpoint is not set; give the trained teacher's checkpoint (train "
+                              "one with `kdhub train TEACHER_CONFIG`, which writes model_mmseg.pth)")
+        self.student = MODELS.build(student_cfg)
+        # nothing below may draw from the global RNG: the student then starts exactly as a baseline run's
+        with torch.random.fork_rng(devices=[]):
+            teacher_model = MODELS.build(teacher_cfg)
+            load_segmentor_weights(teacher_model, teacher_checkpoint, "model.teacher_checkpoint")
+            self._teacher = [freeze(teacher_model)]
+            self.distiller = MODELS.build(distiller, default_args=dict(student=self.student, teacher=teacher_model))
+
+    @property
+    def teacher(self) -> torch.nn.Module:
+        return self._teacher[0]
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        self.teacher._apply(fn, recurse)
+        return self
+
+    def init_weights(self) -> None:
+        """The student's own initialisation (the distiller's modules keep PyTorch's, drawn at build time)."""
+        self.student.init_weights()
+
+    def teacher_forward(self, inputs: Tensor) -> None:
+        """Run the teacher as far as the distiller's taps need (its backbone, or the whole network)."""
+        with torch.no_grad():
+            if getattr(self.distiller, "teacher_part", "full") == "backbone":
+                self.teacher.extract_feat(inputs)
+            else:
+                self.teacher._forward(inputs)
+
+    def loss(self, inputs: Tensor, data_samples: List[Any]) -> Dict[str, Tensor]:
+        need = getattr(self.distiller, "min_batch", 1)
+        if self.training and inputs.shape[0] < need:
+            raise ConfigError(f"train_dataloader.batch_size: {type(self.distiller).__name__} needs at least {need} "
+                              f"images per process and step, got {inputs.shape[0]}; raise the batch size")
+        self.teacher_forward(inputs)
+        losses = self.student.loss(inputs, data_samples)
+        losses.update(self.distiller.loss(inputs))
+        return losses
+
+    def forward(self, inputs: Tensor, data_samples: Optional[List[Any]] = None, mode: str = "tensor"):
+        if mode == "loss":
+            return self.loss(inputs, data_samples)
+        if mode == "predict":
+            return self.student.predict(inputs, data_samples)
+        if mode == "tensor":
+            return self.student._forward(inputs, data_samples)
+        raise RuntimeError(f"invalid mode {mode!r}; valid modes: loss, predict, tensor")
+
+    def teacher_predict(self, data: dict) -> List[Any]:
+        """The teacher's predictions for a raw batch (what ``val_step`` gives for the student)."""
+        data = self.data_preprocessor(data, False)
+        with torch.no_grad():
+            return self.teacher.predict(data["inputs"], data["data_samples"])

@@ -1,0 +1,134 @@
+"""The segmentation task through the real launcher: train, export, eval, resume, bad input, DDP."""
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+from seg_helpers import run_cli, write_configs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One TransKD run: teacher trained first, baseline, distilled student (tiny)."""
+    folder = tmp_path_factory.mktemp("transkd")
+    cfg = write_configs(folder)
+    work = folder / "work"
+    proc = run_cli(["train", cfg, "--work-dir", work])
+    return cfg, work, proc
+
+
+def test_train_writes_summary_checkpoints_and_plain_mmseg_export(trained):
+    cfg, work, proc = trained
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["method"] == "transkd-base"
+    for role in ("teacher", "baseline", "student"):
+        assert 0 <= summary[role]["mIoU"] <= 100 and math.isfinite(summary[role]["mIoU"]), role
+    assert summary["params"]["teacher"] > summary["params"]["student"]
+    assert summary["teacher_val"]["mIoU"] >= 0  # the teacher was validated once in the distillation run
+    # training checkpoints hold the student and the distiller's modules, never the teacher, and load weights_only
+    ckpt = torch.load(work / "student" / "iter_6.pth", weights_only=True)
+    assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"student", "distiller"}
+    assert ckpt["optimizer"]["param_groups"]
+    # the export is a plain mmseg checkpoint of the student for its own config
+    from mmseg.apis import inference_model, init_model
+    model = init_model(str(work / "student" / "student_config.py"), str(work / "student" / "student_mmseg.pth"),
+                       device="cpu")
+    exported = torch.load(work / "student" / "student_mmseg.pth", weights_only=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in exported["state_dict"].items())
+    assert model.dataset_meta["classes"][0] == "h-stripes"
+    import numpy as np
+    result = inference_model(model, np.zeros((32, 32, 3), np.uint8))
+    assert result.pred_sem_seg.data.shape == (1, 32, 32)
+    from kdhub_segmentation.export import export_student
+    again = export_student(work / "student" / "iter_6.pth", work / "again.pth")
+    assert all(torch.equal(v, exported["state_dict"][k])
+               for k, v in torch.load(again, weights_only=True)["state_dict"].items())
+    # the teacher ran as its own mmengine run and left a plain export too
+    assert (work / "teacher" / "model_mmseg.pth").is_file() and (work / "baseline" / "model_mmseg.pth").is_file()
+
+
+def test_eval_and_resume_reuse_the_run(trained):
+    cfg, work, _ = trained
+    summary = json.loads((work / "summary.json").read_text())
+    out = run_cli(["eval", cfg, work / "student" / "student_mmseg.pth"]).stdout
+    assert f"mIoU: {summary['student']['mIoU']:.4f}" in out
+    again = run_cli(["train", cfg, "--work-dir", work, "--resume"])
+    assert json.loads((work / "summary.json").read_text())["student"] == summary["student"]
+    assert "Iter(train)" not in again.stdout + again.stderr  # finished sub-runs are reused
+    refused = run_cli(["train", cfg, "--work-dir", work], check=False)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+
+def test_resume_continues_exactly(tmp_path):
+    write_configs(tmp_path)
+    cfg = tmp_path / "student.py"
+    run_cli(["train", cfg, "--work-dir", tmp_path / "straight"])
+    run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--cfg-options", "train_cfg.max_iters=3"])
+    (tmp_path / "cut" / "result.json").unlink()  # as if the run had been interrupted after iteration 3
+    run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--resume"])
+    a = torch.load(tmp_path / "straight" / "model_mmseg.pth", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut" / "model_mmseg.pth", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _broken_folder(tmp_path, missing_mask=False, bad_label=False):
+    import numpy as np
+    from PIL import Image
+    for split in ("train", "val", "test"):
+        for sub in ("img_dir", "ann_dir"):
+            (tmp_path / "data" / sub / split).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "data" / "img_dir" / split / f"{i}.png")
+            mask = np.zeros((32, 32), np.uint8)
+            if bad_label and i == 2:
+                mask[0, 0] = 12
+            if not (missing_mask and i == 1):
+                Image.fromarray(mask).save(tmp_path / "data" / "ann_dir" / split / f"{i}.png")
+    return [f"{k}_dataloader.dataset.data_root={tmp_path / 'data'}" for k in ("train", "val", "test")]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("teacher", "model.teacher_checkpoint': file not found"),
+    ("stages", "model.student.backbone.num_stages (4) != model.teacher.backbone.num_stages (3)"),
+    ("typo", "did you mean 'train_cfg'"),
+    ("variant", "model.distiller.variant"),
+    ("mask", "1.png: its mask"),
+    ("label", "mask labels [12] are outside the class list"),
+])
+def test_bad_input_is_named_without_traceback(tmp_path, case, message):
+    write_configs(tmp_path)
+    cfg, options = tmp_path / "transkd.py", []
+    if case == "teacher":
+        options = ["model.teacher_checkpoint=missing_teacher.pth"]
+    elif case == "stages":
+        options = ["model.teacher.backbone.num_stages=3",
+                   "model.teacher.backbone.num_layers=[1,1,1]", "model.teacher.backbone.num_heads=[1,2,5]",
+                   "model.teacher.backbone.patch_sizes=[7,3,3]", "model.teacher.backbone.strides=[4,2,2]",
+                   "model.teacher.backbone.sr_ratios=[8,4,2]", "model.teacher.backbone.out_indices=[0,1,2]",
+                   "model.teacher.decode_head.in_channels=[16,32,80]", "model.teacher.decode_head.in_index=[0,1,2]"]
+    elif case == "typo":
+        options = ["trian_cfg.max_iters=1"]
+    elif case == "variant":
+        options = ["model.distiller.variant=big"]
+    else:
+        cfg = tmp_path / "student.py"
+        options = _broken_folder(tmp_path, missing_mask=case == "mask", bad_label=case == "label")
+    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w", "--cfg-options", *options], check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "w" / "summary.json").exists() and not list((tmp_path / "w").rglob("*.pth"))
+
+
+def test_distributed_training_with_two_cpu_processes(tmp_path):
+    cfg = write_configs(tmp_path, extra="baseline = False\n")
+    work = tmp_path / "ddp"
+    proc = run_cli(["train", cfg, "--work-dir", work, "--launcher", "pytorch"],
+                   prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "kdhub"], env={"OMP_NUM_THREADS": "1"})
+    summary = json.loads((work / "summary.json").read_text())
+    assert math.isfinite(summary["student"]["mIoU"]) and "baseline" not in summary
+    assert (work / "student" / "student_mmseg.pth").is_file() and (work / "teacher" / "iter_8.pth").is_file()
+    log = next((work / "student").glob("*/*.log")).read_text()
+    assert "Distributed training: True" in log and "GPU number: 2" in log  # mmengine's DDP over 2 processes
+    assert "terminate called" not in proc.stderr
