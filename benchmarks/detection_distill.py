@@ -130,12 +130,37 @@ def run_family(name: str, spec: dict, root: Path) -> dict:
     return result
 
 
+def table(results: dict) -> str:
+    """The README tables (Markdown) from the results JSON."""
+    lines = ["| method (detector) | teacher AP | baseline AP | distilled AP | gain | target (+2.0) | step ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for name, label in (("gid", "GID"), ("detr", "DETRDistill")):
+        r = results.get(name)
+        if not r:
+            continue
+        st = r.get("step_time", {})
+        lines.append(f"| {label} ({r['detector']}) | {r['teacher']['AP']:.1f} | {r['baseline']['AP']:.1f} | "
+                     f"{r['distilled']['AP']:.1f} | {r['gain_AP']:+.1f} | {'met' if r['target_met'] else 'not met'} | "
+                     f"{st.get('ratio', float('nan')):.2f} |")
+    abl = (results.get("detr") or {}).get("ablation_AP")
+    if abl:
+        lines += ["", "| DETRDistill component | AP | gain over baseline |", "|---|---|---|"]
+        base = results["detr"]["baseline"]["AP"]
+        for v, ap in abl.items():
+            lines.append(f"| {v} | {ap:.1f} | {ap - base:+.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=sorted(FAMILIES), action="append")
     p.add_argument("--work-root", default=str(ROOT / "work_dirs" / "bench_detection"))
     p.add_argument("--out", default=str(ROOT / "results" / "detection_distill.json"))
+    p.add_argument("--table", action="store_true", help="print the README tables from --out and exit")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())))
+        return 0
     root = Path(args.work_root)
     os.environ.setdefault("KDHUB_DATA_DIR", str(root / "data"))
     out = Path(args.out)
