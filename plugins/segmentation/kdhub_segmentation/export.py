@@ -44,7 +44,7 @@ def export_model(model: nn.Module, out: Union[str, Path], dataset_meta: Optional
 
 def export_student(checkpoint: Union[str, Path], out: Union[str, Path]) -> Path:
     """Export the student of an mmengine training checkpoint of a distillation run (``iter_N.pth``)."""
-    ckpt: Dict[str, Any] = load_checkpoint(checkpoint)  # weights_only: see resume.py
+    ckpt: Dict[str, Any] = load_checkpoint(checkpoint)  # weights_only: see hooks.py
     state = ckpt.get("state_dict", ckpt)
     try:
         student = sub_state_dict(state, "student.")

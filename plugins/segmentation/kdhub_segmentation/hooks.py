@@ -1,7 +1,13 @@
-"""mmengine hooks: kdhub's run lifecycle for observer plugins, and the teacher's one validation.
+"""mmengine hooks: kdhub's run lifecycle with exact resume, and the teacher's one validation.
 
-``KDHubRunHook`` reports an mmengine run through :class:`kdhub.RunContext` (start, training metrics,
-evaluations, checkpoints), so plugins observing kdhub runs see segmentation runs like any other.
+``KDHubLifecycleHook`` is the core's :class:`kdhub.lifecycle.RunnerLifecycle` as an mmseg hook: observer
+plugins see segmentation runs, and checkpoints load with ``torch.load(weights_only=True)``. It makes
+resume exact the mmengine way: mmengine re-seeds and replays the data loader on resume, so data order
+and numpy-driven augmentation continue by themselves (restoring numpy's saved state before that replay
+would shift them, so the hook does not), while the torch RNG that dropout and drop-path draw from is
+seeded at every iteration from (run seed, iteration), making each iteration's draws the same whether or
+not the run was interrupted before it.
+
 ``TeacherEvalHook`` validates the frozen teacher of a :class:`~kdhub_segmentation.model.SegDistiller`
 once, with the run's own val data and evaluator, before training starts.
 """
@@ -9,71 +15,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
-from mmengine.dist import get_rank, get_world_size, is_main_process
+import torch
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from kdhub.checkpoint import atomic_write_text
-from kdhub.runs import RunContext, RunInfo
+from kdhub.lifecycle import RNG_KEY, RunnerLifecycle
 from kdhub.taps import unwrap
 
 TEACHER_METRICS_FILE = "teacher_val.json"
 
 
 @HOOKS.register_module()
-class KDHubRunHook(Hook):
-    """Forwards the run's lifecycle to kdhub's plugin hooks (rank 0 only, as :class:`RunContext` does).
-
-    ``role`` names the model that validation measures: 'teacher', 'baseline' or 'student'.
-    """
-
-    priority = "LOWEST"  # after the CheckpointHook, so a checkpoint saved this iteration is complete
-
-    def __init__(self, task: str = "segmentation", method: str = "supervised", role: str = "student",
-                 config_path: Optional[str] = None):
-        self.task, self.method, self.role = task, method, role
-        self.config_path = Path(config_path) if config_path else None
-        self.ctx: Optional[RunContext] = None
-        self._last_ckpt: Optional[str] = None
+class KDHubLifecycleHook(RunnerLifecycle, Hook):
+    """kdhub's lifecycle hooks for an mmseg run, with exact resume (see the module docstring)."""
 
     def before_train(self, runner) -> None:
-        info = RunInfo(task=self.task, method=self.method, work_dir=Path(runner.work_dir),
-                       config_path=self.config_path, rank=get_rank(), world_size=get_world_size(),
-                       extra={"role": self.role})
-        self.ctx = RunContext(info)
-        self._last_ckpt = runner.message_hub.get_info("last_ckpt")
-        self.ctx.start()
         teacher = runner.message_hub.get_info("teacher_metrics")
-        if teacher:
+        if self.ctx is not None and teacher:
             self.ctx.evaluation_done("teacher", runner.iter, teacher)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Optional[dict] = None):
-        if self.ctx is None:
-            return
-        if outputs:
-            metrics = {k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in outputs.items()}
-            metrics["lr"] = float(runner.optim_wrapper.get_lr()["lr"][0])
-            self.ctx.log_metrics(runner.iter + 1, metrics)
-        self._report_checkpoint(runner)
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.pop(RNG_KEY, None)
+        super().after_load_checkpoint(runner, checkpoint)
 
-    def after_train_epoch(self, runner) -> None:
-        self._report_checkpoint(runner)
-
-    def after_train(self, runner) -> None:
-        self._report_checkpoint(runner)
-
-    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        if self.ctx is not None and metrics:
-            self.ctx.evaluation_done(self.role, runner.iter, metrics)
-
-    def _report_checkpoint(self, runner) -> None:
-        last = runner.message_hub.get_info("last_ckpt")
-        if last and last != self._last_ckpt and Path(last).is_file():
-            self._last_ckpt = last
-            # mmengine keeps its own last_checkpoint marker (what its resume reads): only tell observers
-            self.ctx.checkpoint_saved(runner.iter, Path(last), record=False)
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        seed = runner.seed if runner.seed is not None else 0
+        torch.manual_seed((seed * 1_000_003 + runner.iter) % (2 ** 63))
 
 
 @HOOKS.register_module()

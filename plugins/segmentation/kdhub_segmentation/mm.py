@@ -3,10 +3,10 @@
 Configs do so with ``custom_imports = dict(imports=['kdhub_segmentation.mm'])``, so they also work with
 mmseg's own tools. Registered: the ``SegDistiller`` model with the ``TransKDDistiller`` and
 ``TermsDistiller`` distillers, the ``CheckedSegDataset`` and ``SynthSegDataset`` data sets, the
-``KDHubRunHook``, ``TeacherEvalHook`` and ``ExactResumeHook`` hooks and the ``kdhub_atomic`` checkpoint file backend.
+``KDHubLifecycleHook`` and ``TeacherEvalHook`` hooks and the ``kdhub_atomic`` checkpoint file backend.
 """
 import mmseg.datasets  # noqa: F401  (mmseg's transforms and data sets, needed by every config)
 import mmseg.evaluation  # noqa: F401
 import mmseg.models  # noqa: F401
 
-from . import datasets, hooks, model, resume, storage  # noqa: F401
+from . import datasets, hooks, model, storage  # noqa: F401

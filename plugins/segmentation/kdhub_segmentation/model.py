@@ -84,16 +84,17 @@ class SegDistiller(BaseModel):
         teacher_checkpoint: the trained teacher (a plain mmseg checkpoint, e.g. ``model_mmseg.pth``).
         distiller: ``dict(type='TransKDDistiller', variant='base'|'gl'|'ea', ...)`` or
             ``dict(type='TermsDistiller', terms=[...])`` for the core's generic terms.
-        data_preprocessor: defaults to the student's.
+        data_preprocessor: keys over the student's own preprocessor (by default the student's).
     """
 
     def __init__(self, student: dict, teacher: dict, distiller: dict, teacher_checkpoint: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         student_cfg = model_config(student, "model.student")
         teacher_cfg = model_config(teacher, "model.teacher")
-        if data_preprocessor is None:
-            data_preprocessor = student_cfg.get("data_preprocessor")
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        # the student's preprocessor, with what the config gives here (mmengine passes the top-level one) on top
+        preprocessor = dict(student_cfg.get("data_preprocessor") or {})
+        preprocessor.update(data_preprocessor or {})
+        super().__init__(data_preprocessor=preprocessor or None, init_cfg=init_cfg)
         if not teacher_checkpoint:
             raise ConfigError("model.teacher_checkpoint is not set; give the trained teacher's checkpoint (train "
                               "one with `kdhub train TEACHER_CONFIG`, which writes model_mmseg.pth)")

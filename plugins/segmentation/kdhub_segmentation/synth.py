@@ -7,25 +7,22 @@ colour. Colours carry no class information, so a model has to recognise texture 
 (global extent) to label pixels; capacity and context matter, which is what distillation transfers.
 
 Images (RGB PNG) and masks (8-bit PNG of class indices) are laid out as mmseg expects,
-``img_dir/{train,val,test}/*.png`` and ``ann_dir/{train,val,test}/*.png``; they are written into a
-temporary folder that is renamed into place when complete, so an interrupted generation leaves nothing
-behind. The same spec gives the same pixels on every run (numpy's PCG64 streams seeded per image).
+``img_dir/{train,val,test}/*.png`` and ``ann_dir/{train,val,test}/*.png``, in
+``$KDHUB_DATA_DIR/segmentation/synthseg-<spec key>`` built atomically by :func:`kdhub.datadir.build_once`.
+The same spec gives the same pixels on every run (numpy's PCG64 streams seeded per image).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import ClassVar, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = 1
+from kdhub.datadir import GeneratedSpec, build_once, data_folder
+
 TEXTURES = ("h-stripes", "v-stripes", "checker", "dots", "speckle", "smooth")
 SHAPES = ("disk", "square", "triangle", "ring")
 CLASSES = TEXTURES + SHAPES
@@ -35,24 +32,17 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
-class SynthSegSpec:
+class SynthSegSpec(GeneratedSpec):
     """Sizes of the embedded set; the folder name is derived from these, so each size has its own copy."""
 
+    VERSION: ClassVar[int] = 1
     size: int = 64
-    train: int = 600
-    val: int = 100
-    test: int = 200
+    train: int = 2000
+    val: int = 200
+    test: int = 400
     min_objects: int = 1
     max_objects: int = 3
     noise: float = 6.0
-    seed: int = 0
-
-    def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": GENERATOR_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    def count(self, split: str) -> int:
-        return getattr(self, split)
 
 
 def _colours(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
@@ -117,7 +107,7 @@ def _shape_mask(kind: str, rng: np.random.Generator, yy: np.ndarray, xx: np.ndar
 
 def render(spec: SynthSegSpec, split: str, index: int) -> Tuple[np.ndarray, np.ndarray]:
     """One (image [H, W, 3] uint8, mask [H, W] uint8) pair, a pure function of (spec, split, index)."""
-    rng = np.random.default_rng([spec.seed, SPLITS.index(split), index, GENERATOR_VERSION])
+    rng = np.random.default_rng([spec.seed, SPLITS.index(split), index, spec.VERSION])
     size, scale = spec.size, spec.size / 64.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     # stuff: a Voronoi partition of warped coordinates, so boundaries are irregular
@@ -146,40 +136,23 @@ def render(spec: SynthSegSpec, split: str, index: int) -> Tuple[np.ndarray, np.n
     return np.clip(np.round(image), 0, 255).astype(np.uint8), mask
 
 
-def default_root() -> Path:
-    """Where embedded data sets live: ``$KDHUB_DATA_DIR/segmentation`` or ``~/.cache/kdhub/segmentation``."""
-    base = os.environ.get("KDHUB_DATA_DIR")
-    return Path(base) / "segmentation" if base else Path.home() / ".cache" / "kdhub" / "segmentation"
-
-
 def dataset_dir(spec: SynthSegSpec, root: Optional[Path] = None) -> Path:
-    return (Path(root) if root else default_root()) / f"synthseg-{spec.key()}"
+    return data_folder("segmentation", f"synthseg-{spec.key()}", root)
+
+
+def _write(spec: SynthSegSpec, folder: Path) -> None:
+    for split in SPLITS:
+        img_dir, ann_dir = folder / "img_dir" / split, folder / "ann_dir" / split
+        img_dir.mkdir(parents=True)
+        ann_dir.mkdir(parents=True)
+        for i in range(spec.count(split)):
+            image, mask = render(spec, split, i)
+            Image.fromarray(image, "RGB").save(img_dir / f"{i:05d}.png")
+            Image.fromarray(mask, "L").save(ann_dir / f"{i:05d}.png")
+    meta = {**asdict(spec), "version": spec.VERSION, "classes": list(CLASSES)}
+    (folder / "spec.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def ensure_embedded(spec: SynthSegSpec, root: Optional[Path] = None) -> Path:
-    """The folder holding ``img_dir/`` and ``ann_dir/`` for ``spec``, generated if needed."""
-    target = dataset_dir(spec, root)
-    if (target / "spec.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        for split in SPLITS:
-            img_dir, ann_dir = tmp / "img_dir" / split, tmp / "ann_dir" / split
-            img_dir.mkdir(parents=True)
-            ann_dir.mkdir(parents=True)
-            for i in range(spec.count(split)):
-                image, mask = render(spec, split, i)
-                Image.fromarray(image, "RGB").save(img_dir / f"{i:05d}.png")
-                Image.fromarray(mask, "L").save(ann_dir / f"{i:05d}.png")
-        meta = {**asdict(spec), "version": GENERATOR_VERSION, "classes": list(CLASSES)}
-        (tmp / "spec.json").write_text(json.dumps(meta, indent=2) + "\n")
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "spec.json").is_file():  # another process won the race: use its copy
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return target
+    """The folder holding ``img_dir/`` and ``ann_dir/`` for ``spec``, generated (atomically) if needed."""
+    return build_once(dataset_dir(spec, root), lambda tmp: _write(spec, tmp), "spec.json")

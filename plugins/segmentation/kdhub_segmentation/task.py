@@ -128,8 +128,8 @@ class SegRun:
             cfg.load_from = None
         cfg.experiment_name = _experiment(role)
         hooks = list(cfg.get("custom_hooks") or [])
-        hooks += [dict(type="ExactResumeHook"),
-                  dict(type="KDHubRunHook", method=method, role=role, config_path=self.source)]
+        hooks.append(dict(type="KDHubLifecycleHook", task="segmentation", method=method, role=role,
+                          config_path=self.source))
         if is_distillation(cfg):
             hooks.append(dict(type="TeacherEvalHook"))
         cfg.custom_hooks = hooks

@@ -61,13 +61,23 @@ def test_eval_and_resume_reuse_the_run(trained):
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
 
-def test_resume_continues_exactly(tmp_path):
+def kdhub_main(args, capsys):
+    """The launcher in this process (``kdhub.cli.main``): what it returns, prints and reports."""
+    from kdhub.cli import main
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_resume_continues_exactly(tmp_path, capsys):
     write_configs(tmp_path)
     cfg = tmp_path / "student.py"
-    run_cli(["train", cfg, "--work-dir", tmp_path / "straight"])
-    run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--cfg-options", "train_cfg.max_iters=3"])
+    assert kdhub_main(["train", cfg, "--work-dir", tmp_path / "straight"], capsys)[0] == 0
+    assert kdhub_main(["train", cfg, "--work-dir", tmp_path / "cut", "--cfg-options", "train_cfg.max_iters=3"],
+                      capsys)[0] == 0
     (tmp_path / "cut" / "result.json").unlink()  # as if the run had been interrupted after iteration 3
-    run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--resume"])
+    assert kdhub_main(["train", cfg, "--work-dir", tmp_path / "cut", "--resume"], capsys)[0] == 0
     a = torch.load(tmp_path / "straight" / "model_mmseg.pth", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "cut" / "model_mmseg.pth", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -97,7 +107,7 @@ def _broken_folder(tmp_path, missing_mask=False, bad_label=False):
     ("mask", "1.png: its mask"),
     ("label", "mask labels [12] are outside the class list"),
 ])
-def test_bad_input_is_named_without_traceback(tmp_path, case, message):
+def test_bad_input_is_named_without_traceback(tmp_path, capsys, case, message):
     write_configs(tmp_path)
     cfg, options = tmp_path / "transkd.py", []
     if case == "teacher":
@@ -115,8 +125,8 @@ def test_bad_input_is_named_without_traceback(tmp_path, case, message):
     else:
         cfg = tmp_path / "student.py"
         options = _broken_folder(tmp_path, missing_mask=case == "mask", bad_label=case == "label")
-    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w", "--cfg-options", *options], check=False)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    code, _, err = kdhub_main(["train", cfg, "--work-dir", tmp_path / "w", "--cfg-options", *options], capsys)
+    assert code == 2 and message in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "w" / "summary.json").exists() and not list((tmp_path / "w").rglob("*.pth"))
 
 

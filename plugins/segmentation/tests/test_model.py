@@ -158,5 +158,5 @@ def test_missing_or_unfitting_teacher_checkpoint_is_named(teacher_ckpt, tmp_path
 def test_transkd_needs_two_images_per_batch(teacher_ckpt):
     model = distiller_model(teacher_ckpt).train()
     inputs, samples = batch(1)
-    with pytest.raises(ConfigError, match="train_dataloader.batch_size"):
+    with pytest.raises(ConfigError, match="train_dataloader.batch_size: TransKDDistiller needs at least 2"):
         model(inputs, samples, mode="loss")
