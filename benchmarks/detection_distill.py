@@ -75,6 +75,7 @@ def step_times(config: Path, options, repeats: int = 5) -> dict:
     cfg = load(config, list(options))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
+    model.init_weights()  # the student's initialisation (the teacher keeps its trained weights)
     model.train()
     ds = DATASETS.build(cfg.train_dataloader.dataset)
     batch = cfg.train_dataloader.batch_size
