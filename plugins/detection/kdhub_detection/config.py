@@ -207,7 +207,7 @@ def student_config(cfg: Config) -> Config:
     out = Config(cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg))
     if out.model.get("type") == DISTILL_TYPE:
         out.model = ConfigDict(out.model.student)
-    for key in ("task", "resume", "load_from", "work_dir", "launcher"):
+    for key in ("resume", "load_from", "work_dir", "launcher"):  # 'task' stays: kdhub eval routes on it
         out.pop(key, None)
     return out
 

@@ -44,6 +44,8 @@ def test_teacher_then_gid_student_export_eval_and_resume(trained_teacher, tmp_pa
     evaluated = run_cli(["eval", cfg, work / "student.pth"]).stdout
     assert f"AP: {summary['student']['AP']:.4f}" in evaluated
     assert f"AP: {summary['student']['AP']:.4f}" in run_cli(["eval", cfg, work / "epoch_1.pth"]).stdout
+    plain = run_cli(["eval", work / "student_config.py", work / "student.pth"]).stdout  # no teacher needed
+    assert f"AP: {summary['student']['AP']:.4f}" in plain
     refused = run_cli(["train", cfg, "--work-dir", work], check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     run_cli(["train", cfg, "--work-dir", work, "--resume"])
