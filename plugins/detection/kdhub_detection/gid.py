@@ -18,7 +18,7 @@ from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox2roi
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, MMLogger
 from torch import Tensor, nn
 
 from kdhub.adapters import build_adapter
@@ -40,13 +40,18 @@ def _neck_channels(detector) -> int:
 
 @MODELS.register_module()
 class GID(nn.Module):
-    """GID distiller: GISM plus feature, relation and response losses (weights 0 switch a term off)."""
+    """GID distiller: GISM plus feature, relation and response losses (weights 0 switch a term off).
+
+    The selection is visible for debugging: the GI boxes per image are logged as ``train/gid_boxes_per_image``,
+    and ``log_boxes_every=N`` logs every image's GI boxes, scores, labels and box source every N iterations.
+    """
 
     method = "gid"
 
     def __init__(self, feature_weight: float = 5e-3, relation_weight: float = 40.0, response_weight: float = 0.1,
                  regression_weight: Optional[float] = None, iou_threshold: float = 0.3, top_k: int = 10,
-                 min_score: float = 0.0, nms_pre: int = 1000, roi_size: int = 7, finest_scale: int = 56, adapter: str = "auto"):
+                 min_score: float = 0.0, nms_pre: int = 1000, roi_size: int = 7, finest_scale: int = 56, adapter: str = "auto",
+                 log_boxes_every: int = 0):
         super().__init__()
         self.feature_weight, self.relation_weight = float(feature_weight), float(relation_weight)
         self.response_weight = float(response_weight)
@@ -56,6 +61,7 @@ class GID(nn.Module):
         self.relation = RKDDistanceLoss()
         self.adapter: nn.Module = nn.Identity()
         self.last_selection: List = []
+        self.log_boxes_every, self._calls = int(log_boxes_every), 0
 
     # set-up ----------------------------------------------------------------------------------------
     def setup(self, student, teacher) -> None:
@@ -103,6 +109,10 @@ class GID(nn.Module):
         s_probs, t_probs = s.logits.sigmoid(), t.logits.sigmoid()
         selection = [self.gism.select(t_probs[b], s_probs[b], t.boxes[b], s.boxes[b]) for b in range(len(metas))]
         self.last_selection = selection
+        self._calls += 1
+        if self.log_boxes_every and self._calls % self.log_boxes_every == 0:
+            for line in self.describe_selection(metas):
+                MMLogger.get_current_instance().info(f"GISM {line}")
         zero = s.logits.sum() * 0.0
         out: Dict[str, Tensor] = {}
         num = sum(len(sel) for sel in selection)
@@ -123,6 +133,16 @@ class GID(nn.Module):
         if self.response_weight or self.regression_weight:
             out.update(self._response(s, t, s_outs, selection, metas, zero))
         return out
+
+    def describe_selection(self, metas) -> List[str]:
+        """The last selection, one line per image: GI boxes (xyxy), GI scores, labels, T/S box source."""
+        lines = []
+        for sel, meta in zip(self.last_selection, metas):
+            boxes = [[round(v, 1) for v in b] for b in sel.bboxes.tolist()]
+            src = "".join("T" if t else "S" for t in sel.from_teacher.tolist())
+            lines.append(f"image {meta.get('img_id', '?')}: {len(sel)} boxes {boxes} scores "
+                         f"{[round(v, 3) for v in sel.scores.tolist()]} labels {sel.labels.tolist()} source {src}")
+        return lines
 
     def _relation(self, f_s: Tensor, f_t: Tensor, image_of: Tensor) -> Tensor:
         terms = []

@@ -78,12 +78,14 @@ def test_gid_losses_reach_the_student_and_never_the_teacher(mm, tiny_retina, tmp
     from mmengine.logging import MessageHub
     student, teacher, ckpt = tiny_retina
     model, data = _pair(mm, distill(tmp_path, "gid.py", student, teacher, ckpt,
-                                    "dict(type='GID', feature_weight=1e-2, top_k=4)"))
+                                    "dict(type='GID', feature_weight=1e-2, top_k=4, log_boxes_every=1)"))
     model.train()
     losses = model(**data, mode="loss")
     assert {"loss_cls", "loss_bbox", "loss_gid_feat", "loss_gid_rel", "loss_gid_cls", "loss_gid_reg"} <= set(losses)
     assert all(len(sel) <= 4 for sel in model.distiller.last_selection)
     assert MessageHub.get_current_instance().get_scalar("train/gid_boxes_per_image").current() > 0
+    lines = model.distiller.describe_selection([s.metainfo for s in data["data_samples"]])
+    assert len(lines) == 2 and "boxes [[" in lines[0] and "source " in lines[0]
     total, _ = model.parse_losses(losses)
     total.backward()
     assert all(p.grad is None for p in model.teacher.parameters())
