@@ -18,8 +18,8 @@ from .task import CONFIG_DIR, DetectionRun
 EPOCHS = 6
 SCHEDULE = [f"train_cfg.max_epochs={EPOCHS}", f"train_cfg.val_interval={EPOCHS}", "param_scheduler.1.milestones=[5]",
             f"param_scheduler.1.end={EPOCHS}"]
-RUNS = (("teacher", "retinanet_r18w32_synth.py"), ("baseline", "retinanet_r18w16_synth.py"),
-        ("distilled (GID)", "gid_retinanet_r18w32_r18w16_synth.py"))
+RUNS = (("teacher", "teacher", "retinanet_r18w32_synth.py"), ("baseline", "baseline", "retinanet_r18w16_synth.py"),
+        ("GID student", "distilled", "gid_retinanet_r18w32_r18w16_synth.py"))
 
 
 def _latency_ms(work: Path) -> float:
@@ -35,16 +35,16 @@ def run_demo(work_dir: Path) -> DemoResult:
     from .plugin import kdhub_load_config
     work_dir = Path(work_dir)
     rows, summaries = [], {}
-    for role, name in RUNS:
+    for role, folder, name in RUNS:
         options = list(SCHEDULE)
-        if role.startswith("distilled"):
+        if folder == "distilled":
             options.append(f"model.teacher.checkpoint={work_dir / 'teacher' / 'student.pth'}")
         loaded = kdhub_load_config(CONFIG_DIR / name, options)
-        sub = work_dir / role.split()[0]
+        sub = work_dir / folder
         summary = DetectionRun(loaded, sub, resume=True).run()
         summaries[role] = summary
         rows.append(ModelResult(role, summary["student"]["AP"], summary["params"]["student"], _latency_ms(sub)))
-    gain = summaries["distilled (GID)"]["student"]["AP"] - summaries["baseline"]["student"]["AP"]
+    gain = summaries["GID student"]["student"]["AP"] - summaries["baseline"]["student"]["AP"]
     notes = [f"synthetic shapes (5 classes, 128 px, 600 train / 200 test images), {EPOCHS} epochs each, seed 0",
              f"GID gain over the baseline: {gain:+.2f} AP (COCO AP on the test split)",
              "DETRDistill (Deformable DETR) and the ablation: python benchmarks/detection_distill.py"]
