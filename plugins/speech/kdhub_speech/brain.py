@@ -30,7 +30,7 @@ from .data import targets as batch_targets
 from .intermediate import MASKS, IntermediateDistillation, read_frames
 from .models import Separator
 from .objective_shifting import ObjectiveShifting
-from .pit_kd import align_teacher, output_distillation, pit
+from .pit_kd import align_teacher, output_distillation, pit, pit_each
 
 
 @register_checkpoint_hooks
@@ -127,10 +127,9 @@ class SeparationBrain(sb.Brain):
     def teacher_targets(self, mix: torch.Tensor, ids: List[str], refs: Optional[torch.Tensor]) -> TeacherTargets:
         """The teacher's sources aligned to the references (T_sigma), sigma, and its frame features."""
         kd = self.kd
-        if kd.cache is not None:
-            t_est, t_feats = kd.cache.lookup(ids, mix.shape[-1], self.device)
-            t_aligned, sigma = align_teacher(t_est, refs)
-            return TeacherTargets(t_aligned, sigma, t_feats)
+        if kd.cache is not None:  # cached outputs are aligned already; sigma only orders masks (never cached)
+            t_aligned, t_feats = kd.cache.lookup(ids, mix.shape[-1], self.device)
+            return TeacherTargets(t_aligned, None, t_feats)
         with torch.no_grad():
             t_est = kd.teacher(mix)
             t_aligned, sigma = align_teacher(t_est, refs)
@@ -151,9 +150,13 @@ class SeparationBrain(sb.Brain):
         student = unwrap(self.modules.model)
         kd_loss = est.new_zeros(())
         terms: Dict[str, torch.Tensor] = {}
-        perms = None
+        perms = sep = None
         if kd.output_weight > 0 or MASKS in [s for s, _ in kd.pairs]:
-            out, perms = output_distillation(est, teacher.aligned)
+            if refs is None:
+                out, perms = output_distillation(est, teacher.aligned)
+            else:  # the separation and output terms share one PIT pass over the student's estimate
+                (sep_ex, _), (out_ex, perms) = pit_each(est, [refs, teacher.aligned.detach()])
+                sep, out = sep_ex.mean(), out_ex.mean()
             terms["output"] = out.detach()
             if kd.output_weight > 0:
                 kd_loss = kd_loss + kd.output_weight * out
@@ -165,7 +168,8 @@ class SeparationBrain(sb.Brain):
         if refs is None:
             terms["loss"] = kd_loss
             return terms
-        sep = pit(est, refs)[0].mean()
+        if sep is None:
+            sep = pit(est, refs)[0].mean()
         alpha = kd.shifting.alpha(self.progress())
         terms.update(separation=sep.detach(), alpha=torch.tensor(alpha))
         terms["loss"] = (1 - alpha) * sep + alpha * kd_loss

@@ -1,7 +1,8 @@
 """Teacher outputs cached on disk for fixed (non-augmented) training data.
 
-One pass of the frozen teacher over the training manifest stores its separated sources (and the tapped
-features the intermediate term needs) as float16, keyed by utterance ID. The file name is a fingerprint
+One pass of the frozen teacher over the training manifest stores its separated sources, already aligned
+to the references with PIT (T_sigma: the references are fixed, so is sigma), and the tapped features the
+intermediate term needs, as float16, keyed by utterance ID. The file name is a fingerprint
 of the teacher weights, the manifest rows, the taps and the crop, so a changed teacher or data set never
 reuses a stale cache. Written atomically; loaded memory-mapped with ``weights_only=True``.
 """
@@ -19,9 +20,10 @@ from kdhub import dist
 from kdhub.checkpoint import atomic_save, tensor_bytes
 from kdhub.taps import FeatureTaps
 
-from .data import Manifest
+from .data import Manifest, targets
 from .intermediate import MASKS, read_frames
 from .models import Separator
+from .pit_kd import align_teacher
 
 
 def fingerprint(teacher: Separator, manifest: Manifest, paths: Sequence[str], segment: int) -> str:
@@ -29,12 +31,13 @@ def fingerprint(teacher: Separator, manifest: Manifest, paths: Sequence[str], se
     for k, v in sorted(teacher.state_dict().items()):
         h.update(k.encode())
         h.update(tensor_bytes(v))
-    h.update(json.dumps([manifest.rows, list(paths), segment], sort_keys=True).encode())
+    h.update(json.dumps([manifest.rows, list(paths), segment, "aligned"], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
 class TeacherCache:
-    """Look up cached teacher outputs [B, T, C] and frame features [B, C, L] by utterance IDs."""
+    """Look up cached teacher outputs [B, T, C] (aligned to the references where the manifest has them)
+    and frame features [B, C, L] by utterance IDs."""
 
     def __init__(self, path: Path):
         data = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
@@ -68,7 +71,8 @@ class TeacherCache:
             with FeatureTaps(teacher, paths, detach=True) as taps, torch.no_grad():
                 for batch in loader:
                     mix = batch.mix_sig.data.to(device)
-                    est = teacher(mix)
+                    refs = targets(batch, teacher.num_spks)
+                    est = align_teacher(teacher(mix), None if refs is None else refs.to(device))[0]
                     ids += list(batch.id)
                     outs += list(est.half().cpu())
                     for i, f in enumerate(read_frames(teacher, taps, paths, teacher.num_frames(mix))):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -37,17 +37,28 @@ def _permutations(c: int, device: torch.device) -> torch.Tensor:
     return torch.tensor(list(itertools.permutations(range(c))), device=device)   # [P, C], built once
 
 
-def pit(estimate: torch.Tensor, reference: torch.Tensor) -> Tuple[torch.Tensor, Perms]:
-    """Negative SI-SNR per example [B] under the best permutation, and that permutation [B, C].
-
-    ``estimate`` and ``reference`` are [B, T, C]; ``reorder(estimate, perms)`` lines up with ``reference``.
-    """
-    scores = pairwise_si_snr(estimate, reference)                   # [B, C_est, C_ref]
+def _best_permutation(scores: torch.Tensor) -> Tuple[torch.Tensor, Perms]:
     perms = _permutations(scores.shape[-1], scores.device)           # [P, C]
     cols = torch.arange(scores.shape[-1], device=scores.device)
     per_perm = scores[:, perms, cols].mean(dim=-1)                   # [B, P]
     best = per_perm.argmax(dim=1)
     return -per_perm.gather(1, best[:, None]).squeeze(1), perms[best]
+
+
+def pit(estimate: torch.Tensor, reference: torch.Tensor) -> Tuple[torch.Tensor, Perms]:
+    """Negative SI-SNR per example [B] under the best permutation, and that permutation [B, C].
+
+    ``estimate`` and ``reference`` are [B, T, C]; ``reorder(estimate, perms)`` lines up with ``reference``.
+    """
+    return _best_permutation(pairwise_si_snr(estimate, reference))
+
+
+def pit_each(estimate: torch.Tensor, references: Sequence[torch.Tensor]) -> List[Tuple[torch.Tensor, Perms]]:
+    """:func:`pit` of one estimate against several reference sets (e.g. the ground truth and T_sigma),
+    scored in one pass so the estimate's projections are computed once."""
+    c = estimate.shape[-1]
+    scores = pairwise_si_snr(estimate, torch.cat(list(references), dim=-1))   # [B, C, k * C]
+    return [_best_permutation(scores[..., i * c:(i + 1) * c]) for i in range(len(references))]
 
 
 def reorder(x: torch.Tensor, perms: Union[Perms, Sequence[Sequence[int]]]) -> torch.Tensor:

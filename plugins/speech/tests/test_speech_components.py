@@ -9,7 +9,7 @@ from kdhub_speech.intermediate import MASKS, IntermediateDistillation, read_fram
 from kdhub_speech.metrics import si_snr
 from kdhub_speech.models import Separator
 from kdhub_speech.objective_shifting import ObjectiveShifting
-from kdhub_speech.pit_kd import align_teacher, output_distillation, pit, reorder
+from kdhub_speech.pit_kd import align_teacher, output_distillation, pit, pit_each, reorder
 
 
 def sepformer(n=16, k=20):
@@ -133,3 +133,11 @@ def test_masks_are_put_in_the_permutation_order():
 def test_mask_pairs_only_with_masks():
     with pytest.raises(ValueError, match="masks"):
         IntermediateDistillation([(MASKS, "masknet.dual_mdl.0")], [(16, 16)])
+
+
+def test_pit_against_several_reference_sets_equals_separate_pits():
+    torch.manual_seed(3)
+    est, a, b = torch.randn(3, 200, 2), torch.randn(3, 200, 2), torch.randn(3, 200, 2)
+    for (loss, perms), ref in zip(pit_each(est, [a, b]), (a, b)):
+        ref_loss, ref_perms = pit(est, ref)
+        assert torch.allclose(loss, ref_loss, atol=1e-5) and torch.equal(perms, ref_perms)
