@@ -174,6 +174,7 @@ def time_demo(env) -> Dict:
     shutil.rmtree(tmp, ignore_errors=True)
     return {"wall_s": round(wall, 1), "under_10_min": wall < 600, "load_average_before": before,
             "load_average_after": load_average(), "cpu_count": os.cpu_count(),
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "unset (torch default)"),
             "mIoU": {r: round(summary[r]["mIoU"], 2) for r in ("teacher", "baseline", "student")}}
 
 

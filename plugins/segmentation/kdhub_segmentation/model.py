@@ -19,7 +19,7 @@ from mmengine.model import BaseModel
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from kdhub.checkpoint import CheckpointError, load_checkpoint
+from kdhub.checkpoint import CheckpointError, load_checkpoint, sub_state_dict
 from kdhub.config import ConfigError
 from kdhub.distiller import freeze
 
@@ -53,19 +53,16 @@ def _merged(base: ConfigDict, extra: dict) -> ConfigDict:
     return base
 
 
-def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, Tensor]:
-    """The weights of a plain mmseg checkpoint ({'state_dict': ...}) or a bare state dict."""
-    return checkpoint.get("state_dict", checkpoint)
-
-
 def load_segmentor_weights(model: torch.nn.Module, path: Union[str, Path], key: str) -> None:
-    """Load a plain mmseg checkpoint into ``model`` with ``weights_only=True``; errors name ``key``."""
+    """Load a plain mmseg checkpoint, or a distillation checkpoint's student, into ``model`` with
+    ``weights_only=True``; errors name ``key``."""
     try:
-        state = state_dict_of(load_checkpoint(path))
+        ckpt = load_checkpoint(path)
     except CheckpointError as exc:
         raise ConfigError(f"{key}: {exc}") from None
-    if any(k.startswith("student.") for k in state) and not any(k.startswith("backbone.") for k in state):
-        state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    state = ckpt.get("state_dict", ckpt)
+    if not any(k.startswith("backbone.") for k in state) and any(k.startswith("student.") for k in state):
+        state = sub_state_dict(state, "student.")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

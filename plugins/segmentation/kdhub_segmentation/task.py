@@ -272,6 +272,8 @@ def test_checkpoint(cfg, checkpoint: Path, key: str, launcher: str = "none") -> 
 
 
 class SegmentationTask(Task):
+    """Semantic segmentation on MMSegmentation: mmseg configs trained by mmengine's Runner, TransKD and more."""
+
     name = "segmentation"
     domain = "segmentation"
     package = "kdhub-segmentation"

@@ -160,3 +160,14 @@ def test_transkd_needs_two_images_per_batch(teacher_ckpt):
     inputs, samples = batch(1)
     with pytest.raises(ConfigError, match="train_dataloader.batch_size: TransKDDistiller needs at least 2"):
         model(inputs, samples, mode="loss")
+
+
+def test_paper_recipe_pairs_mit_b2_with_mit_b0(mmseg_scope):
+    """The Cityscapes recipe loads through the plugin and its B2 teacher / B0 student pair builds with TransKD."""
+    from kdhub_segmentation.plugin import CONFIG_DIR, kdhub_load_config
+    from kdhub_segmentation.task import check_pairing
+    loaded = kdhub_load_config(CONFIG_DIR / "transkd_mit-b2_to_mit-b0_cityscapes-512x1024.py",
+                               ["model.distiller.variant=ea"])
+    assert loaded.method == "transkd-ea" and loaded.cfg.train_dataloader.batch_size == 2
+    assert loaded.cfg.optim_wrapper.optimizer.lr == 6e-5 and loaded.cfg.param_scheduler[1].end == 160000
+    check_pairing(loaded.cfg)
