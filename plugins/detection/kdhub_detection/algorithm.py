@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -38,9 +38,13 @@ def _model_cfg(spec: Union[dict, ConfigDict], key: str) -> dict:
     return ConfigDict(Config.fromfile(path).model.to_dict())
 
 
-def num_classes(model_cfg: dict) -> Optional[int]:
-    head = model_cfg.get("bbox_head") or {}
-    return head.get("num_classes")
+def class_count(model_cfg: dict) -> Tuple[str, Optional[int]]:
+    """(config key, value) of a detector's class count: ``bbox_head.num_classes`` or, for two-stage
+    detectors, ``roi_head.bbox_head.num_classes``."""
+    if model_cfg.get("bbox_head"):
+        return "bbox_head.num_classes", model_cfg["bbox_head"].get("num_classes")
+    head = (model_cfg.get("roi_head") or {}).get("bbox_head") or {}
+    return "roi_head.bbox_head.num_classes", head.get("num_classes")
 
 
 @MODELS.register_module()
@@ -54,10 +58,10 @@ class KDDistillDetector(BaseModel):
         preprocessor = data_preprocessor or student.get("data_preprocessor")
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         t_cfg = _model_cfg(teacher, "teacher")
-        if num_classes(t_cfg) != num_classes(student):
-            raise ConfigError(f"teacher and student have different class sets: teacher bbox_head.num_classes="
-                              f"{num_classes(t_cfg)}, student {num_classes(student)}; distillation needs the same "
-                              f"classes in the same order")
+        (t_key, t_num), (s_key, s_num) = class_count(t_cfg), class_count(student)
+        if t_num != s_num:
+            raise ConfigError(f"teacher and student have different class sets: teacher {t_key}={t_num}, student "
+                              f"{s_key}={s_num}; distillation needs the same classes in the same order")
         self.student = MODELS.build(student)
         self.teacher = MODELS.build(t_cfg)
         ckpt = teacher.get("checkpoint")

@@ -144,7 +144,9 @@ def package_config(name: str):
 
 def check_distillation(cfg: Config, source: str) -> None:
     """Pre-flight checks of a distillation config, before anything is built or written."""
-    from mmdet.models.detectors import DetectionTransformer, SingleStageDetector
+    from mmdet.models.detectors import DetectionTransformer, SingleStageDetector, TwoStageDetector
+
+    from .algorithm import class_count
     model = cfg.model
     for key in ("student", "teacher", "distiller"):
         if not model.get(key):
@@ -182,24 +184,26 @@ def check_distillation(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: model.teacher.checkpoint: teacher checkpoint not found: {ckpt}; train the "
                           f"teacher first (kdhub train <teacher config>) or fix the path")
     teacher.checkpoint = str(p.resolve())
-    s_head, t_head = model.student.get("bbox_head", {}), t_model.get("bbox_head", {})
-    if s_head.get("num_classes") != t_head.get("num_classes"):
-        raise ConfigError(f"{source}: teacher and student have different class sets: student "
-                          f"bbox_head.num_classes={s_head.get('num_classes')}, teacher (model.teacher) "
-                          f"{t_head.get('num_classes')}; distillation needs the same classes in the same order")
+    (s_key, s_num), (t_key, t_num) = class_count(model.student), class_count(t_model)
+    if s_num != t_num:
+        raise ConfigError(f"{source}: teacher and student have different class sets: student {s_key}={s_num}, "
+                          f"teacher (model.teacher) {t_key}={t_num}; distillation needs the same classes in the "
+                          f"same order")
     kind = model.distiller.get("type")
     if kind not in METHODS:
         raise ConfigError(f"{source}: model.distiller.type {kind!r} is not a kdhub detection method; valid "
                           f"choices: {', '.join(METHODS)}")
     for key, det in (("model.student", model.student), ("model.teacher", t_model)):
         cls = _detector_class(det, key, source)
-        if kind == "GID" and not issubclass(cls, SingleStageDetector):
-            raise ConfigError(f"{source}: GID supports dense single-stage detectors (RetinaNet, FCOS); {key} is "
-                              f"{det.get('type')}. For DETR-family detectors use model.distiller.type='DETRDistill'")
+        if kind == "GID" and (issubclass(cls, DetectionTransformer) or
+                              not issubclass(cls, (SingleStageDetector, TwoStageDetector))):
+            raise ConfigError(f"{source}: GID supports dense single-stage detectors (RetinaNet, FCOS) and two-stage "
+                              f"detectors with an RPN (Faster R-CNN); {key} is {det.get('type')}. For DETR-family "
+                              f"detectors use model.distiller.type='DETRDistill'")
         if kind == "DETRDistill" and not issubclass(cls, DetectionTransformer):
             raise ConfigError(f"{source}: DETRDistill supports DETR-family detectors (DeformableDETR, "
-                              f"ConditionalDETR); {key} is {det.get('type')}. For dense detectors use "
-                              f"model.distiller.type='GID'")
+                              f"ConditionalDETR, DINO); {key} is {det.get('type')}. For RetinaNet, FCOS or Faster "
+                              f"R-CNN use model.distiller.type='GID'")
 
 
 def student_config(cfg: Config) -> Config:

@@ -2,8 +2,8 @@
 
 GID compares teacher and student position by position, so both heads' outputs are flattened the way
 mmdet's own ``predict_by_feat`` does (level, then y, x, anchor), boxes decoded with the head's own prior
-generator and bbox coder, and positives found with the head's own target assignment (``get_targets``)
-applied to the general instances as if they were ground truth.
+generator and bbox coder, and positives found with the head's own target assignment applied to the general
+instances as if they were ground truth. The RPN of a two-stage detector is such an anchor head too.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 
 import torch
 from mmdet.models.dense_heads import AnchorHead, FCOSHead
+from mmdet.models.task_modules.prior_generators import anchor_inside_flags
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -75,16 +76,24 @@ class DenseHeadView:
 
     @torch.no_grad()
     def positives(self, outs, instances: List[InstanceData], img_metas: List[dict]) -> Tensor:
-        """[B, N] mask of positions the head's own assignment makes positive for ``instances`` as ground truth."""
+        """[B, N] mask of positions the head's own assignment makes positive for ``instances`` as ground truth
+        (FCOS: its ``get_targets``; anchor heads, the RPN included: the head's ``assigner`` on the anchors
+        inside the image, as ``AnchorHead.get_targets`` does, without its sampler)."""
         head = self.head
         num = len(instances)
         gts = [InstanceData(bboxes=i.bboxes.detach().float(), labels=i.labels.long()) for i in instances]
         if self.fcos:
             labels, _ = head.get_targets(self.priors(outs), gts)
-            per_level = [lv.reshape(num, -1) for lv in labels]
-            labels = torch.cat(per_level, dim=1)
-        else:
-            anchor_list, valid_flags = head.get_anchors(self.featmap_sizes(outs), img_metas, device=outs[0][0].device)
-            labels_list = head.get_targets(anchor_list, valid_flags, gts, img_metas)[0]
-            labels = torch.cat([lv.reshape(num, -1) for lv in labels_list], dim=1)
-        return (labels >= 0) & (labels < head.num_classes)
+            labels = torch.cat([lv.reshape(num, -1) for lv in labels], dim=1)
+            return (labels >= 0) & (labels < head.num_classes)
+        anchor_list, valid_list = head.get_anchors(self.featmap_sizes(outs), img_metas, device=outs[0][0].device)
+        masks = []
+        for anchors, valid, gt, meta in zip(anchor_list, valid_list, gts, img_metas):
+            anchors, valid = torch.cat(anchors), torch.cat(valid)
+            inside = anchor_inside_flags(anchors, valid, meta["img_shape"][:2], head.train_cfg["allowed_border"])
+            mask = torch.zeros_like(inside)
+            if len(gt) and inside.any():
+                gt_inds = head.assigner.assign(InstanceData(priors=anchors[inside]), gt).gt_inds
+                mask[torch.nonzero(inside, as_tuple=False).squeeze(1)] = gt_inds > 0
+            masks.append(mask)
+        return torch.stack(masks)

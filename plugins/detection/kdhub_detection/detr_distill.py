@@ -1,17 +1,25 @@
 """DETRDistill (Chang et al., ICCV 2023) for DETR-family detectors in mmdet (Deformable DETR, Conditional
-DETR, DETR): Hungarian-matching logits distillation (:mod:`.matching`), target-aware feature distillation
+DETR, DINO, DETR): Hungarian-matching logits distillation (:mod:`.matching`), target-aware feature distillation
 (:mod:`.feature_mask`) and query-prior assignment distillation (:mod:`.query_group`), each at every decoder
 layer (teacher layer l supervises student layer l) and each switched off by a zero weight.
 
 Both detectors run mmdet's own transformer stages (``pre_transformer`` -> ``forward_encoder`` ->
 ``pre_decoder`` -> ``forward_decoder``) once; the student's ground-truth loss is its head's own
 ``loss_by_feat`` on that pass.
+
+DINO: in training the student's decoder runs its contrastive denoising (CDN) queries before the matching
+queries (``dn_meta['num_denoising_queries']`` of them, kept apart by DINO's attention mask). They have their
+own ground-truth targets (DINO's denoising loss), so the three components use the matching part only, split
+the way mmdet's ``DINOHead.split_outputs`` splits it; the frozen teacher runs in eval mode, without denoising
+queries. The teacher-query group is the teacher's two-stage query prior (its content queries and the anchor
+boxes its encoder selected, see :mod:`.query_group`).
 """
 from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
 import torch
+from mmdet.models.dense_heads import DINOHead
 from mmdet.models.detectors import DINO, DetectionTransformer
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.registry import MODELS
@@ -29,6 +37,8 @@ def run_transformer(detector, feats, data_samples) -> Tuple[dict, dict]:
     """mmdet's ``forward_transformer`` kept open: returns (decoder inputs, head inputs)."""
     enc_in, dec_in = detector.pre_transformer(feats, data_samples)
     enc_out = detector.forward_encoder(**enc_in)
+    if isinstance(detector, DINO):  # DINO builds its denoising queries from the ground truth (training only)
+        enc_out["batch_data_samples"] = data_samples
     tmp, head_in = detector.pre_decoder(**enc_out)
     dec_in.update(tmp)
     head_in.update(detector.forward_decoder(**dec_in))
@@ -40,6 +50,16 @@ def head_outputs(detector, head_in: dict) -> Tuple[Tensor, Tensor]:
     kwargs = {k: head_in[k] for k in ("hidden_states", "references") if k in head_in}
     outs = detector.bbox_head(**kwargs)
     return outs[0], outs[1]
+
+
+def matching_part(cls: Tensor, box: Tensor, head_in: dict) -> Tuple[Tensor, Tensor]:
+    """The matching queries' outputs: DINO in training puts ``dn_meta['num_denoising_queries']`` denoising
+    queries first (mmdet's ``DINOHead.split_outputs``); other detectors have matching queries only."""
+    dn_meta = head_in.get("dn_meta")
+    if dn_meta is None:
+        return cls, box
+    m_cls, m_box, _, _ = DINOHead.split_outputs(cls, box, dn_meta)
+    return m_cls, m_box
 
 
 def _layer_name(name: str, layer: int, last: int) -> str:
@@ -66,11 +86,8 @@ class DETRDistill(nn.Module):
         for role, det in (("student", student), ("teacher", teacher)):
             if not isinstance(det, DetectionTransformer):
                 raise ConfigError(f"DETRDistill supports DETR-family detectors (DeformableDETR, ConditionalDETR, "
-                                  f"DETR); the {role} is {type(det).__name__}. For dense detectors (RetinaNet, "
-                                  f"FCOS) use GID (distiller=dict(type='GID')).")
-            if isinstance(det, DINO):
-                raise ConfigError(f"DETRDistill here supports DeformableDETR, ConditionalDETR and DETR; DINO's "
-                                  f"denoising queries are not handled yet (the {role} is DINO)")
+                                  f"DINO, DETR); the {role} is {type(det).__name__}. For RetinaNet, FCOS or "
+                                  f"Faster R-CNN use GID (distiller=dict(type='GID')).")
         if type(student) is not type(teacher):
             raise ConfigError(f"DETRDistill needs teacher and student of the same detector type; got student "
                               f"{type(student).__name__}, teacher {type(teacher).__name__}")
@@ -97,9 +114,11 @@ class DETRDistill(nn.Module):
         gts, _, metas = unpack_gt_instances(data_samples)
         s_feats = student.extract_feat(inputs)
         s_dec_in, s_head_in = run_transformer(student, s_feats, data_samples)
-        s_cls, s_box = head_outputs(student, s_head_in)
+        s_all_cls, s_all_box = head_outputs(student, s_head_in)
         enc = tuple(s_head_in[k] for k in ("enc_outputs_class", "enc_outputs_coord") if k in s_head_in)
-        losses = student.bbox_head.loss_by_feat(s_cls, s_box, *enc, gts, metas)  # DETR heads take no ignores
+        dn = {"dn_meta": s_head_in["dn_meta"]} if "dn_meta" in s_head_in else {}
+        losses = student.bbox_head.loss_by_feat(s_all_cls, s_all_box, *enc, gts, metas, **dn)  # no ignores
+        s_cls, s_box = matching_part(s_all_cls, s_all_box, s_head_in)
         with torch.no_grad():
             t_feats = teacher.extract_feat(inputs)
             t_dec_in, t_head_in = run_transformer(teacher, t_feats, data_samples)

@@ -1,4 +1,5 @@
-"""GID: General Instance Distillation (Dai et al., CVPR 2021) for dense detectors (RetinaNet, FCOS).
+"""GID: General Instance Distillation (Dai et al., CVPR 2021) for dense detectors (RetinaNet, FCOS) and
+two-stage detectors (Faster R-CNN).
 
 On the general instances GISM selects (:mod:`.gism`):
 - feature: RoIAlign (mmdet's SingleRoIExtractor, level by box size) of teacher and student FPN features,
@@ -6,7 +7,12 @@ On the general instances GISM selects (:mod:`.gism`):
 - relation: RKD distance between the instances' features within each image (:class:`kdhub.RKDDistanceLoss`);
 - response: on the positions the head's own assignment makes positive for the GI boxes, BCE of student
   logits to sigmoid teacher logits, L1 between regression outputs (and BCE on FCOS centerness).
-Teacher and student must use the same dense head type, priors and strides.
+Dense detectors: GISM on the head's outputs per anchor/point; teacher and student need the same head type,
+priors and strides.
+Two-stage detectors (:mod:`.two_stage`): GISM on the RoI heads' class scores and refined boxes, both heads run
+on the same proposals (the student's and the teacher's); the response is the RoI head's (softmax KD of the
+class logits, L1 of the class's box deltas on the proposals its assigner makes positive for GI boxes) and the
+RPN's (as for a dense head, objectness and deltas on the anchors its assigner makes positive for GI boxes).
 """
 from __future__ import annotations
 
@@ -23,10 +29,11 @@ from torch import Tensor, nn
 
 from kdhub.adapters import build_adapter
 from kdhub.config import ConfigError
-from kdhub.losses import RKDDistanceLoss
+from kdhub.losses import KDLoss, RKDDistanceLoss
 
 from .dense_heads import DenseHeadView, supported
 from .gism import GISM
+from .two_stage import RoIHeadView, is_two_stage, shared_rois, student_pass, teacher_pass
 
 
 def _neck_channels(detector) -> int:
@@ -40,7 +47,8 @@ def _neck_channels(detector) -> int:
 
 @MODELS.register_module()
 class GID(nn.Module):
-    """GID distiller: GISM plus feature, relation and response losses (weights 0 switch a term off).
+    """GID distiller: GISM plus feature, relation and response losses (weights 0 switch a term off;
+    ``rpn_weight`` scales the RPN's response terms of a two-stage detector, 0 switches them off).
 
     The selection is visible for debugging: the GI boxes per image are logged as ``train/gid_boxes_per_image``,
     and ``log_boxes_every=N`` logs every image's GI boxes, scores, labels and box source every N iterations.
@@ -51,14 +59,15 @@ class GID(nn.Module):
     def __init__(self, feature_weight: float = 5e-3, relation_weight: float = 40.0, response_weight: float = 0.1,
                  regression_weight: Optional[float] = None, iou_threshold: float = 0.3, top_k: int = 10,
                  min_score: float = 0.0, nms_pre: int = 1000, roi_size: int = 7, finest_scale: int = 56, adapter: str = "auto",
-                 log_boxes_every: int = 0):
+                 log_boxes_every: int = 0, rpn_weight: float = 1.0):
         super().__init__()
         self.feature_weight, self.relation_weight = float(feature_weight), float(relation_weight)
-        self.response_weight = float(response_weight)
+        self.response_weight, self.rpn_weight = float(response_weight), float(rpn_weight)
         self.regression_weight = float(response_weight if regression_weight is None else regression_weight)
         self.gism = GISM(iou_threshold, top_k, min_score, nms_pre)
         self.roi_size, self.finest_scale, self.adapter_kind = roi_size, finest_scale, adapter
         self.relation = RKDDistanceLoss()
+        self.roi_kd = KDLoss(temperature=1.0)
         self.adapter: nn.Module = nn.Identity()
         self.last_selection: List = []
         self.log_boxes_every, self._calls = int(log_boxes_every), 0
@@ -66,33 +75,47 @@ class GID(nn.Module):
     # set-up ----------------------------------------------------------------------------------------
     def setup(self, student, teacher) -> None:
         """Check the pair is supported and build the RoI extractors and the feature adapter."""
-        for role, det in (("student", student), ("teacher", teacher)):
-            head = getattr(det, "bbox_head", None)
-            if head is None or not supported(head) or not hasattr(det, "neck"):
+        kinds = [_kind(det) for det in (student, teacher)]
+        for role, det, kind in (("student", student, kinds[0]), ("teacher", teacher, kinds[1])):
+            if kind is None:
+                head = getattr(det, "bbox_head", getattr(det, "roi_head", None))
                 raise ConfigError(f"GID supports dense single-stage detectors (RetinaNet, FCOS: an FPN neck and an "
-                                  f"AnchorHead/FCOSHead); the {role} is {type(det).__name__} with "
+                                  f"AnchorHead/FCOSHead) and two-stage detectors with an RPN and a StandardRoIHead "
+                                  f"(Faster R-CNN); the {role} is {type(det).__name__} with "
                                   f"{type(head).__name__ if head is not None else 'no bbox_head'}. For DETR-family "
                                   f"detectors use DETRDistill (distiller=dict(type='DETRDistill')).")
-        if type(student.bbox_head) is not type(teacher.bbox_head):
+        self.two_stage = kinds[0] == "two_stage"
+        s_head, t_head = (det.rpn_head if kind == "two_stage" else det.bbox_head
+                          for det, kind in zip((student, teacher), kinds))
+        if kinds[0] != kinds[1] or type(s_head) is not type(t_head):
             raise ConfigError(f"GID compares teacher and student position by position, so both need the same head "
-                              f"type; got student {type(student.bbox_head).__name__}, teacher "
-                              f"{type(teacher.bbox_head).__name__}")
-        s_gen, t_gen = student.bbox_head.prior_generator, teacher.bbox_head.prior_generator
+                              f"type; got student {type(student).__name__} with {type(s_head).__name__}, teacher "
+                              f"{type(teacher).__name__} with {type(t_head).__name__}")
+        s_gen, t_gen = s_head.prior_generator, t_head.prior_generator
         if [tuple(s) for s in s_gen.strides] != [tuple(s) for s in t_gen.strides] or \
                 s_gen.num_base_priors != t_gen.num_base_priors:
             raise ConfigError("GID needs the same priors in teacher and student (strides and anchors per position); "
                               f"student strides {s_gen.strides} x {s_gen.num_base_priors}, teacher "
                               f"{t_gen.strides} x {t_gen.num_base_priors}")
         s_ch, t_ch = _neck_channels(student), _neck_channels(teacher)
-        strides = [int(s[0]) for s in s_gen.strides]
+        if self.two_stage:  # instance features on the RoI head's own levels
+            strides = [int(s) for s in student.roi_head.bbox_roi_extractor.featmap_strides]
+            if student.roi_head.bbox_head.reg_class_agnostic != teacher.roi_head.bbox_head.reg_class_agnostic:
+                raise ConfigError("GID compares the RoI heads' box deltas, so teacher and student need the same "
+                                  "roi_head.bbox_head.reg_class_agnostic")
+            self.s_rois, self.t_rois = RoIHeadView(student.roi_head), RoIHeadView(teacher.roi_head)
+        else:
+            strides = [int(s[0]) for s in s_gen.strides]
         roi = dict(type="RoIAlign", output_size=self.roi_size, sampling_ratio=0)
         self.s_roi = SingleRoIExtractor(roi, s_ch, strides, finest_scale=self.finest_scale)
         self.t_roi = SingleRoIExtractor(roi, t_ch, strides, finest_scale=self.finest_scale)
         self.adapter = build_adapter(self.adapter_kind, s_ch, t_ch)
-        self.s_view, self.t_view = DenseHeadView(student.bbox_head), DenseHeadView(teacher.bbox_head)
+        self.s_view, self.t_view = DenseHeadView(s_head), DenseHeadView(t_head)
 
     # losses ----------------------------------------------------------------------------------------
     def loss(self, student, teacher, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
+        if self.two_stage:
+            return self._two_stage_loss(student, teacher, inputs, data_samples)
         gts, gts_ignore, metas = unpack_gt_instances(data_samples)
         s_feats = student.extract_feat(inputs)
         s_outs = student.bbox_head(s_feats)
@@ -104,35 +127,49 @@ class GID(nn.Module):
         return losses
 
     def distill(self, s_feats, s_outs, t_feats, t_outs, metas, student_training: bool = True) -> Dict[str, Tensor]:
+        """Dense detectors: GISM on the head's positions, then the three losses."""
         s = self.s_view.flatten(s_outs, training=student_training)
         t = self.t_view.flatten(t_outs, training=False)
         s_probs, t_probs = s.logits.sigmoid(), t.logits.sigmoid()
         selection = [self.gism.select(t_probs[b], s_probs[b], t.boxes[b], s.boxes[b]) for b in range(len(metas))]
-        self.last_selection = selection
-        self._calls += 1
-        if self.log_boxes_every and self._calls % self.log_boxes_every == 0:
-            for line in self.describe_selection(metas):
-                MMLogger.get_current_instance().info(f"GISM {line}")
-        zero = s.logits.sum() * 0.0
-        out: Dict[str, Tensor] = {}
-        num = sum(len(sel) for sel in selection)
-        MessageHub.get_current_instance().update_scalar("train/gid_boxes_per_image", num / max(1, len(metas)))
-        if num and (self.feature_weight or self.relation_weight):
-            rois = bbox2roi([sel.bboxes for sel in selection])
-            f_s = self.s_roi(tuple(s_feats[: self.s_roi.num_inputs]), rois)
-            with torch.no_grad():
-                f_t = self.t_roi(tuple(t_feats[: self.t_roi.num_inputs]), rois)
-            if self.feature_weight:
-                diff = (f_t - self.adapter(f_s)).pow(2).flatten(1).sum(dim=1)
-                out["loss_gid_feat"] = self.feature_weight * diff.mean()
-            if self.relation_weight:
-                out["loss_gid_rel"] = self.relation_weight * self._relation(f_s, f_t, rois[:, 0])
-        elif self.feature_weight or self.relation_weight:
-            out.update({k: zero for k, w in (("loss_gid_feat", self.feature_weight),
-                                             ("loss_gid_rel", self.relation_weight)) if w})
+        out = self._instance_terms(s_feats, t_feats, selection, metas)
         if self.response_weight or self.regression_weight:
-            out.update(self._response(s, t, s_outs, selection, metas, zero))
+            out.update(self._response(s, t, s_outs, selection, metas, "loss_gid"))
         return out
+
+    def _two_stage_loss(self, student, teacher, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
+        """Two-stage detectors: GISM on both RoI heads' outputs on shared proposals, then the three losses."""
+        metas = [sample.metainfo for sample in data_samples]
+        s_feats, s_rpn, s_props, losses = student_pass(student, inputs, data_samples)
+        t_feats, t_rpn, t_props = teacher_pass(teacher, inputs, metas)
+        rois = shared_rois(s_props, t_props)
+        with torch.no_grad():
+            s_cls, s_reg = self.s_rois.forward(s_feats, rois)
+            t_cls, t_reg = self.t_rois.forward(t_feats, rois)
+        selection = self.select_on_rois(rois, s_cls, s_reg, t_cls, t_reg, metas)
+        losses.update(self._instance_terms(s_feats, t_feats, selection, metas))
+        if self.response_weight or self.regression_weight:
+            losses.update(self._roi_response(s_feats, rois, t_cls, t_reg, selection))
+            if self.rpn_weight:
+                s = self.s_view.flatten(s_rpn, training=True)
+                t = self.t_view.flatten(t_rpn, training=False)
+                terms = self._response(s, t, s_rpn, selection, metas, "loss_gid_rpn")
+                losses.update({k: self.rpn_weight * v for k, v in terms.items()})
+        return losses
+
+    @torch.no_grad()
+    def select_on_rois(self, rois: Tensor, s_cls: Tensor, s_reg: Tensor, t_cls: Tensor, t_reg: Tensor,
+                       metas) -> List:
+        """GISM per image on RoIs both RoI heads saw (their class logits and box deltas on ``rois``); each
+        selected instance's ``index`` is its RoI's position within the image's RoIs."""
+        s_probs, t_probs = self.s_rois.probs(s_cls), self.t_rois.probs(t_cls)
+        s_boxes = self.s_rois.boxes(rois, s_reg, s_probs.argmax(dim=1), metas)
+        t_boxes = self.t_rois.boxes(rois, t_reg, t_probs.argmax(dim=1), metas)
+        selection = []
+        for b in range(len(metas)):
+            idx = rois[:, 0] == b
+            selection.append(self.gism.select(t_probs[idx], s_probs[idx], t_boxes[idx], s_boxes[idx]))
+        return selection
 
     def describe_selection(self, metas) -> List[str]:
         """The last selection, one line per image: GI boxes (xyxy), GI scores, labels, T/S box source."""
@@ -152,23 +189,70 @@ class GID(nn.Module):
                 terms.append(self.relation(f_s[idx], f_t[idx]))
         return torch.stack(terms).mean() if terms else f_s.sum() * 0.0
 
-    def _response(self, s, t, s_outs, selection, metas, zero) -> Dict[str, Tensor]:
+    def _instance_terms(self, s_feats, t_feats, selection, metas) -> Dict[str, Tensor]:
+        """Record the selection (debug log, boxes per image), then the feature and relation losses on it."""
+        self.last_selection = selection
+        self._calls += 1
+        if self.log_boxes_every and self._calls % self.log_boxes_every == 0:
+            for line in self.describe_selection(metas):
+                MMLogger.get_current_instance().info(f"GISM {line}")
+        num = sum(len(sel) for sel in selection)
+        MessageHub.get_current_instance().update_scalar("train/gid_boxes_per_image", num / max(1, len(metas)))
+        names = [name for name, w in (("loss_gid_feat", self.feature_weight), ("loss_gid_rel", self.relation_weight))
+                 if w]
+        if not names:
+            return {}
+        if not num:
+            return {name: s_feats[0].sum() * 0.0 for name in names}
+        out: Dict[str, Tensor] = {}
+        rois = bbox2roi([sel.bboxes for sel in selection])
+        f_s = self.s_roi(tuple(s_feats[: self.s_roi.num_inputs]), rois)
+        with torch.no_grad():
+            f_t = self.t_roi(tuple(t_feats[: self.t_roi.num_inputs]), rois)
+        if self.feature_weight:
+            diff = (f_t - self.adapter(f_s)).pow(2).flatten(1).sum(dim=1)
+            out["loss_gid_feat"] = self.feature_weight * diff.mean()
+        if self.relation_weight:
+            out["loss_gid_rel"] = self.relation_weight * self._relation(f_s, f_t, rois[:, 0])
+        return out
+
+    def _response(self, s, t, s_outs, selection, metas, prefix: str) -> Dict[str, Tensor]:
+        """Dense outputs (a dense head or the RPN): BCE to the teacher's sigmoid scores and L1 between the
+        regression outputs on the positions the head's own assignment makes positive for the GI boxes."""
         pos = self.s_view.positives(s_outs, selection, metas)
-        out = {}
         n = int(pos.sum())
-        if n == 0:
-            if self.response_weight:
-                out["loss_gid_cls"] = zero
-            if self.regression_weight:
-                out["loss_gid_reg"] = zero
-            return out
+        out = {}
         if self.response_weight:
             bce = F.binary_cross_entropy_with_logits(s.logits[pos], t.logits[pos].sigmoid(), reduction="sum")
-            out["loss_gid_cls"] = self.response_weight * bce / n
+            out[f"{prefix}_cls"] = self.response_weight * bce / max(1, n)
         if self.regression_weight:
-            reg = F.l1_loss(s.reg[pos], t.reg[pos], reduction="sum") / n
+            reg = F.l1_loss(s.reg[pos], t.reg[pos], reduction="sum")
             if s.centerness is not None:
                 reg = reg + F.binary_cross_entropy_with_logits(s.centerness[pos], t.centerness[pos].sigmoid(),
-                                                               reduction="sum") / n
-            out["loss_gid_reg"] = self.regression_weight * reg
+                                                               reduction="sum")
+            out[f"{prefix}_reg"] = self.regression_weight * reg / max(1, n)
         return out
+
+    def _roi_response(self, s_feats, rois: Tensor, t_cls: Tensor, t_reg: Tensor, selection) -> Dict[str, Tensor]:
+        """RoI head: on the shared RoIs its ``bbox_assigner`` makes positive for the GI boxes, KD (T = 1) of the
+        student's class logits to the teacher's and L1 between their deltas for the assigned GI class."""
+        pos, labels = self.s_rois.positives(rois, selection)
+        s_cls, s_reg = self.s_rois.forward(s_feats, rois[pos])
+        out = {}
+        if self.response_weight:
+            kd = self.roi_kd(s_cls, t_cls[pos]) if len(s_cls) else s_cls.sum() * 0.0
+            out["loss_gid_cls"] = self.response_weight * kd
+        if self.regression_weight:
+            s_d = self.s_rois.class_deltas(s_reg, labels[pos])
+            t_d = self.t_rois.class_deltas(t_reg[pos], labels[pos])
+            out["loss_gid_reg"] = self.regression_weight * F.l1_loss(s_d, t_d, reduction="sum") / max(1, len(s_d))
+        return out
+
+
+def _kind(detector) -> Optional[str]:
+    if is_two_stage(detector) and hasattr(detector, "neck"):
+        return "two_stage"
+    head = getattr(detector, "bbox_head", None)
+    if head is not None and supported(head) and hasattr(detector, "neck"):
+        return "dense"
+    return None

@@ -30,7 +30,7 @@ def kdhub_register(registry) -> None:
                            "DETRDistill: Hungarian-matching logits, target-aware feature and query-prior assignment "
                            "distillation for the DETR family (mmdet)")
     registry.add_distiller("gid", _lazy("gid", "GID"), "GID: general instance selection with feature, relation and "
-                           "response distillation for RetinaNet / FCOS (mmdet)")
+                           "response distillation for RetinaNet / FCOS / Faster R-CNN (mmdet)")
     registry.add_dataset("detection_synth", lambda **kw: ensure_embedded(SynthSpec(**kw)),
                          "synthetic shapes on textured backgrounds, COCO format (generated)")
 

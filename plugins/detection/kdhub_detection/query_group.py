@@ -6,6 +6,10 @@ decoder layer's predictions of that group are supervised with the TEACHER's Hung
 queries to the ground truth at that layer (the teacher head's own assigner), using the student head's own
 detection losses (focal classification, L1 and GIoU). This gives the student the teacher's stable,
 well-converged query-to-object assignment early in training.
+
+Two-stage DINO: the prior is the teacher's content queries and the anchor boxes (reference points) its own
+encoder selected (top-K proposals). The group has no denoising queries, so it runs without DINO's denoising
+attention mask.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ def teacher_query_inputs(student_inputs: dict, teacher_inputs: dict) -> dict:
     for key in QUERY_KEYS:
         if key in teacher_inputs and teacher_inputs[key] is not None and key in student_inputs:
             out[key] = teacher_inputs[key].detach()
+    if "dn_mask" in out:  # DINO: the mask separates denoising groups, and this group has none
+        out["dn_mask"] = None
     return out
 
 

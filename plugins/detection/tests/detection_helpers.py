@@ -42,6 +42,20 @@ model = dict(backbone=dict(base_channels={base}), neck=dict(in_channels=[{base *
     return path
 
 
+def faster_rcnn(tmp: Path, name: str, base: int = 8, fpn: int = 16, fc: int = 32) -> Path:
+    """A tiny Faster R-CNN (the shipped synth config at tiny widths, 50 proposals per image)."""
+    text = f"_base_ = ['{CONFIGS / 'faster_rcnn_r18w32_synth.py'}']\ntask = 'detection'\n" + _data() + f"""
+model = dict(backbone=dict(base_channels={base}), neck=dict(in_channels=[{base * 2}, {base * 4}, {base * 8}],
+             out_channels={fpn}), rpn_head=dict(in_channels={fpn}, feat_channels={fpn}),
+             roi_head=dict(bbox_roi_extractor=dict(out_channels={fpn}),
+                           bbox_head=dict(in_channels={fpn}, fc_out_channels={fc})),
+             train_cfg=dict(rpn_proposal=dict(max_per_img=50)), test_cfg=dict(rpn=dict(max_per_img=50)))
+"""
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
 def distill(tmp: Path, name: str, student: Path, teacher: Path, checkpoint, distiller: str) -> Path:
     text = f"""_base_ = ['{student}']
 task = 'detection'
@@ -69,7 +83,8 @@ def run_cli(args, check=True, prefix=None, env=None):
 
 def deformable_detr(tmp: Path, name: str, base: int = 8, encoder_layers: int = 1, decoder_layers: int = 2,
                     detector: str = "DeformableDETR") -> Path:
-    """A tiny Deformable DETR (32-d transformer, 8 queries); ``detector='ConditionalDETR'`` for that family."""
+    """A tiny Deformable DETR (32-d transformer, 8 queries); ``detector='ConditionalDETR'`` or ``'DINO'`` (the
+    shipped DINO config at the same tiny sizes, up to 6 denoising queries) for those families."""
     if detector == "ConditionalDETR":  # mmdet 3.3's ConditionalDETR decoder assumes 256-d queries
         model = f"""model = dict(_delete_=True, type='ConditionalDETR', num_queries=8,
     data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
@@ -95,6 +110,13 @@ def deformable_detr(tmp: Path, name: str, base: int = 8, encoder_layers: int = 1
         dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
     test_cfg=dict(max_per_img=8))
 """
+    elif detector == "DINO":  # mmdet 3.3's DINO decoder assumes 256-d queries (the shipped DINO configs' width)
+        model = f"""model = dict(num_queries=8, backbone=dict(base_channels={base}),
+    neck=dict(in_channels=[{base * 2}, {base * 4}, {base * 8}]),
+    encoder=dict(num_layers={encoder_layers}, layer_cfg=dict(ffn_cfg=dict(feedforward_channels=128))),
+    decoder=dict(num_layers={decoder_layers}, layer_cfg=dict(ffn_cfg=dict(feedforward_channels=128))),
+    test_cfg=dict(max_per_img=8), dn_cfg=dict(group_cfg=dict(num_dn_queries=6)))
+"""
     else:
         model = f"""model = dict(num_queries=8, backbone=dict(base_channels={base}),
     neck=dict(in_channels=[{base * 2}, {base * 4}, {base * 8}], out_channels=32),
@@ -104,7 +126,8 @@ def deformable_detr(tmp: Path, name: str, base: int = 8, encoder_layers: int = 1
                  cross_attn_cfg=dict(embed_dims=32), ffn_cfg=dict(embed_dims=32, feedforward_channels=64))),
     positional_encoding=dict(num_feats=16), bbox_head=dict(embed_dims=32), test_cfg=dict(max_per_img=8))
 """
-    text = f"_base_ = ['{CONFIGS / 'deformable_detr_r18w32_synth.py'}']\ntask = 'detection'\n" + _data() + model
+    parent = "dino_r18w32_synth.py" if detector == "DINO" else "deformable_detr_r18w32_synth.py"
+    text = f"_base_ = ['{CONFIGS / parent}']\ntask = 'detection'\n" + _data() + model
     path = tmp / name
     path.write_text(text)
     return path

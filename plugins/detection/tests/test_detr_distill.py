@@ -1,12 +1,12 @@
 """DETRDistill components on hand-made cases (matching to the teacher, target-aware mask, teacher-assigned
-query group) and on tiny Deformable / Conditional DETR pairs."""
+query group, DINO's denoising/matching split) and on tiny Deformable DETR, Conditional DETR and DINO pairs."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kdhub.config import ConfigError
 
-from conftest import batch_of, save_random_detector
+from conftest import batch_of, save_random_detector, train_steps
 from detection_helpers import deformable_detr, distill, load, retinanet
 
 META = {"img_shape": (100, 200)}
@@ -76,11 +76,13 @@ def test_query_group_targets_follow_the_teachers_assignment():
     assert torch.allclose(targets[1], torch.tensor([0.75, 0.75, 0.5, 0.5]))
     assert torch.allclose(targets[3], torch.tensor([0.25, 0.25, 0.5, 0.5]))
     assert weights[:, 0].tolist() == [0, 1, 0, 1]
-    student = {"query": torch.zeros(1), "query_pos": torch.zeros(1), "memory": torch.ones(1)}
-    teacher = {"query": torch.ones(1, requires_grad=True), "query_pos": torch.full((1,), 2.0), "memory": torch.zeros(1)}
+    student = {"query": torch.zeros(1), "query_pos": torch.zeros(1), "memory": torch.ones(1),
+               "dn_mask": torch.ones(3, 3, dtype=torch.bool)}           # DINO in training: denoising groups
+    teacher = {"query": torch.ones(1, requires_grad=True), "query_pos": torch.full((1,), 2.0), "memory": torch.zeros(1),
+               "dn_mask": None}
     mixed = teacher_query_inputs(student, teacher)
     assert mixed["query"].item() == 1 and mixed["query_pos"].item() == 2 and mixed["memory"].item() == 1
-    assert not mixed["query"].requires_grad
+    assert not mixed["query"].requires_grad and mixed["dn_mask"] is None  # the teacher group has no denoising part
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +124,19 @@ def test_detrdistill_every_layer_every_term_student_gradients_only(mm, tiny_detr
         assert model.student.backbone.conv1.weight.grad.abs().sum() > 0, name
 
 
+@pytest.fixture(scope="module")
+def tiny_dino(tmp_path_factory, mm):
+    tmp = tmp_path_factory.mktemp("dino")
+    student = deformable_detr(tmp, "student.py", base=8, encoder_layers=1, detector="DINO")
+    teacher = deformable_detr(tmp, "teacher.py", base=16, encoder_layers=2, detector="DINO")
+    return student, teacher, save_random_detector(mm, teacher, tmp / "teacher.pth")
+
+
+@pytest.mark.parametrize("family", ["tiny_detr", "tiny_dino"])
 @pytest.mark.parametrize("switch, absent", [
     ("logits_weight=0", "loss_kd_cls"), ("feature_weight=0", "loss_kd_feat"), ("query_weight=0", "loss_qg_cls")])
-def test_each_component_switches_off(mm, tiny_detr, tmp_path, switch, absent):
-    student, teacher, ckpt = tiny_detr
+def test_each_component_switches_off(mm, request, family, tmp_path, switch, absent):
+    student, teacher, ckpt = request.getfixturevalue(family)
     model, data = _build(mm, distill(tmp_path, "d.py", student, teacher, ckpt, f"dict(type='DETRDistill', {switch})"))
     losses = model(**data, mode="loss")
     assert absent not in losses and f"d0.{absent}" not in losses and "loss_cls" in losses
@@ -140,6 +151,48 @@ def test_detrdistill_on_conditional_detr(mm, tmp_path):
     assert {"loss_kd_cls", "d0.loss_kd_giou", "loss_kd_feat", "loss_qg_iou"} <= set(losses)
     model.parse_losses(losses)[0].backward()
     assert model.student.query_embedding.weight.grad.abs().sum() > 0
+
+
+def test_dino_split_keeps_the_matching_queries_after_the_denoising_ones():
+    from kdhub_detection.detr_distill import matching_part
+    layers, batch, n_dn, n_match, classes = 2, 1, 6, 4, 3
+    dn = torch.full((layers, batch, n_dn, classes), -100.0)                 # denoising outputs come first
+    match = torch.arange(n_match * classes, dtype=torch.float).view(1, 1, n_match, classes).expand(layers, batch, -1, -1)
+    cls = torch.cat([dn, match], dim=2)
+    box = torch.cat([torch.zeros(layers, batch, n_dn, 4), torch.rand(layers, batch, n_match, 4)], dim=2)
+    m_cls, m_box = matching_part(cls, box, {"dn_meta": {"num_denoising_queries": n_dn, "num_denoising_groups": 3}})
+    assert m_cls.shape == (layers, batch, n_match, classes) and torch.equal(m_cls, match)
+    assert torch.equal(m_box, box[:, :, n_dn:])
+    assert matching_part(cls, box, {})[0] is cls                             # eval mode / other detectors: all
+
+
+def test_detrdistill_on_dino_distils_matching_queries_only(mm, tiny_dino, tmp_path):
+    student, teacher, ckpt = tiny_dino
+    model, data = _build(mm, distill(tmp_path, "dd.py", student, teacher, ckpt, "dict(type='DETRDistill', top_k=10)"))
+    losses = model(**data, mode="loss")
+    kd_names = [k for k in losses if "loss_kd_" in k or "loss_qg_" in k]
+    assert {"loss_kd_cls", "d0.loss_kd_giou", "loss_kd_feat", "loss_qg_cls", "d0.loss_qg_iou"} <= set(kd_names)
+    assert {"dn_loss_cls", "d0.dn_loss_bbox", "enc_loss_cls", "loss_cls"} <= set(losses)  # DINO's own GT losses
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses[k] for k in kd_names).backward(retain_graph=True)
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert model.student.query_embedding.weight.grad.abs().sum() > 0
+    assert model.student.backbone.conv1.weight.grad.abs().sum() > 0
+    # DINO's attention mask hides the denoising queries from the matching ones: terms on the matching part
+    # never reach the denoising label embedding, while DINO's denoising loss does
+    label_embedding = model.student.dn_query_generator.label_embedding.weight
+    assert label_embedding.grad is None or not label_embedding.grad.any()
+    model.zero_grad()
+    losses["dn_loss_cls"].backward()
+    assert label_embedding.grad.abs().sum() > 0
+
+
+def test_dino_distillation_train_steps_lower_the_loss_and_leave_the_teacher(mm, tiny_dino, tmp_path):
+    student, teacher, ckpt = tiny_dino
+    cfg = load(distill(tmp_path, "d.py", student, teacher, ckpt, "dict(type='DETRDistill', top_k=10)")).cfg
+    model, totals, teacher_before = train_steps(mm, cfg)
+    assert all(torch.isfinite(torch.tensor(totals))) and totals[-1] < totals[0], totals
+    assert all(torch.equal(teacher_before[k], v) for k, v in model.teacher.state_dict().items())
 
 
 def test_methods_refuse_detectors_they_do_not_support(mm, tiny_detr, tiny_retina, tmp_path):

@@ -1,12 +1,13 @@
-"""GID components on hand-made cases (GISM selection, relation loss, GI-box positives) and on tiny detectors."""
+"""GID components on hand-made cases (GISM selection, relation loss, GI-box positives, GISM on RoI-head outputs)
+and on tiny RetinaNet, FCOS and Faster R-CNN pairs."""
 import pytest
 import torch
 
 from kdhub import RKDDistanceLoss
 from kdhub.config import ConfigError
 
-from conftest import batch_of, save_random_detector
-from detection_helpers import distill, load, retinanet
+from conftest import batch_of, save_random_detector, train_steps
+from detection_helpers import distill, faster_rcnn, load, retinanet
 
 
 def test_gism_scores_box_source_nms_and_top_k():
@@ -137,3 +138,101 @@ def test_gid_refuses_teacher_and_student_with_different_heads(mm, tmp_path):
     cfg = load(distill(tmp_path, "g.py", student, teacher, ckpt, "dict(type='GID')")).cfg
     with pytest.raises(ConfigError, match="same head type"):
         models.build(cfg.model)
+
+
+@pytest.fixture(scope="module")
+def tiny_frcnn(tmp_path_factory, mm):
+    tmp = tmp_path_factory.mktemp("frcnn")
+    student, teacher = faster_rcnn(tmp, "student.py"), faster_rcnn(tmp, "teacher.py", base=16, fpn=32, fc=64)
+    return student, teacher, save_random_detector(mm, teacher, tmp / "teacher.pth")
+
+
+def test_gism_on_the_roi_heads_outputs_of_shared_proposals(mm, tiny_frcnn, tmp_path):
+    student, teacher, ckpt = tiny_frcnn
+    model, _ = _pair(mm, distill(tmp_path, "g.py", student, teacher, ckpt, "dict(type='GID')"))
+    gid = model.distiller
+    metas = [{"img_shape": (64, 64)}, {"img_shape": (64, 64)}]
+    rois = torch.tensor([[0, 0, 0, 20, 20], [0, 1, 1, 21, 21], [0, 40, 40, 60, 60], [0, 0, 40, 20, 60],
+                         [1, 5, 5, 25, 25.]])
+    t_cls, s_cls = torch.zeros(5, 6), torch.zeros(5, 6)       # 5 classes + background, all uniform ...
+    t_cls[0, 2] = t_cls[1, 2] = 4.0                            # ... but the teacher sees class 2 on RoIs 0 and 1
+    t_cls[1, 5] = 3.0                                          # (RoI 1 also background: a lower GI score)
+    s_cls[2, 4] = 5.0                                          # and the student class 4 on RoI 2; RoI 3 agrees
+    t_cls[4, 1] = 1.0                                          # image 1: a mild disagreement
+    t_reg, s_reg = torch.zeros(5, 20), torch.zeros(5, 20)      # class-specific deltas: RoIs are kept ...
+    t_reg[0] = 3.0
+    t_reg[0, 8:12] = torch.tensor([1.0, 0, 0, 0])              # ... except RoI 0, moved by the class-2 deltas
+    sel = gid.select_on_rois(rois, s_cls, s_reg, t_cls, t_reg, metas)
+    probs = lambda z: z.softmax(dim=1)[:, :5]                  # noqa: E731  (background dropped)
+    gi = (probs(t_cls) - probs(s_cls)).abs().max(dim=1).values
+    assert gi[3] == 0                                          # no disagreement, no general instance
+    assert sel[0].index.tolist() == [2, 0] and sel[1].index.tolist() == [0]  # RoI 1 overlaps RoI 0: suppressed
+    assert torch.allclose(sel[0].scores, gi[[2, 0]]) and torch.allclose(sel[1].scores, gi[[4]])
+    assert sel[0].from_teacher.tolist() == [False, True] and sel[0].labels.tolist() == [4, 2]
+    # the refined box of the more confident model's top class: dx = 1 x std 0.1 x width 20 = 2 px
+    assert torch.allclose(sel[0].bboxes, torch.tensor([[40, 40, 60, 60], [2, 0, 22, 20.]]), atol=1e-4)
+    # response positives: RoIs the RoI head's own assigner (IoU >= 0.5) gives a GI box, with its class
+    pos, labels = gid.s_rois.positives(rois, sel)
+    assert pos.tolist() == [True, True, True, False, True] and labels.tolist() == [2, 2, 4, -1, 1]
+
+
+def test_gid_on_faster_rcnn_losses_reach_the_student_and_never_the_teacher(mm, tiny_frcnn, tmp_path):
+    student, teacher, ckpt = tiny_frcnn
+    model, data = _pair(mm, distill(tmp_path, "g.py", student, teacher, ckpt, "dict(type='GID', top_k=4)"))
+    model.train()
+    losses = model(**data, mode="loss")
+    gid_terms = {"loss_gid_feat", "loss_gid_rel", "loss_gid_cls", "loss_gid_reg", "loss_gid_rpn_cls",
+                 "loss_gid_rpn_reg"}
+    assert {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox"} | gid_terms <= set(losses)
+    assert all(torch.isfinite(losses[k]) for k in gid_terms)
+    assert all(0 < len(sel) <= 4 for sel in model.distiller.last_selection)
+    assert model.distiller.adapter[0].weight.shape[:2] == (32, 16)                # FPN 16 -> 32
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert model.student.backbone.conv1.weight.grad.abs().sum() > 0
+    # each response term alone moves its own head of the student
+    head = model.student.roi_head.bbox_head
+    for name, param in (("loss_gid_cls", head.fc_cls.weight), ("loss_gid_reg", head.fc_reg.weight),
+                        ("loss_gid_rpn_cls", model.student.rpn_head.rpn_cls.weight),
+                        ("loss_gid_feat", model.student.neck.fpn_convs[0].conv.weight)):
+        model.zero_grad()
+        model(**data, mode="loss")[name].backward()
+        assert param.grad.abs().sum() > 0, name
+    no_rpn = _pair(mm, distill(tmp_path, "n.py", student, teacher, ckpt, "dict(type='GID', rpn_weight=0)"))[0]
+    no_rpn.train()
+    assert not {"loss_gid_rpn_cls", "loss_gid_rpn_reg"} & set(no_rpn(**data, mode="loss"))
+
+
+def test_gid_faster_rcnn_train_steps_lower_the_loss_and_leave_the_teacher(mm, tiny_frcnn, tmp_path):
+    student, teacher, ckpt = tiny_frcnn
+    model, totals, teacher_before = train_steps(mm, load(distill(tmp_path, "g.py", student, teacher, ckpt,
+                                                                 "dict(type='GID', top_k=4)")).cfg)
+    assert all(torch.isfinite(torch.tensor(totals))) and totals[-1] < totals[0], totals
+    assert all(torch.equal(teacher_before[k], v) for k, v in model.teacher.state_dict().items())
+
+
+def test_gid_refuses_mixed_detector_kinds_and_checks_two_stage_class_sets(mm, tiny_frcnn, tiny_retina, tmp_path):
+    f_student, f_teacher, f_ckpt = tiny_frcnn
+    r_student, r_teacher, r_ckpt = tiny_retina
+    models, _ = mm
+    mixed = load(distill(tmp_path, "m.py", f_student, r_teacher, r_ckpt, "dict(type='GID')")).cfg
+    with pytest.raises(ConfigError, match="same head type.*FasterRCNN.*RetinaNet"):
+        models.build(mixed.model)
+    with pytest.raises(ConfigError, match="DETRDistill supports DETR-family detectors.*FasterRCNN.*GID"):
+        load(distill(tmp_path, "d.py", f_student, f_teacher, f_ckpt, "dict(type='DETRDistill')"))
+    with pytest.raises(ConfigError, match="different class sets: student roi_head.bbox_head.num_classes=4"):
+        load(distill(tmp_path, "c.py", f_student, f_teacher, f_ckpt, "dict(type='GID')"),
+             ["model.student.roi_head.bbox_head.num_classes=4"])
+
+
+@pytest.mark.parametrize("config, teacher", [
+    ("gid_faster_rcnn_r18w32_r18w16_synth.py", "faster_rcnn_r18w32_synth.py"),
+    ("detrdistill_dino_r18w32_r18w16_synth.py", "dino_r18w32_synth.py")])
+def test_shipped_two_stage_and_dino_demo_configs_build(mm, tmp_path, config, teacher):
+    from detection_helpers import CONFIGS
+    models, _ = mm
+    ckpt = save_random_detector(mm, CONFIGS / teacher, tmp_path / "t.pth")
+    model = models.build(load(CONFIGS / config, [f"model.teacher.checkpoint={ckpt}"]).cfg.model)
+    assert model.teacher.__class__ is model.student.__class__
+    assert sum(p.numel() for p in model.teacher.parameters()) > sum(p.numel() for p in model.student.parameters())

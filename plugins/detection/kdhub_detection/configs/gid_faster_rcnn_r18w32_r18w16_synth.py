@@ -1,0 +1,16 @@
+# GID on a two-stage detector (embedded set): Faster R-CNN ResNet-18/w32 teacher -> ResNet-18/w16 student (same
+# anchors, schedule and seed as the baseline faster_rcnn_r18w16_synth.py). GISM compares both RoI heads' class
+# scores on the same proposals (the student's and the teacher's); the response terms are the RoI head's (softmax KD
+# of class logits, L1 of box deltas) and the RPN's (objectness BCE, delta L1) on the GI boxes' positives.
+# Train the teacher first:
+#   kdhub train faster_rcnn_r18w32_synth.py --work-dir work_dirs/frcnn_teacher
+# then point model.teacher.checkpoint at work_dirs/frcnn_teacher/student.pth (or pass it with --cfg-options).
+_base_ = ['./faster_rcnn_r18w16_synth.py']
+task = 'detection'
+model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,
+             teacher=dict(config='faster_rcnn_r18w32_synth.py', checkpoint='work_dirs/frcnn_teacher/student.pth'),
+             # as for RetinaNet on the same FPN widths; response: RoI-head class KD (T = 1) and RPN objectness BCE,
+             # regression: L1 of RoI-head deltas (GI class) and RPN deltas, on the GI boxes' positives;
+             # RoI level by box size as in the RoI head's extractor (finest_scale 16)
+             distiller=dict(type='GID', feature_weight=2e-4, relation_weight=40.0, response_weight=1.0,
+                            regression_weight=1.0, rpn_weight=1.0, iou_threshold=0.3, top_k=10, finest_scale=16))
