@@ -4,12 +4,14 @@
    earlier pipeline run (``--teacher-checkpoint``, e.g. one trained with ``--cfg-options device=cuda``);
    then for each student budget (epochs) and seed a baseline and a distilled student of the same
    architecture, initial weights, budget and seed are trained against it. Test voices are unseen in
-   training. SI-SNRi / SDRi in dB.
+   training. SI-SNRi / SDRi in dB. ``--labelled N`` adds the semi-supervised setting: the students have
+   the references of the first N training mixtures only, the distilled one also distils the other mixtures
+   from the teacher alone, and the baseline takes as many steps (more epochs over its N mixtures).
 2. Step times, measured interleaved in one process on one fixed batch: a distillation step vs (student
    step + teacher forward), and a step with cached teacher outputs vs the plain student step.
 
     python benchmarks/speech_distill.py [--config CONFIG] [--teacher-checkpoint PTH] [--seeds 0 1 2]
-                                        [--out results/speech_distill.json]
+                                        [--labelled 0 100] [--out results/speech_distill.json]
 """
 from __future__ import annotations
 
@@ -119,6 +121,8 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=None, help="the teacher's budget (default: the config's)")
     ap.add_argument("--student-epochs", type=int, nargs="+", default=[3],
                     help="budgets of baseline and distilled student (each budget is a separate comparison)")
+    ap.add_argument("--labelled", type=int, nargs="+", default=[0],
+                    help="labelled training mixtures of the students (0: all; N: first N, the rest unlabelled)")
     ap.add_argument("--timing-repeats", type=int, default=7)
     ap.add_argument("--out", default="results/speech_distill.json")
     ap.add_argument("--timing-only", action="store_true",
@@ -141,26 +145,29 @@ def main() -> None:
         teacher_ckpt = args.teacher_checkpoint.resolve()
         provenance = f"given: {args.teacher_checkpoint} (an earlier kdhub train run of this config's teacher stage)"
     budgets = []
-    for epochs in args.student_epochs:
-        runs = []
-        for seed in args.seeds:
-            options = [f"seed={seed}", f"training.epochs={epochs}"]
-            options += [f"teacher_training.epochs={args.teacher_epochs}"] if args.teacher_epochs else []
-            options += [f"teacher_checkpoint={teacher_ckpt}"] if teacher_ckpt else []
-            run_dir = work / f"epochs{epochs}" / f"seed{seed}"
-            s = train(run_dir, *options)
-            if teacher_ckpt is None:
-                teacher_ckpt = (run_dir / "teacher" / "model.pth").resolve()
-            teacher = teacher or s["teacher"]
-            params = s["params"]
-            runs.append({"seed": seed, "baseline": s["baseline"], "distilled": s["student"]})
-            print(f"{epochs} epochs, seed {seed}: baseline {s['baseline']['si-snri']:.2f} dB, "
-                  f"distilled {s['student']['si-snri']:.2f} dB")
-        mean = {role: {k: round(statistics.mean(r[role][k] for r in runs), 3) for k in ("si-snri", "sdri")}
-                for role in ("baseline", "distilled")}
-        gain = round(mean["distilled"]["si-snri"] - mean["baseline"]["si-snri"], 3)
-        budgets.append({"student_epochs": epochs, "seeds": runs, "mean": mean, "si_snri_gain_db": gain,
-                        "acceptance_gain_ok": gain >= 0.5})
+    for labelled in args.labelled:
+        for epochs in args.student_epochs:
+            runs, student_data = [], None
+            for seed in args.seeds:
+                options = [f"seed={seed}", f"training.epochs={epochs}"]
+                options += [f"teacher_training.epochs={args.teacher_epochs}"] if args.teacher_epochs else []
+                options += [f"teacher_checkpoint={teacher_ckpt}"] if teacher_ckpt else []
+                options += [f"training.limit={labelled}", "distill.unlabelled_rest=true"] if labelled else []
+                run_dir = work / f"{f'labelled{labelled}_' if labelled else ''}epochs{epochs}" / f"seed{seed}"
+                s = train(run_dir, *options)
+                if teacher_ckpt is None:
+                    teacher_ckpt = (run_dir / "teacher" / "model.pth").resolve()
+                teacher = teacher or s["teacher"]
+                params, student_data = s["params"], s.get("student_data")
+                runs.append({"seed": seed, "baseline": s["baseline"], "distilled": s["student"]})
+                print(f"labelled {labelled or 'all'}, {epochs} epochs, seed {seed}: baseline "
+                      f"{s['baseline']['si-snri']:.2f} dB, distilled {s['student']['si-snri']:.2f} dB")
+            mean = {role: {k: round(statistics.mean(r[role][k] for r in runs), 3) for k in ("si-snri", "sdri")}
+                    for role in ("baseline", "distilled")}
+            gain = round(mean["distilled"]["si-snri"] - mean["baseline"]["si-snri"], 3)
+            budgets.append({"labelled_mixtures": labelled or "all", "student_data": student_data,
+                            "student_epochs": epochs, "seeds": runs, "mean": mean, "si_snri_gain_db": gain,
+                            "acceptance_gain_ok": gain >= 0.5})
     result = {
         "config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
         "data": "embedded: 1200 train / 150 valid / 200 test two-speaker 8 kHz mixtures of 0.5 s; test voices unseen",

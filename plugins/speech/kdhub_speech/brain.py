@@ -5,7 +5,8 @@ to the optimiser or wraps it in DDP): it is moved to the device, frozen and run 
 replaced by a :class:`~kdhub_speech.cache.TeacherCache`. Adapters of the intermediate term are a module
 of their own (``modules.distill``) so they train, checkpoint and go through DDP with the student.
 Training loss = ``(1 - alpha) * PIT-SI-SNR(S, refs) + alpha * (w_out * L_out + w_feat * L_feat)`` with
-``alpha`` from the objective-shifting schedule; without references it is the distillation part alone.
+``alpha`` from the objective-shifting schedule; without references it is the distillation part alone, and
+in a batch that mixes the two each example gets its own (``alpha`` where it has references, 1 where not).
 Epoch ends report through the core :class:`~kdhub.runs.RunContext`, so lifecycle plugins see speech runs.
 """
 from __future__ import annotations
@@ -26,11 +27,11 @@ from kdhub.runs import RunContext
 from kdhub.taps import FeatureTaps, unwrap
 
 from .cache import TeacherCache
-from .data import targets as batch_targets
+from .data import labelled as batch_labelled, targets as batch_targets
 from .intermediate import MASKS, IntermediateDistillation, read_frames
 from .models import Separator
 from .objective_shifting import ObjectiveShifting
-from .pit_kd import align_teacher, output_distillation, pit, pit_each
+from .pit_kd import align_teacher, pit, pit_each
 
 
 @register_checkpoint_hooks
@@ -107,7 +108,8 @@ class SeparationBrain(sb.Brain):
         mix = batch.mix_sig.data
         if stage == sb.Stage.TRAIN and self.kd is not None:
             # The teacher runs first, so its activations are freed before the student's graph is built.
-            self._teacher = self.teacher_targets(mix, list(batch.id), batch_targets(batch, self.num_spks))
+            self._teacher = self.teacher_targets(mix, list(batch.id), batch_targets(batch, self.num_spks),
+                                                 batch_labelled(batch))
         return self.modules.model(mix)
 
     def compute_objectives(self, est, batch, stage):
@@ -115,7 +117,8 @@ class SeparationBrain(sb.Brain):
         if stage != sb.Stage.TRAIN or self.kd is None:
             return pit(est, refs)[0].mean()
         teacher, self._teacher = self._teacher, None
-        terms = self.distillation_terms(est, batch.mix_sig.data, list(batch.id), refs, teacher)
+        terms = self.distillation_terms(est, batch.mix_sig.data, list(batch.id), refs, teacher,
+                                        batch_labelled(batch))
         for k, v in terms.items():
             self._sums[k] = self._sums.get(k, 0.0) + float(v.detach())
         return terms["loss"]
@@ -124,15 +127,17 @@ class SeparationBrain(sb.Brain):
         """Fraction of training done at the current step (for the objective-shifting schedule)."""
         return (self.epoch - 1 + (max(self.step, 1) - 1) / self.steps_per_epoch) / self.epochs
 
-    def teacher_targets(self, mix: torch.Tensor, ids: List[str], refs: Optional[torch.Tensor]) -> TeacherTargets:
-        """The teacher's sources aligned to the references (T_sigma), sigma, and its frame features."""
+    def teacher_targets(self, mix: torch.Tensor, ids: List[str], refs: Optional[torch.Tensor],
+                        labelled: Optional[torch.Tensor] = None) -> TeacherTargets:
+        """The teacher's sources aligned to the references (T_sigma), sigma, and its frame features;
+        ``labelled`` [B] marks the examples whose references are real (None: all)."""
         kd = self.kd
         if kd.cache is not None:  # cached outputs are aligned already; sigma only orders masks (never cached)
             t_aligned, t_feats = kd.cache.lookup(ids, mix.shape[-1], self.device)
             return TeacherTargets(t_aligned, None, t_feats)
         with torch.no_grad():
             t_est = kd.teacher(mix)
-            t_aligned, sigma = align_teacher(t_est, refs)
+            t_aligned, sigma = align_teacher(t_est, refs, labelled)
             t_feats = []
             if self.teacher_taps is not None:
                 t_feats = read_frames(kd.teacher, self.teacher_taps, [t for _, t in kd.pairs],
@@ -142,37 +147,47 @@ class SeparationBrain(sb.Brain):
 
     def distillation_terms(self, est: torch.Tensor, mix: torch.Tensor, ids: List[str],
                            refs: Optional[torch.Tensor],
-                           teacher: Optional[TeacherTargets] = None) -> Dict[str, torch.Tensor]:
-        """The training loss and its parts; ``teacher`` is computed here when not given."""
+                           teacher: Optional[TeacherTargets] = None,
+                           labelled: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """The training loss and its parts; ``teacher`` is computed here when not given. ``labelled`` [B]
+        marks the examples whose references are real (None: all); the others are distilled alone."""
         kd = self.kd
         if teacher is None:
-            teacher = self.teacher_targets(mix, ids, refs)
+            teacher = self.teacher_targets(mix, ids, refs, labelled)
         student = unwrap(self.modules.model)
-        kd_loss = est.new_zeros(())
         terms: Dict[str, torch.Tensor] = {}
-        perms = sep = None
+        perms = sep_ex = out_ex = feat = None
         if kd.output_weight > 0 or MASKS in [s for s, _ in kd.pairs]:
             if refs is None:
-                out, perms = output_distillation(est, teacher.aligned)
+                out_ex, perms = pit(est, teacher.aligned.detach())
             else:  # the separation and output terms share one PIT pass over the student's estimate
                 (sep_ex, _), (out_ex, perms) = pit_each(est, [refs, teacher.aligned.detach()])
-                sep, out = sep_ex.mean(), out_ex.mean()
-            terms["output"] = out.detach()
-            if kd.output_weight > 0:
-                kd_loss = kd_loss + kd.output_weight * out
+            terms["output"] = out_ex.mean().detach()
         if self.student_taps is not None:
             s_feats = read_frames(student, self.student_taps, [s for s, _ in kd.pairs], student.num_frames(mix), perms)
             feat = self.modules.distill(s_feats, teacher.features)
             terms["features"] = feat.detach()
-            kd_loss = kd_loss + kd.feature_weight * feat
+
+        def kd_loss(weight: torch.Tensor) -> torch.Tensor:
+            """The distillation terms, example i weighted by weight[i] (the features term by the mean)."""
+            loss = est.new_zeros(())
+            if kd.output_weight > 0:
+                loss = loss + kd.output_weight * (weight * out_ex).mean()
+            if feat is not None:
+                loss = loss + kd.feature_weight * weight.mean() * feat
+            return loss
+
+        ones = est.new_ones(est.shape[0])
         if refs is None:
-            terms["loss"] = kd_loss
+            terms["loss"] = kd_loss(ones)
             return terms
-        if sep is None:
-            sep = pit(est, refs)[0].mean()
+        if sep_ex is None:
+            sep_ex = pit(est, refs)[0]
         alpha = kd.shifting.alpha(self.progress())
-        terms.update(separation=sep.detach(), alpha=torch.tensor(alpha))
-        terms["loss"] = (1 - alpha) * sep + alpha * kd_loss
+        real = ones if labelled is None else labelled.to(est.device).float()
+        terms.update(separation=((sep_ex * real).sum() / real.sum().clamp_min(1)).detach(),
+                     alpha=torch.tensor(alpha))
+        terms["loss"] = (1 - alpha) * (sep_ex * real).mean() + kd_loss(alpha * real + (1 - real))
         return terms
 
     # stages --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from kdhub import dist
 from kdhub.checkpoint import atomic_save, tensor_bytes
 from kdhub.taps import FeatureTaps
 
-from .data import Manifest, targets
+from .data import Manifest, labelled, targets
 from .intermediate import MASKS, read_frames
 from .models import Separator
 from .pit_kd import align_teacher
@@ -72,7 +72,7 @@ class TeacherCache:
                 for batch in loader:
                     mix = batch.mix_sig.data.to(device)
                     refs = targets(batch, teacher.num_spks)
-                    est = align_teacher(teacher(mix), None if refs is None else refs.to(device))[0]
+                    est = align_teacher(teacher(mix), None if refs is None else refs.to(device), labelled(batch))[0]
                     ids += list(batch.id)
                     outs += list(est.half().cpu())
                     for i, f in enumerate(read_frames(teacher, taps, paths, teacher.num_frames(mix))):

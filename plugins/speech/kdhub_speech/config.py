@@ -22,6 +22,8 @@ from .models import Separator
 TRAINING = {
     "epochs": Field(int, 10), "batch_size": Field(int, 8), "lr": Field(float, 1e-3),
     "max_grad_norm": Field(float, 5.0), "num_workers": Field(int, 0),
+    "limit": Field(int, 0, help="use the references of the first N training mixtures only (0: all): a labelled "
+                                "subset, e.g. for the students while the teacher learns from the whole set"),
 }
 
 SCHEMA = {
@@ -40,6 +42,8 @@ SCHEMA = {
     "data": {
         "source": Field(str, "embedded", choices=("embedded", "csv")),
         "train_csv": Field(str, ""), "valid_csv": Field(str, ""), "test_csv": Field(str, ""),
+        "unlabelled_csv": Field(str, "", help="mixtures without references (ID, mix_wav) that the distilled "
+                                              "student learns from the teacher alone, next to the training set"),
         "root": Field(str, "", help="embedded: where generated data sets are kept (default ~/.cache/kdhub)"),
         "on_bad": Field(str, "stop", choices=("stop", "skip"),
                         help="a bad manifest row or wav: stop with its name, or skip it (counted, reported)"),
@@ -57,6 +61,8 @@ SCHEMA = {
         "shifting": {"start": Field(float, 0.5), "end": Field(float, 0.5), "until": Field(float, 1.0),
                      "shape": Field(str, "linear", choices=("linear", "cosine"))},
         "teacher_only": Field(bool, False, help="distil to the teacher alone (mixtures without references)"),
+        "unlabelled_rest": Field(bool, False, help="the training mixtures past training.limit join the distilled "
+                                                   "student's data without their references (semi-supervised)"),
         "cache": Field(bool, False, help="cache teacher outputs on disk (fixed training data only)"),
     },
     "evaluation": {"sdr": Field(bool, True), "examples": Field(int, 3)},
@@ -120,6 +126,9 @@ def check(cfg: Dict[str, Any], source: str) -> None:
             if not cfg["data"][k]:
                 raise ConfigError(f"{source}: data.source is csv but 'data.{k}' is empty; give a LibriMix-style "
                                   f"manifest (ID, duration, mix_wav, s1_wav, s2_wav)")
+    if d["unlabelled_rest"] and cfg["training"]["limit"] <= 0:
+        raise ConfigError(f"{source}: distill.unlabelled_rest needs training.limit > 0 (the mixtures past the limit "
+                          f"are the unlabelled ones); set training.limit=N or unlabelled_rest=false")
     if d["cache"] and cfg["data"]["random_crop"]:
         raise ConfigError(f"{source}: distill.cache needs fixed training data, but data.random_crop is true; "
                           f"switch one off")

@@ -1,7 +1,9 @@
 """LibriMix / WSJ0-2mix style CSV manifests, checked before anything trains, as SpeechBrain data sets.
 
 A manifest has the columns ``ID, mix_wav, s1_wav .. sN_wav`` (``duration`` and others are kept but not
-needed); without source columns it is a mixtures-only set for teacher-only distillation. ``$data_root``
+needed); without source columns it is a mixtures-only set for teacher-only distillation. A training set
+can also mix the two (:meth:`Manifest.with_unlabelled`): rows without sources are distilled from the teacher
+alone, the semi-supervised use of distillation. ``$data_root``
 in a path stands for the manifest's folder. Every row is checked up front (file readable as audio, the
 configured sample rate, sources as long as the mixture, no empty cells); ``on_bad: stop`` raises a
 :class:`DataError` naming the file and row, ``on_bad: skip`` drops the row and counts it.
@@ -38,6 +40,29 @@ class Manifest:
     @property
     def has_references(self) -> bool:
         return bool(self.sources)
+
+    @property
+    def unlabelled(self) -> int:
+        """How many rows have no references (mixtures for teacher-only distillation)."""
+        return sum(1 for r in self.rows.values() if self.sources and self.sources[0] not in r)
+
+    def split(self, n: int) -> Tuple["Manifest", "Manifest"]:
+        """The first ``n`` rows and the rest (everything and nothing for ``n <= 0``): a labelled subset for
+        the students, and the mixtures left over."""
+        items = list(self.rows.items())
+        n = len(items) if n <= 0 else min(n, len(items))
+        return (Manifest(self.path, dict(items[:n]), self.sources, self.skipped),
+                Manifest(self.path, dict(items[n:]), self.sources, []))
+
+    def with_unlabelled(self, other: "Manifest") -> "Manifest":
+        """These rows plus ``other``'s mixtures with their references dropped (IDs must not collide)."""
+        clash = sorted(set(self.rows) & set(other.rows))
+        if clash:
+            raise DataError(f"{other.path}: ID {clash[0]!r} is also in {self.path}; mixtures without references "
+                            f"need IDs of their own")
+        rows = dict(self.rows)
+        rows.update({k: {"ID": r["ID"], "mix_wav": r["mix_wav"]} for k, r in other.rows.items()})
+        return Manifest(self.path, rows, self.sources, self.skipped + other.skipped)
 
 
 def _row_problem(row: Dict[str, Optional[str]], cols: List[str], sample_rate: int) -> Optional[str]:
@@ -118,22 +143,36 @@ def _read(path: str) -> torch.Tensor:
 
 def dataset(manifest: Manifest, segment: int = 0, random_offset: bool = False, seed: int = 0) -> DynamicItemDataset:
     """A DynamicItemDataset giving ``id``, ``mix_sig`` and ``s{i}_sig``; ``segment`` > 0 crops to that many
-    samples (from the start, or a random offset for augmented training)."""
-    ds = DynamicItemDataset({k: dict(v) for k, v in manifest.rows.items()})
+    samples (from the start, or a random offset for augmented training). A manifest with rows without
+    references also gives ``labelled`` (their sources are silent placeholders, never a target)."""
+    mixed = manifest.unlabelled > 0
+    ds = DynamicItemDataset({k: {**{s: "" for s in manifest.sources}, **v} for k, v in manifest.rows.items()})
     keys = ["mix_wav"] + manifest.sources
     rng = random.Random(seed)
 
     @sb.utils.data_pipeline.takes(*keys)
     @sb.utils.data_pipeline.provides("mix_sig", *[k.replace("_wav", "_sig") for k in manifest.sources])
     def load(*paths):
-        sigs = [_read(p) for p in paths]
+        mix = _read(paths[0])
+        sigs = [mix] + [_read(p) if p else torch.zeros_like(mix) for p in paths[1:]]
         if segment and sigs[0].shape[0] > segment:
             start = rng.randint(0, sigs[0].shape[0] - segment) if random_offset else 0
             sigs = [s[start:start + segment] for s in sigs]
         yield from sigs
 
     sb.dataio.dataset.add_dynamic_item([ds], load)
-    sb.dataio.dataset.set_output_keys([ds], ["id", "mix_sig"] + [k.replace("_wav", "_sig") for k in manifest.sources])
+    keys = ["id", "mix_sig"] + [k.replace("_wav", "_sig") for k in manifest.sources]
+    if mixed:
+        first = manifest.sources[0]
+
+        @sb.utils.data_pipeline.takes(first)
+        @sb.utils.data_pipeline.provides("labelled")
+        def labelled(path):
+            return bool(path)
+
+        sb.dataio.dataset.add_dynamic_item([ds], labelled)
+        keys.append("labelled")
+    sb.dataio.dataset.set_output_keys([ds], keys)
     return ds
 
 
@@ -142,6 +181,14 @@ def targets(batch, num_spks: int) -> Optional[torch.Tensor]:
     if not hasattr(batch, "s1_sig"):
         return None
     return torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(num_spks)], dim=-1)
+
+
+def labelled(batch) -> Optional[torch.Tensor]:
+    """Which examples of a PaddedBatch have references ([B] bool), or None when all of them do."""
+    flags = getattr(batch, "labelled", None)
+    if flags is None or all(flags):
+        return None
+    return torch.as_tensor(list(flags), dtype=torch.bool)
 
 
 def summarize_skips(manifests: List[Manifest]) -> Tuple[int, List[str]]:

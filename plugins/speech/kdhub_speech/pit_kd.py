@@ -68,11 +68,16 @@ def reorder(x: torch.Tensor, perms: Union[Perms, Sequence[Sequence[int]]]) -> to
     return x.gather(-1, idx)
 
 
-def align_teacher(teacher: torch.Tensor, targets: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[Perms]]:
-    """T_sigma: the teacher's sources ordered like the ground truth (unchanged without references)."""
+def align_teacher(teacher: torch.Tensor, targets: Optional[torch.Tensor],
+                  labelled: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[Perms]]:
+    """T_sigma: the teacher's sources ordered like the ground truth (unchanged without references, and for
+    the examples ``labelled`` [B] marks False)."""
     if targets is None:
         return teacher, None
     _, sigma = pit(teacher, targets)
+    if labelled is not None:
+        identity = torch.arange(sigma.shape[1], device=sigma.device).expand_as(sigma)
+        sigma = torch.where(labelled.to(sigma.device)[:, None], sigma, identity)
     return reorder(teacher, sigma), sigma
 
 

@@ -43,10 +43,11 @@ class SpeechData:
     train: speech_data.Manifest
     valid: speech_data.Manifest
     test: speech_data.Manifest
+    unlabelled: Optional[speech_data.Manifest] = None
 
     @property
     def skipped(self):
-        return [m for man in (self.train, self.valid, self.test) for m in man.skipped]
+        return [m for man in (self.train, self.valid, self.test, self.unlabelled) if man for m in man.skipped]
 
 
 def resolve_device(name: str) -> str:
@@ -72,10 +73,15 @@ def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True) ->
         paths = {k: require_file(d[f"{k}_csv"], f"data.{k}_csv", source, "give a LibriMix-style manifest")
                  for k in ("train", "valid", "test")}
 
+    if d["unlabelled_csv"]:
+        paths["unlabelled"] = require_file(d["unlabelled_csv"], "data.unlabelled_csv", source,
+                                           "give a manifest of mixtures (ID, mix_wav), or leave it empty")
+
     def read(split: str, refs: bool) -> speech_data.Manifest:
         return speech_data.read_manifest(paths[split], cfg["num_spks"], cfg["sample_rate"], d["on_bad"], refs,
                                          f"data.{split}_csv")
-    return SpeechData(train=read("train", need_references), valid=read("valid", True), test=read("test", True))
+    return SpeechData(train=read("train", need_references), valid=read("valid", True), test=read("test", True),
+                      unlabelled=read("unlabelled", False) if "unlabelled" in paths else None)
 
 
 def load_separator(model: Separator, path: Path, key: str, source: str) -> Separator:
@@ -176,10 +182,11 @@ class SpeechRun:
             path = require_file(cfg["teacher_checkpoint"], "teacher_checkpoint", self.source,
                                 "train one with method: supervised, or set teacher_checkpoint: null to train it here")
             return load_separator(teacher, path, "teacher_checkpoint", self.source)
-        self.train_model("teacher", teacher, cfg["teacher_training"], data.train, data.valid)
+        self.train_model("teacher", teacher, cfg["teacher_training"],
+                         data.train.split(cfg["teacher_training"]["limit"])[0], data.valid)
         return teacher
 
-    def distillation(self, teacher: Separator, student: Separator, data: SpeechData) -> Distillation:
+    def distillation(self, teacher: Separator, student: Separator, train: speech_data.Manifest) -> Distillation:
         d = self.cfg["distill"]
         pairs = [tuple(p) for p in d["features"]["pairs"]] if d["features"]["weight"] > 0 else []
         teacher.to(self.device)
@@ -194,10 +201,10 @@ class SpeechRun:
         cache = None
         if d["cache"]:
             seg = int(self.cfg["data"]["segment_seconds"] * self.cfg["sample_rate"])
-            key = fingerprint(teacher, data.train, [t for _, t in pairs], seg)
+            key = fingerprint(teacher, train, [t for _, t in pairs], seg)
             try:
                 cache = TeacherCache.build(self.work_dir / "teacher_cache" / f"{key}.pt", teacher,
-                                           speech_data.dataset(data.train, seg), [t for _, t in pairs], self.device)
+                                           speech_data.dataset(train, seg), [t for _, t in pairs], self.device)
             except ValueError as exc:
                 raise ConfigError(f"{self.source}: distill.cache: {exc}") from None
         sh = d["shifting"]
@@ -218,22 +225,34 @@ class SpeechRun:
         student = cfg["student_model"]
         baseline_model = copy.deepcopy(student) if distilling and cfg["baseline"] else None
         teacher_metrics, params = {}, {"student": count_parameters(student)}
+        labelled, rest = data.train.split(cfg["training"]["limit"])
+        student_train = labelled
         if distilling:
+            try:
+                if cfg["distill"]["unlabelled_rest"]:
+                    student_train = student_train.with_unlabelled(rest)
+                if data.unlabelled is not None:
+                    student_train = student_train.with_unlabelled(data.unlabelled)
+            except speech_data.DataError as exc:
+                raise ConfigError(f"{self.source}: data.unlabelled_csv: {exc}") from None
             teacher = self.teacher(data)
             params["teacher"] = count_parameters(teacher)
             teacher_metrics = self.test("teacher", teacher, data.test)
-            kd = self.distillation(teacher, student, data)
-            self.train_model("student", student, cfg["training"], data.train, data.valid, kd)
+            kd = self.distillation(teacher, student, student_train)
+            self.train_model("student", student, cfg["training"], student_train, data.valid, kd)
         else:
-            self.train_model("student", student, cfg["training"], data.train, data.valid)
+            self.train_model("student", student, cfg["training"], student_train, data.valid)
         student_metrics = self.test("student", student, data.test)
-        baseline = None
-        if baseline_model is not None:
-            baseline_train = data.train if not cfg["distill"]["teacher_only"] else None
-            if baseline_train is not None:
-                self.train_model("baseline", baseline_model, cfg["training"], baseline_train, data.valid)
-                baseline = self.test("baseline", baseline_model, data.test)
+        baseline, budget = None, dict(cfg["training"])
+        if baseline_model is not None and not cfg["distill"]["teacher_only"]:
+            # the same number of steps as the distilled student, whose epochs also run over unlabelled mixtures
+            budget["epochs"] = math.ceil(budget["epochs"] * len(student_train.rows) / len(labelled.rows))
+            self.train_model("baseline", baseline_model, budget, labelled, data.valid)
+            baseline = self.test("baseline", baseline_model, data.test)
+        data_sizes = {"labelled": len(labelled.rows), "unlabelled": student_train.unlabelled,
+                      "baseline_epochs": budget["epochs"] if baseline is not None else None}
         return ctx.finish(teacher=teacher_metrics, student=student_metrics, baseline=baseline, params=params,
+                          student_data=data_sizes,
                           student_checkpoint=self.work_dir / "student" / "model.pth",
                           skipped=len(data.skipped), skipped_rows=data.skipped[:20],
                           test_results=self.work_dir / "student" / "test_results.csv")

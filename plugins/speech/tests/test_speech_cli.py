@@ -39,6 +39,8 @@ def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
     (["trainng.epochs=1"], "did you mean training"),
     (["data.on_bad=ignore"], "data.on_bad"),
     (["distill.cache=true", "data.random_crop=true"], "distill.cache"),
+    (["distill.unlabelled_rest=true"], "training.limit"),
+    (["data.unlabelled_csv=nowhere.csv"], "data.unlabelled_csv"),
 ])
 def test_config_errors_name_the_key(tmp_path, options, message):
     proc = run_cli(["train", tiny_config(tmp_path), "--work-dir", tmp_path / "w", "--cfg-options", *options],
@@ -89,6 +91,20 @@ def test_teacher_only_distillation_on_mixtures_without_references(tmp_path, tiny
     assert "baseline" not in summary and math.isfinite(summary["student"]["si-snri"])
     missing_refs = run_cli(["train", cfg, "--work-dir", tmp_path / "w3"], check=False)
     assert missing_refs.returncode == 2 and "s1_wav" in missing_refs.stderr
+
+
+def test_labelled_subset_with_unlabelled_mixtures_and_a_baseline_of_the_same_budget(tmp_path, tiny_data):
+    valid = read_manifest(tiny_data / "valid.csv", 2, 8000)
+    (tmp_path / "mixtures.csv").write_text("ID,mix_wav\n" + "".join(f"u{k},{r['mix_wav']}\n" for k, r in valid.rows.items()))
+    work = tmp_path / "w"
+    run_cli(["train", tiny_config(tmp_path), "--work-dir", work, "--cfg-options", "training.limit=4",
+             "distill.unlabelled_rest=true", f"data.unlabelled_csv={tmp_path / 'mixtures.csv'}", "distill.cache=true",
+             "training.epochs=1"])
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["student_data"] == {"labelled": 4, "unlabelled": 16, "baseline_epochs": 5}
+    assert math.isfinite(summary["student"]["si-snri"]) and math.isfinite(summary["baseline"]["si-snri"])
+    cache = next((work / "teacher_cache").glob("*.pt"))
+    assert len(torch.load(cache, weights_only=True)["ids"]) == 20
 
 
 def test_distributed_training_with_two_cpu_processes(tmp_path):

@@ -82,3 +82,18 @@ def test_missing_column_names_the_file(tmp_path):
     mixtures_only.write_text("ID,mix_wav\n")
     with pytest.raises(DataError, match="no usable rows"):
         read_manifest(mixtures_only, 2, 8000, need_references=False)
+
+
+def test_labelled_subset_and_mixtures_without_references(tiny_data):
+    man = read_manifest(tiny_data / "train.csv", 2, 8000)
+    labelled, rest = man.split(5)
+    assert list(labelled.rows) == list(man.rows)[:5] and list(rest.rows) == list(man.rows)[5:]
+    mixed = labelled.with_unlabelled(rest)
+    assert len(mixed.rows) == 16 and mixed.unlabelled == 11 and labelled.unlabelled == 0
+    ds = dataset(mixed)
+    first, last = ds[0], ds[15]
+    assert first["labelled"] and first["s1_sig"].abs().max() > 0
+    assert not last["labelled"] and last["s1_sig"].abs().max() == 0 and last["mix_sig"].abs().max() > 0
+    assert "labelled" not in dataset(labelled)[0]
+    with pytest.raises(DataError, match="also in"):
+        labelled.with_unlabelled(man)

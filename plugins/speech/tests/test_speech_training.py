@@ -7,10 +7,10 @@ import torch
 
 from kdhub_speech.brain import Distillation, RNGState, SeparationBrain
 from kdhub_speech.cache import TeacherCache
-from kdhub_speech.data import dataset, read_manifest
+from kdhub_speech.data import dataset, labelled as batch_labelled, read_manifest
 from kdhub_speech.intermediate import IntermediateDistillation
 from kdhub_speech.objective_shifting import ObjectiveShifting
-from kdhub_speech.pit_kd import align_teacher
+from kdhub_speech.pit_kd import align_teacher, pit
 from speech_helpers import load, tiny_config
 
 PAIRS = [("masknet.temporal_conv_net.temporalblock_0_1", "masknet.dual_mdl.0")]
@@ -125,3 +125,42 @@ def test_interrupted_training_resumes_exactly(models, tiny_data, tmp_path):
     resumed = _fit(copy.deepcopy(student), teacher, tiny_data, tmp_path / "b")
     for k, v in full.state_dict().items():
         assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
+
+
+def test_mixed_batch_distils_unlabelled_examples_from_the_teacher_alone(models, tiny_data):
+    teacher, student = models
+    man = read_manifest(tiny_data / "train.csv", 2, 8000)
+    labelled, rest = man.split(2)
+    ds = dataset(labelled.with_unlabelled(rest))
+    batch = next(iter(sb.dataio.dataloader.make_dataloader(ds, batch_size=4)))
+    mask = batch_labelled(batch)
+    assert mask.tolist() == [True, True, False, False]
+    refs = torch.stack([batch.s1_sig.data, batch.s2_sig.data], -1)
+    mix = batch.mix_sig.data
+    with torch.no_grad():
+        t_est = teacher(mix)
+    aligned, sigma = align_teacher(t_est, refs, mask)
+    assert sigma[2:].tolist() == [[0, 1], [0, 1]] and torch.equal(aligned[2:], t_est[2:])
+    assert torch.equal(aligned[:2], align_teacher(t_est[:2], refs[:2])[0])
+    brain = SeparationBrain(student, lr=1e-3, epochs=1, steps_per_epoch=1, num_spks=2,
+                            distillation=_kd(teacher, student), run_opts={"device": "cpu"})
+    brain.epoch, brain.step = 1, 1
+    alpha = brain.kd.shifting.alpha(brain.progress())
+    est = student(mix)
+    t = brain.teacher_targets(mix, list(batch.id), refs, mask)
+    mixed = brain.distillation_terms(est, mix, list(batch.id), refs, t, mask)
+    sep = pit(est[:2], refs[:2])[0]
+    out = pit(est, t.aligned)[0]
+    weight = torch.tensor([alpha, alpha, 1.0, 1.0])
+    expected = (1 - alpha) * sep.sum() / 4 + (weight * out).mean() + weight.mean() * mixed["features"]
+    assert mixed["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert mixed["separation"].item() == pytest.approx(sep.mean().item(), rel=1e-5)
+    mixed["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+    assert all(p.grad is None for p in teacher.parameters())
+    student.zero_grad()
+    only = brain.distillation_terms(student(mix[2:]), mix[2:], [], refs[2:],
+                                    brain.teacher_targets(mix[2:], [], refs[2:], mask[2:]), mask[2:])
+    teacher_only = brain.distillation_terms(student(mix[2:]), mix[2:], [], None,
+                                            brain.teacher_targets(mix[2:], [], None))
+    assert only["loss"].item() == pytest.approx(teacher_only["loss"].item(), rel=1e-5)
