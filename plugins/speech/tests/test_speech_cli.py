@@ -49,17 +49,23 @@ def test_config_errors_name_the_key(tmp_path, options, message):
     assert not (tmp_path / "w" / "summary.json").exists()
 
 
+def _csv_config(tmp_path, tiny_data, train_csv):
+    """The tiny config on CSV manifests: ``train_csv``, and the embedded valid / test splits."""
+    for split in ("valid", "test"):
+        (tmp_path / f"{split}.csv").write_text((tiny_data / f"{split}.csv").read_text()
+                                               .replace("$data_root", str(tiny_data)))
+    extra = (f"    source: csv\n    train_csv: {train_csv}\n    valid_csv: {tmp_path / 'valid.csv'}\n"
+             f"    test_csv: {tmp_path / 'test.csv'}\n")
+    cfg = tiny_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("    source: embedded\n", extra))
+    return cfg
+
+
 def test_bad_manifest_stops_before_anything_is_written(tmp_path, tiny_data):
     rows = (tiny_data / "train.csv").read_text().replace("$data_root", str(tiny_data)).splitlines()
     bad = rows[:4] + [rows[4].replace("/s2/", "/nowhere/")]
     (tmp_path / "train.csv").write_text("\n".join(bad) + "\n")
-    for split in ("valid", "test"):
-        (tmp_path / f"{split}.csv").write_text((tiny_data / f"{split}.csv").read_text()
-                                               .replace("$data_root", str(tiny_data)))
-    extra = (f"    source: csv\n    train_csv: {tmp_path / 'train.csv'}\n    valid_csv: {tmp_path / 'valid.csv'}\n"
-             f"    test_csv: {tmp_path / 'test.csv'}\n")
-    cfg = tiny_config(tmp_path)
-    cfg.write_text(cfg.read_text().replace("    source: embedded\n", extra))
+    cfg = _csv_config(tmp_path, tiny_data, tmp_path / "train.csv")
     proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
     assert proc.returncode == 2
     assert "train.csv, row 5 (ID train_00003): s2_wav" in proc.stderr and "file not found" in proc.stderr
@@ -73,13 +79,7 @@ def test_bad_manifest_stops_before_anything_is_written(tmp_path, tiny_data):
 def test_teacher_only_distillation_on_mixtures_without_references(tmp_path, tiny_data):
     man = read_manifest(tiny_data / "train.csv", 2, 8000)
     (tmp_path / "mixtures.csv").write_text("ID,mix_wav\n" + "".join(f"{k},{r['mix_wav']}\n" for k, r in man.rows.items()))
-    for split in ("valid", "test"):
-        (tmp_path / f"{split}.csv").write_text((tiny_data / f"{split}.csv").read_text()
-                                               .replace("$data_root", str(tiny_data)))
-    extra = (f"    source: csv\n    train_csv: {tmp_path / 'mixtures.csv'}\n    valid_csv: {tmp_path / 'valid.csv'}\n"
-             f"    test_csv: {tmp_path / 'test.csv'}\n")
-    cfg = tiny_config(tmp_path)
-    cfg.write_text(cfg.read_text().replace("    source: embedded\n", extra))
+    cfg = _csv_config(tmp_path, tiny_data, tmp_path / "mixtures.csv")
     # the teacher needs references to train, so it comes from a first run on the embedded set
     first = tmp_path / "first"
     run_cli(["train", tiny_config(tmp_path, name="t.yaml"), "--work-dir", first,
