@@ -38,10 +38,6 @@ class Manifest:
     skipped: List[str] = field(default_factory=list)
 
     @property
-    def has_references(self) -> bool:
-        return bool(self.sources)
-
-    @property
     def unlabelled(self) -> int:
         """How many rows have no references (mixtures for teacher-only distillation)."""
         return sum(1 for r in self.rows.values() if self.sources and self.sources[0] not in r)
