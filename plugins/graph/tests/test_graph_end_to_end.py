@@ -93,7 +93,7 @@ def test_nan_loss_stops_the_run(tmp_path, tiny):
 
 def test_planetoid_from_read_only_root(tiny, tmp_path):
     root = SHARED / "planetoid"
-    assert root.is_dir(), f"shared test data missing at {root}"
+    assert root.is_dir(), f"shared test data missing at {root}: set KDHUB_SHARED_DATA to the folder with planetoid/"
     cfg = tiny(method="none", baseline=True, data={"source": "pyg", "name": "Cora", "root": str(root)},
                **{"teacher__epochs": 2, "student__epochs": 2})
     run_cli(["train", cfg, "--work-dir", tmp_path / "w"])
