@@ -28,6 +28,7 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 
+from kdhub.checkpoint import atomic_write_text
 from kdhub.cli import main as kdhub
 from kdhub.timing import median_seconds
 from kdhub_speech.brain import Distillation, SeparationBrain
@@ -94,10 +95,19 @@ def step_times(teacher_path: Path, work: Path, repeats: int) -> dict:
             samples[k].append(median_seconds(fn, repeats=3, warmup=1))
     ms = {k: round(statistics.median(v) * 1000, 3) for k, v in samples.items()}
     ms["distill_vs_student_plus_teacher"] = round(ms["distill_step"] / (ms["student_step"] + ms["teacher_forward"]), 4)
-    ms["cached_vs_student"] = round(ms["cached_distill_step"] / ms["student_step"], 4)
+    ms["cached_with_features_vs_student"] = round(ms["cached_distill_step"] / ms["student_step"], 4)
     ms["cached_output_only_vs_student"] = round(ms["cached_output_only_step"] / ms["student_step"], 4)
     ms["batch"] = f"{hp['batch_size']} x {batch.mix_sig.data.shape[-1]} samples"
     return ms
+
+
+def describe_data(cfg: dict) -> str:
+    d = cfg["data"]
+    if d["source"] != "embedded":
+        return f"manifests: {d['train_csv']} / {d['valid_csv']} / {d['test_csv']}"
+    e = d["embedded"]
+    return (f"embedded: {e['train']} train / {e['valid']} valid / {e['test']} test two-speaker "
+            f"{cfg['sample_rate'] // 1000} kHz mixtures of {e['seconds']} s; test voices unseen")
 
 
 def add_step_times(result: dict, teacher_ckpt: Path, work: Path, repeats: int) -> None:
@@ -105,7 +115,7 @@ def add_step_times(result: dict, teacher_ckpt: Path, work: Path, repeats: int) -
     result["step_ms"] = step_times(teacher_ckpt, work, repeats)
     result["acceptance_step_ok"] = result["step_ms"]["distill_vs_student_plus_teacher"] <= 1.10
     # "with cached teacher outputs": the output term from the cache; the feature term adds its adapters'
-    # own forward and backward on top, reported as cached_vs_student
+    # own forward and backward on top, reported as cached_with_features_vs_student
     result["acceptance_cached_ok"] = result["step_ms"]["cached_output_only_vs_student"] <= 1.05
     result["machine"] = {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
                          "torch": torch.__version__, "speechbrain": sb.__version__,
@@ -134,9 +144,12 @@ def main() -> None:
     if args.timing_only:
         out = Path(args.out)
         result = json.loads(out.read_text())
-        teacher_ckpt = args.teacher_checkpoint or Path(args.work_dir) / "epochs3" / f"seed{args.seeds[0]}" / "teacher" / "model.pth"
+        teacher_ckpt = args.teacher_checkpoint or \
+            Path(args.work_dir) / f"epochs{args.student_epochs[0]}" / f"seed{args.seeds[0]}" / "teacher" / "model.pth"
+        if not teacher_ckpt.is_file():
+            raise SystemExit(f"--timing-only: no teacher at {teacher_ckpt}; pass --teacher-checkpoint PTH")
         add_step_times(result, teacher_ckpt.resolve(), Path(args.work_dir), args.timing_repeats)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
         print(json.dumps(result["step_ms"], indent=2))
         return
     work = Path(args.work_dir)
@@ -172,7 +185,7 @@ def main() -> None:
                             "acceptance_gain_ok": gain >= 0.5})
     result = {
         "config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
-        "data": "embedded: 1200 train / 150 valid / 200 test two-speaker 8 kHz mixtures of 0.5 s; test voices unseen",
+        "data": describe_data(kdhub_load_config(CONFIG, []).cfg),
         "teacher": {k: round(v, 3) for k, v in teacher.items()},
         "teacher_checkpoint": {"provenance": provenance,
                                "sha256": hashlib.sha256(teacher_ckpt.read_bytes()).hexdigest()[:16]},
@@ -183,8 +196,7 @@ def main() -> None:
     add_step_times(result, teacher_ckpt, work, args.timing_repeats)
     result["wall_time_s"] = round(time.perf_counter() - t0, 1)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({"gains_db": {b["student_epochs"]: b["si_snri_gain_db"] for b in budgets},
                       "step_ms": result["step_ms"]}, indent=2))
     print(f"wrote {out}")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from kdhub import TapDistiller, build_terms
-from kdhub.checkpoint import atomic_save, load_checkpoint
+from kdhub.checkpoint import atomic_save, atomic_write_folder, load_checkpoint
 from kdhub.engine import NonFiniteLossError, Trainer
 from kdhub.runs import RunContext, RunInfo
 
@@ -100,6 +100,23 @@ def test_atomic_save_never_leaves_partial_file(tmp_path):
         atomic_save({"a": Boom()}, path)
     assert torch.equal(load_checkpoint(path)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pth"]
+
+
+def test_atomic_write_folder_replaces_the_whole_set_or_nothing(tmp_path):
+    folder = tmp_path / "examples"
+    atomic_write_folder(folder, {"a.wav": b"1", "b.wav": b"2"})
+    atomic_write_folder(folder, {"c.wav": b"3"})                   # a stale file of the last set goes too
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"c.wav": b"3"}
+
+    class Failing(dict):
+        def items(self):
+            yield "d.wav", b"4"
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write_folder(folder, Failing())
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"c.wav": b"3"}
+    assert [p.name for p in tmp_path.iterdir()] == ["examples"]
 
 
 def test_early_stopping_with_patience(tmp_path):

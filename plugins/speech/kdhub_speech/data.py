@@ -78,6 +78,12 @@ def _row_problem(row: Dict[str, Optional[str]], cols: List[str], sample_rate: in
                     f"resample the data or set sample_rate")
         if info.channels != 1:
             return f"{c} {path}: {info.channels} channels; the separator expects mono files"
+        try:  # the header can be intact while the samples are not: decode the whole file once
+            frames = sf.read(path, dtype="float32", always_2d=True)[0].shape[0]
+        except Exception as exc:
+            return f"{c} {path}: unreadable or corrupt audio ({exc})"
+        if frames != info.frames:
+            return f"{c} {path}: corrupt audio (the header gives {info.frames} samples, {frames} could be read)"
         lengths[c] = info.frames
     if len(set(lengths.values())) > 1:
         parts = ", ".join(f"{c} {n}" for c, n in lengths.items())
@@ -111,8 +117,12 @@ def read_manifest(path: Path, num_spks: int, sample_rate: int, on_bad: str = "st
         skipped: List[str] = []
         for line, raw in enumerate(reader, start=2):
             row = {k.strip(): (v or "").replace("$data_root", root) for k, v in raw.items() if k is not None}
-            if None in raw or any(v is None for v in raw.values()):
-                problem = "wrong number of cells"
+            absent = [k.strip() for k, v in raw.items() if k is not None and v is None]
+            if absent:
+                problem = (f"no cell for column(s) {', '.join(absent)} (the row has fewer cells than the "
+                           f"header's {len(header)} columns)")
+            elif None in raw:
+                problem = f"{len(raw[None])} cell(s) more than the header's {len(header)} columns"
             else:
                 problem = _row_problem(row, cols, sample_rate)
             if problem is None and row["ID"] in rows:

@@ -1,11 +1,14 @@
 """Test metrics: SI-SNRi and SDRi per utterance, a per-utterance CSV and a few separated examples as wav.
 
 SI-SNR uses SpeechBrain's ``cal_si_snr`` after PIT alignment; SDR is BSS-eval's (mir_eval, as
-SpeechBrain's separation recipes report it). Improvements are over the unprocessed mixture. Files are
-written atomically, so an interrupted evaluation leaves no half-written CSV or wav.
+SpeechBrain's separation recipes report it). Improvements are over the unprocessed mixture. The CSV is
+written atomically and the examples folder is filled beside its place and swapped in whole, so an
+interrupted evaluation leaves no half-written CSV and no partial or stale set of wavs.
 """
 from __future__ import annotations
 
+import csv
+import io
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -15,7 +18,7 @@ import speechbrain as sb
 import torch
 from speechbrain.nnet.losses import cal_si_snr
 
-from kdhub.checkpoint import atomic_write_bytes, atomic_write_text
+from kdhub.checkpoint import atomic_write_folder, atomic_write_text
 
 from .data import targets as batch_targets
 from .pit_kd import pit, reorder
@@ -41,6 +44,7 @@ def evaluate(model: torch.nn.Module, data, num_spks: int, sample_rate: int, devi
     """Mean SI-SNR, SI-SNRi (and SDR, SDRi) of ``model`` over ``data`` (one utterance per batch)."""
     model.eval()
     rows: List[Dict[str, float]] = []
+    waves: Dict[str, bytes] = {}
     loader = sb.dataio.dataloader.make_dataloader(data, batch_size=1, shuffle=False)
     for n, batch in enumerate(loader):
         mix = batch.mix_sig.data.to(device)
@@ -56,12 +60,17 @@ def evaluate(model: torch.nn.Module, data, num_spks: int, sample_rate: int, devi
             row["sdri"] = row["sdr"] - float(_sdr(r, m).mean())
         rows.append(row)
         if examples_dir is not None and n < examples:
-            atomic_write_bytes(Path(examples_dir) / f"{batch.id[0]}_mix.wav", float_wav(mix[0].cpu().numpy(), sample_rate))
+            waves[f"{batch.id[0]}_mix.wav"] = float_wav(mix[0].cpu().numpy(), sample_rate)
             for c in range(num_spks):
-                atomic_write_bytes(Path(examples_dir) / f"{batch.id[0]}_s{c + 1}_est.wav",
-                                   float_wav(est[0, :, c].cpu().numpy(), sample_rate))
+                waves[f"{batch.id[0]}_s{c + 1}_est.wav"] = float_wav(est[0, :, c].cpu().numpy(), sample_rate)
     keys = [k for k in rows[0] if k != "ID"]
     if csv_path is not None:
-        lines = ["ID," + ",".join(keys)] + [r["ID"] + "," + ",".join(f"{r[k]:.4f}" for k in keys) for r in rows]
-        atomic_write_text(csv_path, "\n".join(lines) + "\n")
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["ID"] + keys)
+        writer.writerows([r["ID"]] + [f"{r[k]:.4f}" for k in keys] for r in rows)
+        atomic_write_text(csv_path, out.getvalue())
+    if examples_dir is not None and examples > 0:
+        atomic_write_folder(examples_dir, waves)
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+

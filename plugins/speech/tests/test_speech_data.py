@@ -36,41 +36,61 @@ def test_dataset_yields_signals(tiny_data):
     assert item["mix_sig"].shape == (1000,) and item["s2_sig"].shape == (1000,)
 
 
-@pytest.fixture
-def bad_rows(tiny_data, tmp_path):
-    """A manifest with one good row followed by each kind of bad row."""
-    good = read_manifest(tiny_data / "valid.csv", 2, 8000).rows
-    (a, b) = list(good.values())[:2]
+def _bad_files(tmp_path):
+    """A wav that is not audio, one at 16 kHz, one too short, and a FLAC whose header is intact but whose
+    samples are cut off (only decoding the whole file finds that)."""
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF not really a wav")
     wrong_sr = tmp_path / "sr16k.wav"
     sf.write(wrong_sr, np.zeros(8000, np.float32), 16000)
     short = tmp_path / "short.wav"
     sf.write(short, np.zeros(100, np.float32), 8000)
-    rows = [("ok", a["mix_wav"], a["s1_wav"], a["s2_wav"]),
-            ("corrupt", corrupt, b["s1_wav"], b["s2_wav"]),
-            ("rate", b["mix_wav"], wrong_sr, b["s2_wav"]),
-            ("length", b["mix_wav"], b["s1_wav"], short),
-            ("empty", b["mix_wav"], "", b["s2_wav"])]
+    cut = tmp_path / "cut.flac"
+    sf.write(cut, np.random.default_rng(0).normal(0, 0.1, 4000), 8000)
+    cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
+    return corrupt, wrong_sr, short, cut
+
+
+BAD_KINDS = {  # row ID -> what the message must say about it
+    "corrupt": "corrupt.wav: unreadable or corrupt audio",
+    "cut": "cut.flac: unreadable or corrupt audio",
+    "rate": "sr16k.wav: sample rate 16000 Hz, but sample_rate is 8000",
+    "length": "sources and mixture differ in length",
+    "empty": "column 's1_wav' is empty",
+    "cells": "no cell for column(s) s2_wav",
+}
+
+
+def _bad_manifest(tiny_data, tmp_path, kinds):
+    """One good row, then one bad row of each of ``kinds`` (IDs as in BAD_KINDS)."""
+    good = read_manifest(tiny_data / "valid.csv", 2, 8000).rows
+    (a, b) = list(good.values())[:2]
+    corrupt, wrong_sr, short, cut = _bad_files(tmp_path)
+    rows = {"corrupt": (corrupt, b["s1_wav"], b["s2_wav"]), "cut": (b["mix_wav"], b["s1_wav"], cut),
+            "rate": (b["mix_wav"], wrong_sr, b["s2_wav"]), "length": (b["mix_wav"], b["s1_wav"], short),
+            "empty": (b["mix_wav"], "", b["s2_wav"]), "cells": (b["mix_wav"], b["s1_wav"])}
+    lines = [",".join(map(str, ("ok", a["mix_wav"], a["s1_wav"], a["s2_wav"])))]
+    lines += [",".join(map(str, (k,) + rows[k])) for k in kinds]
     path = tmp_path / "bad.csv"
-    path.write_text("ID,mix_wav,s1_wav,s2_wav\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    path.write_text("ID,mix_wav,s1_wav,s2_wav\n" + "\n".join(lines) + "\n")
     return path
 
 
-def test_bad_rows_stop_with_file_and_row(bad_rows):
+@pytest.mark.parametrize("kind", list(BAD_KINDS))
+def test_each_bad_row_stops_naming_file_row_and_fix(tiny_data, tmp_path, kind):
+    path = _bad_manifest(tiny_data, tmp_path, [kind])
     with pytest.raises(DataError) as err:
-        read_manifest(bad_rows, 2, 8000, on_bad="stop")
+        read_manifest(path, 2, 8000, on_bad="stop")
     msg = str(err.value)
-    assert str(bad_rows) in msg and "row 3 (ID corrupt)" in msg and "corrupt.wav" in msg and "on_bad=skip" in msg
+    assert msg.startswith(f"{path}, row 3 (ID {kind}): ") and BAD_KINDS[kind] in msg and "on_bad=skip" in msg
 
 
-def test_bad_rows_are_skipped_and_counted(bad_rows):
-    man = read_manifest(bad_rows, 2, 8000, on_bad="skip")
+def test_bad_rows_are_skipped_and_counted(tiny_data, tmp_path):
+    man = read_manifest(_bad_manifest(tiny_data, tmp_path, list(BAD_KINDS)), 2, 8000, on_bad="skip")
     assert list(man.rows) == ["ok"]
-    reasons = "\n".join(man.skipped)
-    assert len(man.skipped) == 4
-    assert "unreadable or corrupt" in reasons and "sample rate 16000 Hz" in reasons
-    assert "differ in length" in reasons and "column 's1_wav' is empty" in reasons
+    assert len(man.skipped) == len(BAD_KINDS)
+    for (kind, expected), reason in zip(BAD_KINDS.items(), man.skipped):
+        assert f"(ID {kind}): " in reason and expected in reason
 
 
 def test_missing_column_names_the_file(tmp_path):

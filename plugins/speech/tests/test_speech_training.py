@@ -11,7 +11,8 @@ from kdhub_speech.data import dataset, labelled as batch_labelled, read_manifest
 from kdhub_speech.intermediate import IntermediateDistillation
 from kdhub_speech.objective_shifting import ObjectiveShifting
 from kdhub_speech.pit_kd import align_teacher, pit
-from speech_helpers import load, tiny_config
+from kdhub.distiller import count_parameters
+from speech_helpers import _block, load, tiny_config
 
 PAIRS = [("masknet.temporal_conv_net.temporalblock_0_1", "masknet.dual_mdl.0")]
 
@@ -27,10 +28,10 @@ def _batch(tiny_data, n=4):
     return next(iter(sb.dataio.dataloader.make_dataloader(ds, batch_size=n)))
 
 
-def _kd(teacher, student, cache=None):
-    chans = IntermediateDistillation.probe_channels(student, teacher, PAIRS, 4000)
-    return Distillation(teacher=teacher, output_weight=1.0, feature_weight=1.0, pairs=PAIRS, cache=cache,
-                        shifting=ObjectiveShifting(0.9, 0.1), intermediate=IntermediateDistillation(PAIRS, chans))
+def _kd(teacher, student, cache=None, pairs=PAIRS):
+    chans = IntermediateDistillation.probe_channels(student, teacher, pairs, 4000)
+    return Distillation(teacher=teacher, output_weight=1.0, feature_weight=1.0, pairs=pairs, cache=cache,
+                        shifting=ObjectiveShifting(0.9, 0.1), intermediate=IntermediateDistillation(pairs, chans))
 
 
 def test_distillation_step_trains_student_and_adapters_never_the_teacher(models, tiny_data):
@@ -58,6 +59,50 @@ def test_distillation_step_trains_student_and_adapters_never_the_teacher(models,
     terms = brain.distillation_terms(student(batch.mix_sig.data), batch.mix_sig.data, list(batch.id),
                                      torch.stack([batch.s1_sig.data, batch.s2_sig.data], -1))
     assert {"loss", "output", "features", "separation", "alpha"} <= set(terms)
+
+
+@pytest.mark.parametrize("teacher_family, student_family",
+                         [("sepformer", "sepformer"), ("convtasnet", "convtasnet")])
+def test_smaller_students_learn_from_a_teacher_of_their_own_family(tmp_path, tiny_data, teacher_family,
+                                                                   student_family):
+    cfg = load(tiny_config(tmp_path, teacher=teacher_family, student=student_family)).cfg
+    teacher, student = cfg["teacher_model"], cfg["student_model"]
+    assert (teacher.family, student.family) == (teacher_family, student_family)
+    assert count_parameters(student) < count_parameters(teacher)
+    pairs = [(_block(student_family, 1), _block(teacher_family, 1))]
+    brain = SeparationBrain(student, lr=3e-3, epochs=1, steps_per_epoch=10, num_spks=2,
+                            distillation=_kd(teacher, student, pairs=pairs),
+                            run_opts={"device": "cpu", "noprogressbar": True})
+    brain.on_fit_start()
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    t_before = copy.deepcopy(teacher.state_dict())
+    batch = _batch(tiny_data)
+    losses = []
+    for step in range(1, 9):
+        brain.step = step
+        losses.append(float(brain.fit_batch(batch)))
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in t_before.items())
+
+
+def test_teacher_only_loss_reaches_every_part_of_the_student_and_nothing_of_the_teacher(models, tiny_data):
+    teacher, student = models
+    brain = SeparationBrain(student, lr=1e-3, epochs=1, steps_per_epoch=1, num_spks=2,
+                            distillation=_kd(teacher, student), run_opts={"device": "cpu"})
+    brain.epoch, brain.step = 1, 1
+    teacher.requires_grad_(True)       # even a teacher left trainable by mistake gets no gradient
+    mix = _batch(tiny_data).mix_sig.data
+    targets = brain.teacher_targets(mix, [], None)
+    assert not targets.aligned.requires_grad and not any(f.requires_grad for f in targets.features)
+    terms = brain.distillation_terms(student(mix), mix, [], None, targets)
+    assert set(terms) == {"loss", "output", "features"}
+    terms["loss"].backward()
+    for part in ("encoder", "masknet", "decoder"):
+        grads = [p.grad for p in getattr(student, part).parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads), part
+        assert any(g.abs().sum() > 0 for g in grads), part
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in brain.modules.distill.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
 
 
 def test_cached_teacher_outputs_match_the_online_teacher(models, tiny_data, tmp_path):
