@@ -85,7 +85,7 @@ class SeparationBrain(sb.Brain):
                          run_opts=run_opts or {}, checkpointer=checkpointer)
         self.kd, self.ctx, self.role = kd, ctx, role
         self.epochs, self.steps_per_epoch, self.num_spks = epochs, max(1, steps_per_epoch), num_spks
-        self.epoch, self.train_stats = 0, {}
+        self.epoch, self.train_stats, self.batches_seen = 0, {}, 0
         self._sums: Dict[str, float] = {}
         self.student_taps = self.teacher_taps = None
         self._teacher: Optional[TeacherTargets] = None
@@ -201,6 +201,7 @@ class SeparationBrain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             n = max(1, self.step)
+            self.batches_seen = self.step     # this rank's share of the epoch (a distributed sampler splits it)
             self.train_stats = {"loss": float(stage_loss), **{k: v / n for k, v in self._sums.items()}}
             return
         if stage != sb.Stage.VALID:

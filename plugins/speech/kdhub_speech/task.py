@@ -106,6 +106,7 @@ class SpeechRun:
     def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
         self.loaded, self.cfg, self.source = loaded, loaded.cfg, str(loaded.path)
         self.work_dir, self.resume = Path(work_dir), resume
+        self.batches_per_epoch: Dict[str, int] = {}   # per rank, for the sub-runs trained in this process
         dist.init_distributed(launcher)
         self.device = resolve_device(self.cfg["device"])
         self.run_opts = {"device": self.device, "distributed_backend": "nccl" if "cuda" in self.device else "gloo",
@@ -150,6 +151,7 @@ class SpeechRun:
                                        "num_workers": hp["num_workers"]},
                   valid_loader_kwargs={"batch_size": hp["batch_size"]})
         brain.close()
+        self.batches_per_epoch[role] = brain.batches_seen
         ckpt.recover_if_possible(max_key="si-snr")
         final = sub / "model.pth"
         if dist.is_main():
@@ -252,7 +254,8 @@ class SpeechRun:
         data_sizes = {"labelled": len(labelled.rows), "unlabelled": student_train.unlabelled,
                       "baseline_epochs": budget["epochs"] if baseline is not None else None}
         return ctx.finish(teacher=teacher_metrics, student=student_metrics, baseline=baseline, params=params,
-                          student_data=data_sizes,
+                          student_data=data_sizes, world_size=dist.world_size(),
+                          batches_per_epoch=self.batches_per_epoch,
                           student_checkpoint=self.work_dir / "student" / "model.pth",
                           skipped=len(data.skipped), skipped_rows=data.skipped[:20],
                           test_results=self.work_dir / "student" / "test_results.csv")

@@ -17,6 +17,8 @@ def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
     summary = json.loads((work / "summary.json").read_text())
     for role in ("teacher", "baseline", "student"):
         assert {"si-snr", "si-snri", "sdr", "sdri"} <= set(summary[role]), role
+    assert summary["world_size"] == 1 and summary["batches_per_epoch"] == {"teacher": 4, "student": 4,
+                                                                           "baseline": 4}
     assert summary["params"]["teacher"] > summary["params"]["student"]
     rows = (work / "student" / "test_results.csv").read_text().splitlines()
     assert rows[0] == "ID,si-snr,si-snri,sdr,sdri" and len(rows) == 5
@@ -115,5 +117,7 @@ def test_distributed_training_with_two_cpu_processes(tmp_path):
                     "-m", "kdhub"], env={"OMP_NUM_THREADS": "1"})
     summary = json.loads((work / "summary.json").read_text())
     assert math.isfinite(summary["student"]["si-snri"])
+    # 16 training mixtures, batches of 4: each of the two ranks saw half of every epoch
+    assert summary["world_size"] == 2 and summary["batches_per_epoch"] == {"teacher": 2, "student": 2}
     assert len(list((work / "teacher_cache").glob("*.pt"))) == 1
     assert (work / "student" / "model.pth").is_file()
