@@ -296,7 +296,10 @@ class SpeechTask(Task):
             with torch.no_grad():
                 ms = median_seconds(lambda: model(mix), repeats=5) * 1000
             rows.append(ModelResult(label, summary[role]["si-snri"], count_parameters(model), ms))
+        data = summary["student_data"]
         notes = [f"two-speaker 8 kHz mixtures of synthetic voices; test voices unseen in training",
+                 f"teacher trained on every labelled mixture; students have the references of {data['labelled']}, "
+                 f"the distilled one also distils {data['unlabelled']} more from the teacher alone",
                  f"SDRi: teacher {summary['teacher']['sdri']:.2f}, baseline {summary['baseline']['sdri']:.2f}, "
                  f"distilled {summary['student']['sdri']:.2f} dB"]
         return DemoResult(domain="speech", title="Speech separation (SepFormer -> Conv-TasNet)",
