@@ -183,13 +183,14 @@ def main() -> None:
             budgets.append({"labelled_mixtures": labelled or "all", "student_data": student_data,
                             "student_epochs": epochs, "seeds": runs, "mean": mean, "si_snri_gain_db": gain,
                             "acceptance_gain_ok": gain >= 0.5})
+    cfg = kdhub_load_config(CONFIG, []).cfg
     result = {
         "config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
-        "data": describe_data(kdhub_load_config(CONFIG, []).cfg),
+        "data": describe_data(cfg),
         "teacher": {k: round(v, 3) for k, v in teacher.items()},
         "teacher_checkpoint": {"provenance": provenance,
                                "sha256": hashlib.sha256(teacher_ckpt.read_bytes()).hexdigest()[:16]},
-        "teacher_epochs": args.teacher_epochs or kdhub_load_config(CONFIG, []).cfg["teacher_training"]["epochs"],
+        "teacher_epochs": args.teacher_epochs or cfg["teacher_training"]["epochs"],
         "params": params,
         "budgets": budgets,
     }
