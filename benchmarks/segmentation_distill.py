@@ -66,7 +66,7 @@ def train_methods(args, env) -> Dict:
             config, options = METHODS[method]
             options = options + [f"randomness.seed={seed}"] + list(args.cfg_options)
             if method != "baseline":
-                options += [f"model.teacher_checkpoint={ckpt}", "baseline=False"]
+                options += [f"model.teacher.checkpoint={ckpt}", "baseline=False"]
             run_dir = work / f"{method}_seed{seed}"
             started = time.perf_counter()
             kdhub(["train", CONFIGS / config, "--work-dir", run_dir, "--resume", "--cfg-options", *options], env)
@@ -117,13 +117,12 @@ def step_times(args) -> Dict:
         s = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 10, (1, *size))))
         s.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
         samples.append(s)
-    student = MODELS.build(model_config(dict(cfg_path=str(CONFIGS / "segformer_mit-n_synth.py")), "student"))
-    teacher = MODELS.build(model_config(dict(cfg_path=str(CONFIGS / "segformer_mit-t_synth.py")), "teacher")).eval()
+    student = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-n_synth.py")), "student"))
+    teacher = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-t_synth.py")), "teacher")).eval()
     ckpt = Path(tempfile.mkdtemp()) / "t.pth"
     torch.save({"state_dict": teacher.state_dict()}, ckpt)
-    cfg.model.teacher_checkpoint = str(ckpt)
-    cfg.model.student = dict(cfg_path=str(CONFIGS / "segformer_mit-n_synth.py"))
-    cfg.model.teacher = dict(cfg_path=str(CONFIGS / "segformer_mit-t_synth.py"))
+    cfg.model.student = dict(config=str(CONFIGS / "segformer_mit-n_synth.py"))
+    cfg.model.teacher = dict(config=str(CONFIGS / "segformer_mit-t_synth.py"), checkpoint=str(ckpt))
     distilled = MODELS.build(cfg.model)
     opt_s = torch.optim.AdamW(student.parameters(), 1e-4)
     opt_d = torch.optim.AdamW(distilled.parameters(), 1e-4)

@@ -1,4 +1,9 @@
-"""The core's own plugin: generic losses, the generic tap distiller and the JSON config loader."""
+"""The core's own plugin: the generic losses and the JSON config loader.
+
+The losses are what ``build_terms`` builds a term's ``loss: {type: ...}`` from (e.g. the segmentation
+``TermsDistiller``). :class:`kdhub.TapDistiller` is a library class for plugin authors, not a method a
+config can select, so it is not registered.
+"""
 from __future__ import annotations
 
 import json
@@ -8,14 +13,12 @@ from typing import Optional, Sequence
 from .config import ConfigError, LoadedConfig, apply_overrides
 from .hookspecs import hookimpl
 from .losses import LOSSES
-from .mapping import TapDistiller
 
 
 @hookimpl
 def kdhub_register(registry) -> None:
     for name, cls in LOSSES.items():
         registry.add_loss(name, cls)
-    registry.add_distiller("tap", TapDistiller, "ground-truth loss + tap-based feature/logit terms (any model)")
 
 
 @hookimpl(trylast=True)

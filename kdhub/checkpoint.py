@@ -2,6 +2,8 @@
 
 Writes go to a temporary file in the same folder, are flushed to disk and then renamed over the target:
 a crash leaves either the old file or the new one, never half of one. Loads use ``weights_only=True``.
+Temporary files and folders are created with the usual modes (0666 / 0777 less the process umask, applied
+by the system), so the renamed result has the permissions a plain ``open`` would give.
 """
 from __future__ import annotations
 
@@ -10,31 +12,34 @@ import os
 import random
 import shutil
 import sys
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
 import torch
 
 PathLike = Union[str, Path]
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or of the wrong kind; the message names the file."""
 
 
+def _temporary_name(target: Path) -> Path:
+    """A hidden name beside ``target`` that no other writer (thread or process) picks."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+
+
 def _atomic_write(path: PathLike, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _temporary_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -74,12 +79,12 @@ def atomic_write_folder(folder: PathLike, files: Mapping[str, bytes]) -> Path:
     new one, never a mix or a part."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = _temporary_name(folder)
+    tmp.mkdir(0o777)
     old = None
     try:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders; give the usual permissions
         if folder.exists():
             old = tmp.with_name(tmp.name + ".old")
             folder.rename(old)

@@ -82,6 +82,8 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_list(args) -> int:
+    """Every registered name with its domain (the task that runs it; '-' for generic entries), the plugin
+    that registered it and its help text. Reads the registry only: no plugin's framework is imported."""
     registry = get_plugins().registry
     for kind in registry.tables:
         print(f"{kind}:")
@@ -89,7 +91,7 @@ def cmd_list(args) -> int:
         if not entries:
             print("  (none)")
         for e in entries:
-            print(f"  {e.name:<22} [{e.plugin}] {e.help}")
+            print(f"  {e.name:<22} {e.domain or '-':<13} [{e.plugin}] {e.help}")
     return 0
 
 
@@ -125,8 +127,8 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     from .report import table_lines, write_report
     registry = get_plugins().registry
-    tasks = [e.obj for e in registry.entries("tasks")]
-    domains = sorted({t.domain for t in tasks if type(t).demo is not _base_demo()})
+    demos = [e for e in registry.entries("tasks") if e.demo]
+    domains = sorted({e.domain for e in demos})
     wanted = args.domains or domains
     if not domains:
         raise UsageError("no domain plugin with a demo is installed; install one, e.g. pip install -e plugins/graph")
@@ -138,30 +140,29 @@ def cmd_demo(args) -> int:
     work_root = Path(args.work_dir)
     results = []
     for domain in wanted:
-        for task in tasks:
-            if task.domain == domain:
-                res = task.demo(work_root / domain)
+        for entry in demos:
+            if entry.domain == domain:
+                res = entry.obj.demo(work_root / domain)
                 if res is not None:
                     results.append(res)
                     print("\n".join(table_lines(res)) + "\n")
     report = write_report(results, work_root)
-    print(f"report: {report} (plot: {work_root / 'report.png'})")
+    chart = work_root / "report.png"  # absent when matplotlib is not installed
+    print(f"report: {report}" + (f" (plot: {chart})" if chart.is_file() else ""))
     return 0
 
 
-def _base_demo():
-    from .task import Task
-    return Task.demo
-
-
 def cmd_doctor(args) -> int:
+    """What kdhub and each installed plugin require (their own metadata) against what is installed."""
     from .stack import check_stack
     checks = check_stack()
     bad = [c for c in checks if not c.ok]
-    for c in checks:
-        state = "ok" if c.ok else "MISMATCH" if c.installed else "MISSING"
-        users = f" (needed by {', '.join(c.needed_by)})" if c.needed_by else " (no installed plugin needs it)"
-        print(f"{c.package:<16} tested {c.tested:<8} installed {c.installed or '-':<14} {state}{users}")
+    shown = [c for c in checks if c.direct or not c.ok]  # a dependency's own needs only when unmet
+    rows = [(c.package, str(c.specifier) or "any", c.installed or "-", c.state, ", ".join(c.needed_by)) for c in shown]
+    widths = [max([len(r[i]) for r in rows] + [1]) for i in range(4)]
+    for pkg, spec, have, state, users in rows:
+        print(f"{pkg:<{widths[0]}}  requires {spec:<{widths[1]}}  installed {have:<{widths[2]}}  "
+              f"{state:<{widths[3]}}  (needed by {users})")
     plugins = get_plugins()
     for info in plugins.broken:
         print(f"plugin {info.name} ({info.distribution}) is broken: {info.error}")
@@ -170,7 +171,8 @@ def cmd_doctor(args) -> int:
         for c in bad:
             print(f"  {c.fix}")
         return 1
-    print("\nall installed versions match the tested stack" + (" (but some plugins are broken)" if plugins.broken else ""))
+    print(f"\nall {len(checks)} requirements of kdhub and its installed plugins are met"
+          + (" (but some plugins are broken)" if plugins.broken else ""))
     return 1 if plugins.broken else 0
 
 
@@ -198,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("domains", nargs="*", metavar="DOMAIN")
     s.add_argument("--work-dir", default="work_dirs/demo")
     s.set_defaults(func=cmd_demo)
-    sub.add_parser("doctor", help="check installed versions against the tested stack").set_defaults(func=cmd_doctor)
+    sub.add_parser("doctor", help="check installed versions against what kdhub and its plugins require") \
+        .set_defaults(func=cmd_doctor)
     return p
 
 

@@ -85,17 +85,20 @@ class DistillTerms(nn.Module):
                               for k, m in teachers.items()}
 
     def compute(self, teacher_weights: Mapping[str, float]) -> Dict[str, torch.Tensor]:
-        """Weighted losses of every term from the features captured by the latest forwards."""
+        """Weighted losses of every term from the features captured by the latest forwards (each tap is
+        read once, as reading consumes it: several terms may share a path)."""
+        student = self._student_taps.pop_all()
+        teachers = {k: taps.pop_all() for k, taps in self._teacher_taps.items()}
         out = {}
         for t in self.terms:
-            s = select(self._student_taps[t.student], t.index)
+            s = select(student[t.student], t.index)
             if t.name in self.adapters:
                 s = self.adapters[t.name](s)
             total = 0.0
-            for k, taps in self._teacher_taps.items():
+            for k, features in teachers.items():
                 if t.teachers and k not in t.teachers:
                     continue
-                total = total + teacher_weights[k] * t.loss(s, select(taps[t.teacher], t.index))
+                total = total + teacher_weights[k] * t.loss(s, select(features[t.teacher], t.index))
             out[f"loss_{t.name}"] = t.weight * total
         return out
 

@@ -1,17 +1,21 @@
 """Plugin discovery: built-in modules plus entry points of group ``kdhub``.
 
-A plugin that fails to import or to register is recorded as broken (name, distribution, error) and
-unregistered; the others keep working. ``KDHUB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point or
-distribution name (``*`` blocks every external plugin).
+A plugin that fails to import, implements a hook that does not exist (a misspelt name would otherwise
+never fire), fails to register, or raises in a run-lifecycle hook is recorded as broken (name,
+distribution, error) and unregistered; the others keep working and a run goes on.
+``KDHUB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point or distribution name (``*`` blocks every
+external plugin).
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pluggy
 
@@ -21,6 +25,9 @@ from .registry import Registry
 ENTRY_POINT_GROUP = "kdhub"
 DISABLE_ENV = "KDHUB_DISABLE_PLUGINS"
 BUILTIN_PLUGINS = ("kdhub.builtin",)
+# The observer hooks engines call during a run; each implementation is called on its own (see Plugins.notify).
+LIFECYCLE_HOOKS = ("kdhub_run_start", "kdhub_metrics_logged", "kdhub_evaluation_done", "kdhub_checkpoint_saved",
+                   "kdhub_run_end")
 
 
 @dataclass
@@ -49,6 +56,33 @@ class Plugins:
     @property
     def broken(self) -> List[PluginInfo]:
         return [i for i in self.info.values() if i.error]
+
+    def mark_broken(self, name: str, error: str, detail: Optional[str] = None) -> PluginInfo:
+        """Record ``error`` for plugin ``name`` and unregister it, so none of its hooks is called again."""
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        info = self.info.setdefault(name, PluginInfo(name, "?", "?"))
+        info.error, info.detail = error, detail
+        return info
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call lifecycle hook ``hook_name`` on every plugin, each on its own and in pluggy's order.
+
+        An observer that raises must not stop a training run: its error is reported once on stderr with
+        how to disable it, the plugin is marked broken (``kdhub plugins`` shows it) and unregistered, and
+        the remaining observers are still called.
+        """
+        if hook_name not in LIFECYCLE_HOOKS:
+            raise ValueError(f"{hook_name!r} is not a lifecycle hook; expected one of {', '.join(LIFECYCLE_HOOKS)}")
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                info = self.mark_broken(impl.plugin_name, f"in {hook_name}: {_short_error(exc)}",
+                                        traceback.format_exc())
+                print(f"kdhub: plugin {info.name!r} ({info.distribution}) raised in {hook_name}: "
+                      f"{_short_error(exc)}\n  it is switched off for the rest of this process and the run goes on; "
+                      f"fix or update it, or disable it with {DISABLE_ENV}={info.name}", file=sys.stderr)
 
 
 def disabled_names() -> set:
@@ -85,8 +119,31 @@ def load_plugins() -> Plugins:
         except Exception as exc:  # a broken plugin must not take the others down
             info.error, info.detail = _short_error(exc), traceback.format_exc()
 
+    _check_hooks(plugins)
     _register_all(plugins)
     return plugins
+
+
+def _check_hooks(plugins: Plugins) -> None:
+    """Mark broken every plugin that implements a hook kdhub does not define (pluggy's ``check_pending``),
+    naming the closest valid hook, or that implements a lifecycle hook as a wrapper (they are plain calls)."""
+    hooks = plugins.pm.hook
+    valid = sorted(n for n in vars(hooks) if not n.startswith("_") and getattr(hooks, n).has_spec())
+    while True:
+        try:
+            plugins.pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:
+            name = plugins.pm.get_name(exc.plugin)
+            unknown = [c.name for c in plugins.pm.get_hookcallers(exc.plugin) or () if not c.has_spec()]
+            hints = [f"{u!r}" + "".join(f" (did you mean {m!r}?)" for m in difflib.get_close_matches(u, valid, n=1))
+                     for u in unknown]
+            plugins.mark_broken(name, f"implements unknown hook {', '.join(hints)}; valid hooks: {', '.join(valid)}")
+    for hook_name in LIFECYCLE_HOOKS:
+        for impl in getattr(plugins.pm.hook, hook_name).get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:
+                plugins.mark_broken(impl.plugin_name, f"implements lifecycle hook {hook_name} as a wrapper; "
+                                                      f"lifecycle hooks are plain calls: drop wrapper/hookwrapper")
 
 
 def _register_all(plugins: Plugins) -> None:
@@ -100,9 +157,7 @@ def _register_all(plugins: Plugins) -> None:
             impl.function(registry=registry)
         except Exception as exc:
             registry.tables = before
-            plugins.pm.unregister(name=name)
-            info = plugins.info.setdefault(name, PluginInfo(name, "?", "?"))
-            info.error, info.detail = f"in kdhub_register: {_short_error(exc)}", traceback.format_exc()
+            plugins.mark_broken(name, f"in kdhub_register: {_short_error(exc)}", traceback.format_exc())
     registry.current_plugin = "?"
 
 

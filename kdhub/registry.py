@@ -1,14 +1,21 @@
-"""The registry that plugins fill through the ``kdhub_register`` hook.
+"""The registry that plugins fill through the ``kdhub_register`` hook, and that domains read to dispatch.
 
 Four kinds of entry are kept: tasks (a domain's train/eval/demo entry points), distillers (methods),
-losses and data sets. Each entry remembers the plugin that added it so `kdhub list` and `kdhub plugins`
-can say who provides what.
+losses and data sets. Each entry remembers the plugin that added it and the domain it belongs to, so
+`kdhub list` and `kdhub plugins` can say who provides what, and a domain can pick its methods by name
+(``registry.get("distillers", cfg.method)``) among those registered for it, third-party ones included.
+
+Entries are lazy when registered as an import string ``"package.module:attr"``: nothing is imported until
+the first :meth:`Registry.get`, so listing what is installed costs no framework import. A lazy task
+entry names its class; the class is instantiated on first use. Since a lazy task cannot be inspected
+without importing it, registration says whether it has a demo (``add_task(..., demo=True)``).
 """
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 KINDS = ("tasks", "distillers", "losses", "datasets")
 
@@ -20,50 +27,104 @@ class RegistryError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def is_import_string(target: Any) -> bool:
+    """``"package.module:attr"``: the form of a lazy entry."""
+    return isinstance(target, str) and target.count(":") == 1 and all(target.split(":"))
+
+
+def import_object(target: str) -> Any:
+    """The object an import string ``"package.module:attr"`` (``attr`` may be dotted) names."""
+    module, attr = target.split(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 @dataclass
 class Entry:
+    """One registered name. ``target`` is the object itself or, for a lazy entry, its import string;
+    ``obj`` resolves it (once). ``domain`` is the task the entry belongs to ("" for generic ones)."""
+
     name: str
-    obj: Any
+    target: Any
     plugin: str
     help: str = ""
+    domain: str = ""
+    demo: bool = False
+    instantiate: bool = False  # lazy task entries name a class; the registry holds one instance
+    _loaded: List[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def lazy(self) -> bool:
+        return is_import_string(self.target)
+
+    @property
+    def obj(self) -> Any:
+        if not self.lazy:
+            return self.target
+        if not self._loaded:
+            try:
+                obj = import_object(self.target)
+            except (ImportError, AttributeError) as exc:
+                raise RegistryError(f"{self.name!r} (registered by plugin {self.plugin!r} as {self.target!r}) "
+                                    f"cannot be loaded: {type(exc).__name__}: {exc}; reinstall that plugin or "
+                                    f"fix its registration") from exc
+            self._loaded.append(obj() if self.instantiate and isinstance(obj, type) else obj)
+        return self._loaded[0]
 
 
 @dataclass
 class Registry:
-    """Name -> object tables, one per kind, filled by plugins."""
+    """Name -> entry tables, one per kind, filled by plugins."""
 
     tables: Dict[str, Dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     current_plugin: str = "?"
 
-    def add(self, kind: str, name: str, obj: Any, help: str = "") -> Any:
+    def add(self, kind: str, name: str, obj: Any, help: str = "", domain: str = "", demo: bool = False) -> Any:
+        """Register ``obj`` (an object, or an import string ``"module:attr"`` loaded on first ``get``)."""
         if kind not in self.tables:
             raise RegistryError(f"unknown registry kind {kind!r}; valid kinds: {', '.join(KINDS)}")
         table = self.tables[kind]
-        if name in table and table[name].obj is not obj:
+        old = table[name].target if name in table else obj
+        if old is not obj and not (isinstance(obj, str) and old == obj):
             raise RegistryError(
                 f"{kind[:-1]} {name!r} is registered twice: by plugin {table[name].plugin!r} "
                 f"and by plugin {self.current_plugin!r}; rename one of them"
             )
-        table[name] = Entry(name, obj, self.current_plugin, help or _first_line(obj))
+        text = help or (obj if is_import_string(obj) else _first_line(obj))
+        table[name] = Entry(name, obj, self.current_plugin, text, domain, demo, instantiate=kind == "tasks")
         return obj
 
-    def add_task(self, name: str, obj: Any, help: str = "") -> Any:
-        return self.add("tasks", name, obj, help)
+    def add_task(self, name: str, obj: Any, help: str = "", domain: str = "", demo: Optional[bool] = None) -> Any:
+        """A task: a :class:`kdhub.Task` instance, or the import string of its class (instantiated on first
+        use). ``domain`` defaults to ``name``; ``demo`` says whether ``kdhub demo`` runs it (for an
+        instance, by default: whether its class overrides ``Task.demo``)."""
+        if demo is None:
+            demo = not is_import_string(obj) and _overrides_demo(obj)
+        return self.add("tasks", name, obj, help, domain or name, bool(demo))
 
-    def add_distiller(self, name: str, obj: Any, help: str = "") -> Any:
-        return self.add("distillers", name, obj, help)
+    def add_distiller(self, name: str, obj: Any, help: str = "", domain: str = "") -> Any:
+        """A method; ``domain`` is the task that can run it (its config selects it by ``name``)."""
+        return self.add("distillers", name, obj, help, domain)
 
-    def add_loss(self, name: str, obj: Any, help: str = "") -> Any:
-        return self.add("losses", name, obj, help)
+    def add_loss(self, name: str, obj: Any, help: str = "", domain: str = "") -> Any:
+        return self.add("losses", name, obj, help, domain)
 
-    def add_dataset(self, name: str, obj: Any, help: str = "") -> Any:
-        return self.add("datasets", name, obj, help)
+    def add_dataset(self, name: str, obj: Any, help: str = "", domain: str = "") -> Any:
+        return self.add("datasets", name, obj, help, domain)
 
-    def get(self, kind: str, name: str, what: Optional[str] = None) -> Any:
-        table = self.tables[kind]
+    def get(self, kind: str, name: str, what: Optional[str] = None, domain: Optional[str] = None) -> Any:
+        """The object registered as ``name`` (imported now if lazy); with ``domain``, only among that
+        domain's entries, so an unknown name lists that domain's choices."""
+        table = self.names(kind, domain)
         if name not in table:
             raise RegistryError(unknown_name_message(what or kind[:-1], name, table))
-        return table[name].obj
+        return self.tables[kind][name].obj
+
+    def names(self, kind: str, domain: Optional[str] = None) -> List[str]:
+        """Sorted names of ``kind`` (of one ``domain`` if given)."""
+        return sorted(n for n, e in self.tables[kind].items() if domain is None or e.domain == domain)
 
     def entries(self, kind: str) -> Iterator[Entry]:
         return iter(sorted(self.tables[kind].values(), key=lambda e: e.name))
@@ -84,3 +145,7 @@ def _first_line(obj: Any) -> str:
     doc = getattr(obj, "__doc__", None) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
+
+def _overrides_demo(task: Any) -> bool:
+    from .task import Task
+    return getattr(type(task), "demo", Task.demo) is not Task.demo

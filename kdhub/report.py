@@ -1,12 +1,22 @@
-"""Demo reports: a comparison table on the terminal, ``report.md`` and ``report.png`` in the work dir."""
+"""Demo reports: a comparison table on the terminal, ``report.md`` and ``report.png`` (drawn with matplotlib,
+the optional ``report`` extra) in the work dir."""
 from __future__ import annotations
 
+import io
+import sys
+import textwrap
 from pathlib import Path
-from typing import List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
-from .checkpoint import atomic_write_text
-from .png import PALETTE, Canvas
+from .checkpoint import atomic_write_bytes, atomic_write_text
 from .task import DemoResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+PANEL_SIZE = (4.8, 4.4)  # inches per domain panel
+DPI = 100
+NO_PLOT = "matplotlib is not installed; pip install 'kdhub[report]' for the chart"
 
 
 def _fmt_params(n: int) -> str:
@@ -26,7 +36,7 @@ def table_lines(result: DemoResult) -> List[str]:
     return [result.title, line(header), line(["-" * w for w in widths])] + [line(b) for b in body]
 
 
-def markdown(results: Sequence[DemoResult]) -> str:
+def markdown(results: Sequence[DemoResult], chart: bool = True) -> str:
     out = ["# kdhub demo report", ""]
     for res in results:
         out += [f"## {res.title}", "", f"| model | {res.metric_name} | params | latency (ms) |", "|---|---|---|---|"]
@@ -37,36 +47,64 @@ def markdown(results: Sequence[DemoResult]) -> str:
         out += [f"- {n}" for n in res.notes]
         if res.notes:
             out.append("")
-    out.append("![comparison](report.png)")
+    out.append("![comparison](report.png)" if chart else f"(no chart: {NO_PLOT})")
     return "\n".join(out) + "\n"
 
 
-def plot(results: Sequence[DemoResult], path: Path) -> Path:
-    """One panel per domain: a bar per model with its metric above it and its name (two lines) below."""
-    panel_w, panel_h, margin, gap = 480, 320, 30, 30
-    canvas = Canvas(margin + len(results) * (panel_w + margin), panel_h + 2 * margin)
-    for p, res in enumerate(results):
-        x0 = margin + p * (panel_w + margin)
-        canvas.text(x0, 8, f"{res.domain}: {res.metric_name}"[:38])
-        top = max([r.metric for r in res.rows] + [1e-9])
-        base_y, height = margin + panel_h - 60, panel_h - 110
-        bar_w = min(80, (panel_w - 20) // max(len(res.rows), 1) - gap)
-        chars = max(1, (bar_w + gap - 4) // 12)
-        canvas.rect(x0, base_y, x0 + panel_w, base_y + 2, (0, 0, 0))
-        for i, r in enumerate(res.rows):
-            bx = x0 + 10 + i * (bar_w + gap)
-            h = int(height * max(r.metric, 0.0) / top)
-            canvas.rect(bx, base_y - h, bx + bar_w, base_y, PALETTE[i % len(PALETTE)])
-            label = f"{r.metric:.1f}"
-            canvas.text(bx + (bar_w - Canvas.text_width(label)) // 2, base_y - h - 20, label)
-            first, _, rest = r.role.partition(" ")
-            for line, y in ((first, base_y + 10), (rest, base_y + 30)):
-                line = line[:chars]
-                canvas.text(bx + (bar_w - Canvas.text_width(line)) // 2, y, line)
-    return canvas.save(path)
+def plot(results: Sequence[DemoResult], path: Path) -> List["Axes"]:
+    """Draw ``report.png``: one panel per domain with a bar per model (its metric, the std as an error
+    bar, negative values below the zero line) and, under each bar, the model's full name, parameters and
+    latency. Returns the panels' Axes. Needs matplotlib (``pip install 'kdhub[report]'``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image  # a dependency of matplotlib
+
+    fig = Figure(figsize=(PANEL_SIZE[0] * max(len(results), 1), PANEL_SIZE[1]), dpi=DPI, layout="constrained")
+    axes = list(fig.subplots(1, max(len(results), 1), squeeze=False)[0])
+    for ax, res in zip(axes, results):
+        x = list(range(len(res.rows)))
+        stds = [r.std or 0.0 for r in res.rows]
+        ax.bar(x, [r.metric for r in res.rows], color=[f"C{i % 10}" for i in x], width=0.6,
+               yerr=stds if any(stds) else None, capsize=5, error_kw={"elinewidth": 1.2})
+        for i, (r, std) in enumerate(zip(res.rows, stds)):  # the value beyond the bar's end and error bar
+            up = r.metric >= 0
+            ax.annotate(_fmt_metric(r), (i, r.metric + (std if up else -std)), xytext=(0, 3 if up else -3),
+                        textcoords="offset points", ha="center", va="bottom" if up else "top", fontsize=9)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.margins(y=0.15)  # room for the value labels above (or below) the bars
+        ax.set_xticks(x, [_bar_caption(r) for r in res.rows], fontsize=8)
+        ax.set_ylabel(res.metric_name)
+        ax.set_title(textwrap.fill(f"{res.domain}: {res.title}", 48), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    # an opaque chart needs no alpha channel: an RGB PNG is smaller and reads the same everywhere
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
+    data = io.BytesIO()
+    image.save(data, format="PNG")
+    atomic_write_bytes(path, data.getvalue())
+    return axes
+
+
+def _bar_caption(row) -> str:
+    """The text under a bar: the model's name (wrapped, never cut), its parameters and latency."""
+    latency = "not measured" if row.latency_ms is None else f"{row.latency_ms:.3g} ms"
+    return f"{textwrap.fill(row.role, 14)}\n{_fmt_params(row.params)} params\nlatency {latency}"
 
 
 def write_report(results: Sequence[DemoResult], work_dir: Path) -> Path:
+    """Write ``report.md`` and, when matplotlib is installed, ``report.png``; returns the markdown's path.
+    Without matplotlib the markdown says how to get the chart and a stale chart is removed."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    plot(results, work_dir / "report.png")
-    return atomic_write_text(work_dir / "report.md", markdown(results))
+    chart = work_dir / "report.png"
+    try:
+        plot(results, chart)
+        drawn = True
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("matplotlib", "PIL"):
+            raise
+        chart.unlink(missing_ok=True)
+        drawn = False
+        print(f"kdhub: {chart.name} not drawn: {NO_PLOT}", file=sys.stderr)
+    return atomic_write_text(work_dir / "report.md", markdown(results, chart=drawn))

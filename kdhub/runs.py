@@ -2,7 +2,8 @@
 
 A domain engine (core Trainer, an mmengine Hook, a SpeechBrain Brain) holds a :class:`RunContext` and
 reports through it; the context forwards to the plugins' lifecycle hooks on the main process only, so
-observer plugins work the same for every domain.
+observer plugins work the same for every domain. Each observer is called on its own: one that raises is
+reported and switched off, and the run goes on (:meth:`kdhub.plugins.Plugins.notify`).
 """
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 from . import dist
 from .checkpoint import atomic_write_text
+
+if TYPE_CHECKING:
+    from .plugins import Plugins
 
 SUMMARY_FILE = "summary.json"
 LAST_CHECKPOINT_FILE = "last_checkpoint"
@@ -48,13 +52,14 @@ def _plain(value: Any) -> Any:
 class RunContext:
     """A run's work dir plus the hook calls of its lifecycle."""
 
-    def __init__(self, info: RunInfo, hook: Any = None):
+    def __init__(self, info: RunInfo, plugins: Optional["Plugins"] = None):
+        """``plugins`` defaults to the process-wide plugin set."""
         self.info = info
         self.work_dir = Path(info.work_dir)
-        if hook is None:
+        if plugins is None:
             from .plugins import get_plugins
-            hook = get_plugins().hook
-        self.hook = hook
+            plugins = get_plugins()
+        self.plugins = plugins
         self.started = time.perf_counter()
         if dist.is_main():
             self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -69,15 +74,16 @@ class RunContext:
 
     def start(self) -> None:
         if self.main:
-            self.hook.kdhub_run_start(run=self.info)
+            self.plugins.notify("kdhub_run_start", run=self.info)
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         if self.main:
-            self.hook.kdhub_metrics_logged(run=self.info, step=int(step), metrics=_plain(dict(metrics)))
+            self.plugins.notify("kdhub_metrics_logged", run=self.info, step=int(step), metrics=_plain(dict(metrics)))
 
     def evaluation_done(self, role: str, step: int, metrics: Mapping[str, float]) -> None:
         if self.main:
-            self.hook.kdhub_evaluation_done(run=self.info, role=role, step=int(step), metrics=_plain(dict(metrics)))
+            self.plugins.notify("kdhub_evaluation_done", run=self.info, role=role, step=int(step),
+                                metrics=_plain(dict(metrics)))
 
     def checkpoint_saved(self, step: int, path: Path, record: bool = True) -> None:
         """Record ``path`` as the latest checkpoint (atomically) and tell observers. Engines that keep
@@ -86,7 +92,7 @@ class RunContext:
             if record:
                 rel = Path(path).resolve().relative_to(self.work_dir.resolve())  # survives moving the work dir
                 atomic_write_text(self.work_dir / LAST_CHECKPOINT_FILE, str(rel) + "\n")
-            self.hook.kdhub_checkpoint_saved(run=self.info, step=int(step), path=Path(path))
+            self.plugins.notify("kdhub_checkpoint_saved", run=self.info, step=int(step), path=Path(path))
 
     def latest_checkpoint(self) -> Optional[Path]:
         """The checkpoint ``--resume`` continues from, or None when the work dir has none."""
@@ -123,5 +129,5 @@ class RunContext:
         """Call the run-end hooks with ``result`` (sub-runs use this without writing summary.json)."""
         result = _plain(dict(result))
         if self.main:
-            self.hook.kdhub_run_end(run=self.info, summary=result)
+            self.plugins.notify("kdhub_run_end", run=self.info, summary=result)
         return result

@@ -1,67 +1,113 @@
-"""The tested dependency stack (see STACK.md of the project) and the check behind ``kdhub doctor``."""
+"""The check behind ``kdhub doctor``: the requirements kdhub and its installed plugins declare, against
+what is installed.
+
+No version is written here: each distribution's own metadata (``Requires-Dist``, read with
+``importlib.metadata``) says what it needs, and the requirements of those requirements are followed too,
+so a plugin's pin on its framework and that framework's own needs are both checked. Environment markers
+are evaluated; a requirement behind an extra counts only when something asked for that extra.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
-# package -> (tested version, which kdhub distributions need it)
-TESTED = {
-    "torch": ("2.11.0", ("kdhub",)),
-    "pluggy": ("1.6+", ("kdhub",)),
-    "torchvision": ("0.26.0", ("kdhub-detection", "kdhub-segmentation")),
-    "torchaudio": ("2.11.0", ("kdhub-speech",)),
-    "torch-geometric": ("2.8.1", ("kdhub-graph",)),
-    "speechbrain": ("1.1.2", ("kdhub-speech",)),
-    "mmcv": ("2.1.0", ("kdhub-detection", "kdhub-segmentation")),
-    "mmengine": ("0.10.7", ("kdhub-detection", "kdhub-segmentation")),
-    "mmdet": ("3.3.0", ("kdhub-detection",)),
-    "mmsegmentation": ("1.2.2", ("kdhub-segmentation",)),
-}
+from packaging.markers import UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
-FIX = {
-    "mmcv": "MMCV_WITH_OPS=1 MAX_JOBS=2 pip install --no-build-isolation 'setuptools>=77,<81' mmcv==2.1.0",
-    "torch": "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0",
-    "torchvision": "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0",
-    "torchaudio": "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0",
-}
+from .plugins import ENTRY_POINT_GROUP
 
 
 @dataclass
 class Check:
+    """One required package: the specifiers its dependents ask for and the version installed."""
+
     package: str
-    tested: str
     installed: Optional[str]
-    needed_by: Tuple[str, ...]
-    ok: bool
-    fix: str = ""
+    specifier: SpecifierSet = field(default_factory=SpecifierSet)
+    extras: Set[str] = field(default_factory=set)
+    needed_by: List[str] = field(default_factory=list)
+    direct: bool = False  # required by kdhub or a plugin itself, not only by one of their dependencies
+
+    @property
+    def state(self) -> str:
+        if self.installed is None:
+            return "MISSING"
+        try:
+            return "ok" if self.specifier.contains(Version(self.installed), prereleases=True) else "MISMATCH"
+        except InvalidVersion:
+            return "MISMATCH"
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+    @property
+    def fix(self) -> str:
+        extras = f"[{','.join(sorted(self.extras))}]" if self.extras else ""
+        return f"pip install '{self.package}{extras}{self.specifier}'"
 
 
-def _matches(installed: str, tested: str) -> bool:
-    if tested.endswith("+"):
-        want = tuple(int(x) for x in tested[:-1].split("."))
-        have = tuple(int(x) for x in installed.split("+")[0].split(".")[:len(want)] if x.isdigit())
-        return have >= want
-    return installed.split("+")[0] == tested
-
-
-def installed_version(dist: str) -> Optional[str]:
+def installed_version(name: str) -> Optional[str]:
     try:
-        return metadata.version(dist)
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
 
 
+def kdhub_distributions() -> Dict[str, metadata.Distribution]:
+    """kdhub and every installed distribution that provides a ``kdhub`` entry point, by canonical name."""
+    found: Dict[str, metadata.Distribution] = {}
+    try:
+        found["kdhub"] = metadata.distribution("kdhub")
+    except metadata.PackageNotFoundError:
+        pass  # running from a source tree that is not installed: only the plugins declare anything
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if getattr(ep, "dist", None) is not None:
+            found.setdefault(canonicalize_name(ep.dist.name), ep.dist)
+    return found
+
+
+def _active(req: Requirement, extras: Set[str]) -> bool:
+    """Whether ``req``'s marker holds here, for a dependent installed with ``extras``."""
+    if req.marker is None:
+        return True
+    try:
+        return any(req.marker.evaluate({"extra": extra}) for extra in sorted(extras) or [""])
+    except UndefinedEnvironmentName:
+        return False
+
+
 def check_stack() -> List[Check]:
-    """Installed versions against the tested ones, for every package an installed kdhub dist needs."""
-    present = {d for d in ("kdhub", "kdhub-detection", "kdhub-segmentation", "kdhub-graph", "kdhub-speech")
-               if installed_version(d)} | {"kdhub"}
-    out = []
-    for pkg, (tested, users) in TESTED.items():
-        have = installed_version(pkg)
-        needed = tuple(u for u in users if u in present)
-        ok = (have is not None and _matches(have, tested)) or (have is None and not needed)
-        spec = f"{pkg}>={tested[:-1]}" if tested.endswith("+") else f"{pkg}=={tested}"
-        fix = "" if ok else FIX.get(pkg, f"pip install '{spec}'")
-        out.append(Check(pkg, tested, have, needed, ok, fix))
-    return out
+    """Every requirement reachable from kdhub and its plugins, in the order first met."""
+    roots = kdhub_distributions()
+    checks: Dict[str, Check] = {}
+    queue: List[Tuple[str, metadata.Distribution, Set[str]]] = [(n, d, set()) for n, d in roots.items()]
+    seen: Set[Tuple[str, frozenset]] = set()
+    while queue:
+        name, dist, extras = queue.pop(0)
+        if (name, frozenset(extras)) in seen:
+            continue
+        seen.add((name, frozenset(extras)))
+        for line in dist.requires or ():
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue  # pip would have refused to install it; nothing kdhub can add
+            if not _active(req, extras):
+                continue
+            pkg = canonicalize_name(req.name)
+            check = checks.get(pkg)
+            if check is None:
+                check = checks[pkg] = Check(pkg, installed_version(pkg))
+            check.specifier &= req.specifier
+            check.extras |= set(req.extras)
+            if name not in check.needed_by:
+                check.needed_by.append(name)
+            check.direct |= name in roots
+            if check.installed is not None:
+                queue.append((pkg, metadata.distribution(pkg), set(req.extras)))
+    return list(checks.values())

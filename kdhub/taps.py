@@ -4,12 +4,16 @@
 ``named_modules()`` names them; ``""`` is the model itself (its output, e.g. logits). Wrappers such as
 DistributedDataParallel and DataParallel are looked through. A wrong path fails with the closest valid
 names. Hooks are removed by :meth:`FeatureTaps.close` (or leaving the ``with`` block).
+
+A captured value is consumed by reading it: reading a tap whose module did not run since the last read is
+an error naming the path, so a module skipped in one step can never hand on the previous batch's feature.
 """
 from __future__ import annotations
 
 import difflib
 from typing import Any, Dict, Iterable, List, Optional
 
+import torch
 from torch import nn
 
 
@@ -53,11 +57,19 @@ def resolve(model: nn.Module, path: str) -> nn.Module:
     )
 
 
+class TapNotFiredError(TapPathError):
+    """A tap read with no value captured since its last read: its module did not run in this step."""
+
+
 class FeatureTaps:
-    """Forward hooks on named submodules that keep their latest output (or input) in ``self.features``.
+    """Forward hooks on named submodules that hold their latest output (or input) until it is read.
 
     ``mode='output'`` stores what the module returned; ``mode='input'`` stores its first positional
     input. With ``detach=True`` (used for teachers) stored tensors carry no graph.
+
+    ``self.features`` maps path -> {device: value}: the device is that of the value's first tensor, so
+    DataParallel replicas running on different devices do not overwrite each other's capture. Reading
+    (``taps[path]`` or :meth:`pop`) removes the value it returns.
     """
 
     def __init__(self, model: nn.Module, paths: Iterable[str], mode: str = "output", detach: bool = False):
@@ -65,7 +77,7 @@ class FeatureTaps:
             raise ValueError(f"tap mode must be 'output' or 'input', got {mode!r}")
         self.model, self.mode, self.detach = model, mode, detach
         self.paths: List[str] = list(dict.fromkeys(paths))
-        self.features: Dict[str, Any] = {}
+        self.features: Dict[str, Dict[Optional[torch.device], Any]] = {}
         self._handles = []
         for path in self.paths:
             module = resolve(model, path)
@@ -76,15 +88,39 @@ class FeatureTaps:
             value = args[0] if self.mode == "input" else output
             if self.detach:
                 value = _detach(value)
-            self.features[path] = value
+            self.features.setdefault(path, {})[_device_of(value)] = value
         return hook
 
-    def __getitem__(self, path: str) -> Any:
-        try:
-            return self.features[path]
-        except KeyError:
-            raise KeyError(f"tap {path!r} captured nothing: the module did not run in the last forward "
-                           f"(captured: {', '.join(self.features) or 'nothing'})") from None
+    def pop(self, path: str, device: Optional[torch.device] = None) -> Any:
+        """The value captured at ``path`` on ``device``, removed so that it cannot be read twice.
+
+        ``device`` None means the only device that captured one or, with several (DataParallel), the
+        current CUDA device: the one a replica's forward runs on.
+        """
+        per_device = self.features.get(path)
+        if not per_device:
+            if path not in self.paths:
+                raise TapPathError(f"no tap at path {path!r}; tapped paths: {', '.join(self.paths)}")
+            raise TapNotFiredError(
+                f"tap {path!r} holds no value: its module did not run since the tap was last read (a module "
+                f"skipped in this step, or a value read twice); still unread: {', '.join(self.features) or 'nothing'}")
+        if device is None and len(per_device) == 1:
+            device = next(iter(per_device))
+        elif device is None and torch.cuda.is_available():
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device not in per_device:
+            raise TapNotFiredError(f"tap {path!r} holds no value for device {device} (captured on: "
+                                   f"{', '.join(map(str, per_device))}); pass device= to choose")
+        value = per_device.pop(device)
+        if not per_device:
+            del self.features[path]
+        return value
+
+    __getitem__ = pop
+
+    def pop_all(self) -> Dict[str, Any]:
+        """Every tapped path's value (each read once): for code that uses one value in several places."""
+        return {path: self.pop(path) for path in self.paths}
 
     def clear(self) -> None:
         self.features.clear()
@@ -100,6 +136,18 @@ class FeatureTaps:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _device_of(value: Any) -> Optional[torch.device]:
+    """The device of the first tensor in ``value`` (None when it holds no tensor)."""
+    if isinstance(value, torch.Tensor):
+        return value.device
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
+    for item in items:
+        device = _device_of(item)
+        if device is not None:
+            return device
+    return None
 
 
 def _detach(value: Any) -> Any:

@@ -38,7 +38,8 @@ def test_unknown_task_not_first_party(tmp_path):
 
 def test_doctor_reports_versions():
     proc = run_kdhub(["doctor"], check=False)
-    assert "torch" in proc.stdout and "tested 2.11.0" in proc.stdout
+    torch_row = next(line for line in proc.stdout.splitlines() if line.startswith("torch "))
+    assert "installed 2.11.0" in torch_row  # the versions now come from the distributions' own requirements
 
 
 def test_report_png_is_valid(tmp_path):

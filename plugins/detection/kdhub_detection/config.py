@@ -1,5 +1,5 @@
-"""Loading detection configs: mmengine ``.py`` files with ``task = 'detection'``, ``--cfg-options`` applied
-the mmengine way (dotted keys), and checks that turn the usual mistakes into errors naming the key.
+"""Loading detection configs: mmengine ``.py`` files with ``task = 'detection'``, ``--cfg-options`` parsed
+by mmengine's ``DictAction`` (dotted keys), and checks that turn the usual mistakes into errors naming the key.
 
 A distillation config wraps the student's detector config::
 
@@ -9,7 +9,8 @@ A distillation config wraps the student's detector config::
                  teacher=dict(config='retinanet_r50_synth.py', checkpoint='work_dirs/teacher/student.pth'),
                  distiller=dict(type='GID'))
 
-Paths in ``model.teacher`` are resolved against the working directory, then the config's folder.
+The teacher keys are those of every mm plugin (:mod:`kdhub_openmmlab.teacher`): paths in ``model.teacher``
+are resolved against the working directory, then the config's folder; ``config`` may also be ``mmdet::...``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from typing import Any, List, Sequence
 
 from mmengine.config import Config, ConfigDict
 
-from kdhub.config import ConfigError, LoadedConfig, parse_overrides, resolve_path
+from kdhub.config import ConfigError, LoadedConfig
+from kdhub_openmmlab.options import parse_cfg_options
+from kdhub_openmmlab.teacher import resolve_specs
 
 DISTILL_TYPE = "KDDistillDetector"
 METHODS = {"GID": "gid", "DETRDistill": "detrdistill"}
@@ -31,10 +34,10 @@ def _close(key: str, choices) -> str:
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str], source: str) -> None:
-    """mmengine-style ``key=value`` overrides. Every section on the way must exist; a new leaf key is
+    """mmengine's ``key=value`` overrides. Every section on the way must exist; a new leaf key is
     accepted only inside a constructor dict (one with ``type``), where it is a keyword argument."""
-    pairs = parse_overrides(overrides)
-    for key, _ in pairs:
+    options = parse_cfg_options(overrides, source)
+    for key in options:
         parts = key.split(".")
         node: Any = cfg._cfg_dict if isinstance(cfg, Config) else cfg
         for i, part in enumerate(parts):
@@ -53,7 +56,7 @@ def apply_overrides(cfg: Config, overrides: Sequence[str], source: str) -> None:
                 raise ConfigError(f"{source}: --cfg-options {key}: no key '{part}' in {where}"
                                   f"{_close(part, node)}; valid keys: {', '.join(map(str, node))}")
             node = node[part]
-    cfg.merge_from_dict(dict(pairs))
+    cfg.merge_from_dict(options)
 
 
 def _registered_class(name):
@@ -134,14 +137,6 @@ def _detector_class(model_cfg: dict, key: str, source: str):
     return cls
 
 
-def package_config(name: str):
-    """``mmdet::retinanet/x.py`` (a config shipped with mmdet, as ``_base_`` accepts it) as a file path."""
-    if not str(name).startswith("mmdet::"):
-        return None
-    import mmdet
-    return Path(mmdet.__file__).parent / ".mim" / "configs" / str(name).split("::", 1)[1]
-
-
 def check_distillation(cfg: Config, source: str) -> None:
     """Pre-flight checks of a distillation config, before anything is built or written."""
     from mmdet.models.detectors import DetectionTransformer, SingleStageDetector, TwoStageDetector
@@ -153,15 +148,12 @@ def check_distillation(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: model.{key} is missing; a {DISTILL_TYPE} needs student, teacher and "
                               f"distiller")
     teacher = model.teacher
+    resolve_specs(model, ("teacher",), source)
     unknown = set(teacher) - {"config", "checkpoint", "model"}
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) in model.teacher: {', '.join(sorted(unknown))}; valid keys: "
                           f"config, checkpoint, model")
     if teacher.get("config"):
-        p = package_config(teacher.config) or resolve_path(teacher.config, source)
-        if not p.is_file():
-            raise ConfigError(f"{source}: model.teacher.config: file not found: {teacher.config}")
-        teacher.config = str(p.resolve())
         t_cfg = Config.fromfile(teacher.config)
         t_model = t_cfg.model
         if "train_dataloader" in t_cfg and "train_dataloader" in cfg:
@@ -175,15 +167,13 @@ def check_distillation(cfg: Config, source: str) -> None:
     else:
         raise ConfigError(f"{source}: model.teacher needs config='<teacher detector config>' (or model=dict(...))")
     ckpt = teacher.get("checkpoint")
-    if not ckpt:
-        raise ConfigError(f"{source}: model.teacher.checkpoint is empty; train the teacher first "
-                          f"(kdhub train <teacher config> --work-dir DIR writes DIR/student.pth) and set "
-                          f"model.teacher.checkpoint=DIR/student.pth")
-    p = resolve_path(ckpt, source)
-    if not p.is_file():
-        raise ConfigError(f"{source}: model.teacher.checkpoint: teacher checkpoint not found: {ckpt}; train the "
-                          f"teacher first (kdhub train <teacher config>) or fix the path")
-    teacher.checkpoint = str(p.resolve())
+    if not ckpt and not teacher.get("config"):
+        raise ConfigError(f"{source}: model.teacher.checkpoint is empty and model.teacher has no config to train the "
+                          f"teacher from; give model.teacher.config (the teacher is then trained first, in "
+                          f"WORK_DIR/teacher) or a trained model.teacher.checkpoint")
+    if ckpt and not Path(ckpt).is_file():
+        raise ConfigError(f"{source}: model.teacher.checkpoint: teacher checkpoint not found: {ckpt}; set it to None to "
+                          f"train the teacher here from model.teacher.config, or fix the path")
     (s_key, s_num), (t_key, t_num) = class_count(model.student), class_count(t_model)
     if s_num != t_num:
         raise ConfigError(f"{source}: teacher and student have different class sets: student {s_key}={s_num}, "

@@ -1,7 +1,8 @@
 """kdhub hooks of the detection plugin: registration and the mmengine ``.py`` config loader.
 
-Registration stays light (mmdet is imported when a detection config is loaded or run), so ``kdhub list``
-does not pay for importing mmdet.
+Registration imports nothing (mmdet is imported when a detection config is loaded or run), so ``kdhub list``
+does not pay for importing mmdet. The methods are mmdet models selected by the config's
+``model.distiller.type``; their registry entries describe them and load them on first use.
 """
 from __future__ import annotations
 
@@ -12,27 +13,25 @@ from kdhub import hookimpl
 from kdhub.config import LoadedConfig, peek_task
 
 
-def _lazy(module: str, name: str):
-    def build(*args, **kwargs):
-        import importlib
-        return getattr(importlib.import_module(f"kdhub_detection.{module}"), name)(*args, **kwargs)
-    build.__doc__ = f"kdhub_detection.{module}.{name}"
-    return build
-
-
 @hookimpl
 def kdhub_register(registry) -> None:
-    from .synth import SynthSpec, ensure_embedded
-    from .task import DetectionTask
-
-    registry.add_task("detection", DetectionTask())
-    registry.add_distiller("detrdistill", _lazy("detr_distill", "DETRDistill"),
+    registry.add_task("detection", "kdhub_detection.task:DetectionTask", "object detection on MMDetection: GID "
+                      "and DETRDistill between mmdet detectors", demo=True)
+    registry.add_distiller("detrdistill", "kdhub_detection.detr_distill:DETRDistill",
                            "DETRDistill: Hungarian-matching logits, target-aware feature and query-prior assignment "
-                           "distillation for the DETR family (mmdet)")
-    registry.add_distiller("gid", _lazy("gid", "GID"), "GID: general instance selection with feature, relation and "
-                           "response distillation for RetinaNet / FCOS / Faster R-CNN (mmdet)")
-    registry.add_dataset("detection_synth", lambda **kw: ensure_embedded(SynthSpec(**kw)),
-                         "synthetic shapes on textured backgrounds, COCO format (generated)")
+                           "distillation for the DETR family (mmdet; model.distiller.type='DETRDistill')",
+                           domain="detection")
+    registry.add_distiller("gid", "kdhub_detection.gid:GID", "GID: general instance selection with feature, "
+                           "relation and response distillation for RetinaNet / FCOS / Faster R-CNN (mmdet; "
+                           "model.distiller.type='GID')", domain="detection")
+    registry.add_dataset("detection_synth", synth_dataset, "synthetic shapes on textured backgrounds, COCO format "
+                         "(generated)", domain="detection")
+
+
+def synth_dataset(**spec):
+    """The generated data set described by ``SynthSpec(**spec)`` (built once); returns its folder."""
+    from .synth import SynthSpec, ensure_embedded
+    return ensure_embedded(SynthSpec(**spec))
 
 
 @hookimpl

@@ -1,25 +1,28 @@
-"""The detection task: one ``kdhub train`` = one mmengine Runner run of an mmdet config.
+"""The detection task: mmengine Runner runs of mmdet configs.
 
-A plain detector config trains that detector (teachers and baselines); a distillation config
-(``model.type='KDDistillDetector'``) trains the student with GID or DETRDistill. After training, the
-student is tested with the config's test evaluator (mmdet's CocoMetric), the teacher once (cached in
-``teacher_metrics.json``), and exported as a plain mmdet checkpoint ``student.pth`` with its detector config
-``student_config.py`` (``mmdet.apis.init_detector('student_config.py', 'student.pth')`` loads it).
-``summary.json`` gathers AP of both, parameter counts and skipped annotations.
+A plain detector config trains that detector in the work dir. A distillation config
+(``model.type='KDDistillDetector'``) runs the core pipeline (:mod:`kdhub.pipeline`): ``teacher/`` trains the
+teacher from ``model.teacher.config`` when ``model.teacher.checkpoint`` is None (a given teacher is tested
+once instead), ``baseline/`` trains the student alone when ``baseline = True``, and ``student/`` trains the
+student with GID or DETRDistill. Every model is tested with the config's test evaluator (mmdet's CocoMetric)
+and exported as a plain mmdet checkpoint ``student.pth`` with its detector config ``student_config.py``
+(``mmdet.apis.init_detector('student_config.py', 'student.pth')`` loads it). ``summary.json`` gathers the AP
+of each, parameter counts and skipped annotations.
 """
 from __future__ import annotations
 
-import json
+import itertools
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 
 from kdhub import dist
-from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, sub_state_dict
+from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, sub_state_dict
 from kdhub.config import ConfigError, LoadedConfig
 from kdhub.distiller import count_parameters
+from kdhub.pipeline import Pipeline, Stages
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, Task
 from kdhub.taps import unwrap
@@ -41,29 +44,6 @@ def ap_metrics(metrics: Dict[str, Any]) -> Dict[str, float]:
             value = float(value)
             out[name] = round(value * 100, 3) if value >= 0 else value
     return out or {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
-def runner_config(cfg, work_dir: Path, method: str, config_path: Optional[Path], resume: bool, launcher: str):
-    """The loaded config completed for the Runner: work dir, launcher, resume, kdhub hooks, atomic saves."""
-    from mmengine.config import Config
-    cfg = Config(cfg.to_dict())
-    cfg.work_dir = str(work_dir)
-    cfg.launcher = launcher
-    cfg.resume = resume
-    cfg.setdefault("default_scope", "mmdet")
-    hooks = cfg.setdefault("default_hooks", {})
-    ckpt = hooks.setdefault("checkpoint", dict(type="CheckpointHook", interval=1))
-    ckpt.setdefault("backend_args", dict(backend="kdhub_atomic"))
-    custom = list(cfg.get("custom_hooks", []) or [])
-    custom.append(dict(type="KDHubLifecycleHook", task="detection", method=method,
-                       config_path=str(config_path) if config_path else None))
-    cfg.custom_hooks = custom
-    if launcher != "none":
-        cfg.setdefault("model_wrapper_cfg", dict(type="KDHubDDP", broadcast_buffers=False,
-                                                 find_unused_parameters=True))
-        if not torch.cuda.is_available():
-            cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
-    return cfg
 
 
 def export_student(model, cfg, path: Path, classes) -> Path:
@@ -89,65 +69,128 @@ def _test(runner) -> Dict[str, float]:
     return ap_metrics(runner.test_loop.run())
 
 
-class DetectionRun:
-    """One ``kdhub train`` of a detection config."""
+_RUNS = itertools.count()
+
+
+class DetectionRun(Stages):
+    """One ``kdhub train`` of a detection config: one Runner run for a detector config, the core pipeline's
+    teacher, baseline and student for a distillation config."""
 
     def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
-        from . import register  # noqa: F401
+        from . import register  # noqa: F401  (kdhub's mmdet modules)
         self.loaded, self.cfg, self.source = loaded, loaded.cfg, str(loaded.path)
         self.work_dir, self.resume, self.launcher = Path(work_dir), resume, launcher
         self.method = _method(self.cfg)
         self.distilling = self.method != "supervised"
+        self.baseline = bool(self.cfg.get("baseline", False))
+        self.results: Dict[str, Dict[str, Any]] = {}
 
-    def run(self) -> Dict[str, Any]:
+    def train_one(self, cfg, work_dir: Path, role: str) -> Dict[str, Any]:
+        """Train (or resume) one detector or distillation run in ``work_dir``, test it and export the student
+        as a plain mmdet checkpoint (``student.pth`` and ``student_config.py``)."""
         from mmengine.runner import Runner
-        from .config import dataset_classes
+
+        from kdhub_openmmlab.runner import runner_config
+
+        from .config import DISTILL_TYPE, dataset_classes
+        method = _method(cfg)
+        cfg = runner_config(cfg, work_dir, task="detection", method=method, config_path=self.loaded.path,
+                            resume=self.resume, launcher=self.launcher, role=role, default_scope="mmdet",
+                            experiment_name=f"{role}_{next(_RUNS)}", find_unused_parameters=True)
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        model = unwrap(runner.model)
+        distilling = cfg.model.get("type") == DISTILL_TYPE
+        result = {"test": _test(runner), "export": str(work_dir / "student.pth"),
+                  "params": count_parameters(model.student if distilling else model)}
+        if distilling:
+            result["teacher_params"] = count_parameters(model.teacher)
+        if dist.is_main():
+            export_student(model, cfg, Path(result["export"]), dataset_classes(cfg))
+        dist.barrier()
+        return result
+
+    # the pipeline's stages ----------------------------------------------------------------------------
+    def teacher_checkpoint(self) -> Optional[Path]:
+        ckpt = self.cfg.model.teacher.get("checkpoint")
+        return Path(ckpt) if ckpt else None
+
+    def use_teacher(self, checkpoint: Path) -> None:
+        self.cfg.model.teacher.checkpoint = str(checkpoint)
+
+    def teacher_config(self):
+        """The teacher's own detector config (``model.teacher.config``), as ``kdhub train`` would load it."""
+        from .config import load
+        path = self.cfg.model.teacher.get("config")
+        if not path:
+            raise ConfigError(f"{self.source}: model.teacher.checkpoint is empty, so the teacher is trained here from "
+                              f"its own config, but model.teacher has no config; give model.teacher.config or a "
+                              f"trained model.teacher.checkpoint")
+        return load(Path(path), [])
+
+    def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
+        from .config import student_config
+        if role == "teacher":
+            return self.train_one(self.teacher_config(), work_dir, role)
+        return self.train_one(student_config(self.cfg) if role == "baseline" else self.cfg, work_dir, role)
+
+    def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
+        """The given teacher's test AP on this config's test split."""
+        from mmengine.config import ConfigDict
+
+        from .config import student_config
+        cfg = student_config(self.cfg)
+        teacher = self.cfg.model.teacher
+        cfg.model = ConfigDict(self.teacher_config().model if teacher.get("config") else teacher.model)
+        return test_checkpoint(cfg, checkpoint, self.launcher)
+
+    def inference(self, role: str, result: Mapping[str, Any]):
+        """One forward of the exported ``role`` detector on a 128 px image (CPU)."""
+        from mmdet.apis import init_detector
+        export = Path(result["export"])
+        det = init_detector(str(export.with_name("student_config.py")), str(export), device="cpu").eval()
+        image = torch.zeros(1, 3, 128, 128)
+
+        def run():
+            with torch.no_grad():
+                return det._forward(image)
+        return run
+
+    # the whole run ------------------------------------------------------------------------------------
+    def run(self) -> Dict[str, Any]:
         from .datasets import SKIPPED
-        summary_path = self.work_dir / "summary.json"
-        if self.resume and summary_path.is_file() and (self.work_dir / "student.pth").is_file():
-            return json.loads(summary_path.read_text())  # a finished run is reused
-        if not self.resume and (self.work_dir / "last_checkpoint").is_file():
-            raise ConfigError(f"{self.work_dir} already holds a run; pass --resume to continue it or choose another "
-                              f"--work-dir")
         dist.init_distributed(self.launcher)
         ctx = RunContext(RunInfo(task="detection", method=self.method, work_dir=self.work_dir,
                                  config_path=self.loaded.path, rank=dist.rank(), world_size=dist.world_size()))
-        cfg = runner_config(self.cfg, self.work_dir, self.method, self.loaded.path, self.resume, self.launcher)
-        runner = Runner.from_cfg(cfg)
-        runner.train()
-        student = _test(runner)
-        model = unwrap(runner.model)
-        teacher: Dict[str, float] = {}
-        params = {"student": count_parameters(model.student if self.distilling else model)}
-        if self.distilling:
-            params["teacher"] = count_parameters(model.teacher)
-            teacher = self.teacher_metrics(runner, model)
-        path = self.work_dir / "student.pth"
-        if dist.is_main():
-            export_student(model, cfg, path, dataset_classes(cfg))
-        dist.barrier()
-        skipped = {k: len(v) for k, v in SKIPPED.items()}
-        extra = {}
-        if self.distilling:
-            extra["distiller"] = cfg.model.distiller.to_dict()
-            extra["teacher_checkpoint"] = cfg.model.teacher.checkpoint
-        return ctx.finish(teacher=teacher, student=student, params=params, student_checkpoint=path,
-                          student_config=self.work_dir / "student_config.py", skipped_annotations=skipped,
-                          skipped_examples={k: v[:5] for k, v in SKIPPED.items()}, **extra)
+        pipeline = Pipeline(ctx, self.resume)
+        skipped = lambda: dict(skipped_annotations={k: len(v) for k, v in SKIPPED.items()},
+                               skipped_examples={k: v[:5] for k, v in SKIPPED.items()})
+        if not self.distilling:
+            result = pipeline.stage("model", self.work_dir, lambda d: self.train_one(self.cfg, d, "model"),
+                                    self.started)
+            return ctx.finish(teacher={}, student=result["test"], params={"student": result["params"]},
+                              student_checkpoint=Path(result["export"]),
+                              student_config=self.work_dir / "student_config.py", **skipped())
+        ctx.start()
+        results = self.results = pipeline.run(self)
+        return pipeline.finish(results, params={"teacher": results["student"]["teacher_params"]},
+                               student_config=self.work_dir / "student" / "student_config.py",
+                               distiller=self.cfg.model.distiller.to_dict(), **skipped())
 
-    def teacher_metrics(self, runner, model) -> Dict[str, float]:
-        """The teacher's test AP, computed once per work dir (the teacher is frozen)."""
-        cache = self.work_dir / "teacher_metrics.json"
-        if cache.is_file():
-            return json.loads(cache.read_text())
-        model.predict_with = "teacher"
-        try:
-            metrics = _test(runner)
-        finally:
-            model.predict_with = "student"
-        if dist.is_main():
-            atomic_write_text(cache, json.dumps(metrics, indent=2) + "\n")
-        return metrics
+
+def test_checkpoint(cfg, checkpoint: Path, launcher: str = "none") -> Dict[str, float]:
+    """Test AP of the detector config ``cfg`` with the weights of ``checkpoint`` (a plain detector checkpoint,
+    or the student part of a distillation checkpoint)."""
+    from mmengine.runner import Runner
+
+    from kdhub_openmmlab.runner import eval_config
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = eval_config(cfg, Path(tmp), default_scope="mmdet", launcher=launcher,
+                          experiment_name=f"eval_{next(_RUNS)}",
+                          load_from=str(plain_checkpoint(Path(checkpoint), Path(tmp))))
+        return ap_metrics(Runner.from_cfg(cfg).test())
 
 
 def plain_checkpoint(path: Path, tmp: Path) -> Path:
@@ -169,17 +212,9 @@ class DetectionTask(Task):
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         """Test AP of a student checkpoint (exported ``student.pth`` or a training checkpoint)."""
-        from mmengine.runner import Runner
-        from . import register  # noqa: F401
+        from . import register  # noqa: F401  (kdhub's mmdet modules)
         from .config import student_config
-        if not Path(checkpoint).is_file():
-            raise CheckpointError(f"checkpoint not found: {checkpoint}")
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = student_config(loaded.cfg)
-            cfg.work_dir = tmp
-            cfg.load_from = str(plain_checkpoint(Path(checkpoint), Path(tmp)))
-            cfg.setdefault("default_scope", "mmdet")
-            return ap_metrics(Runner.from_cfg(cfg).test())
+        return test_checkpoint(student_config(loaded.cfg), Path(checkpoint))
 
     def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
         return DetectionRun(loaded, work_dir, resume, launcher).run()

@@ -1,20 +1,25 @@
-"""The graph task's YAML config: schema, defaults and loading (with ``--cfg-options``)."""
+"""The graph task's YAML config: schema, defaults and loading (with ``--cfg-options``).
+
+``method`` is any graph method in the registry (the plugin's own and third-party ones) or ``none``;
+``distill.<method>`` subsections carry a method's own hyper-parameters (see :mod:`kdhub_graph.plugin`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
 import yaml
+from torch import nn
 
 from kdhub.config import ConfigError, Field, apply_overrides, validate
 
-METHODS = ("glnn", "ffg2m", "none")
+from .plugin import build_method, method_names
+
 SETTINGS = ("transductive", "inductive", "production")
 TEACHERS = ("gcn", "sage", "gat")
 
 SCHEMA = {
     "task": Field(str, choices=("graph",)),
-    "method": Field(str, "glnn", choices=METHODS, help="distillation method; none trains the baseline only"),
     "setting": Field(str, "transductive", choices=SETTINGS),
     "seeds": Field(list, [0], help="one run per seed (split, initialisation); mean and std are reported"),
     "device": Field(str, "cpu", choices=("cpu", "cuda", "auto")),
@@ -68,7 +73,17 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    cfg = validate(apply_overrides(raw or {}, overrides, source), SCHEMA, source)
+    raw = apply_overrides(raw or {}, overrides, source)
+    methods = method_names()
+    sections = _method_sections(raw, methods, source)
+    method = Field(str, "glnn", choices=(*methods, "none"), help="distillation method; none trains the baseline only")
+    cfg = validate(raw, {"task": SCHEMA["task"], "method": method, **SCHEMA}, source)
+    cfg["distill"].update(sections)
+    if cfg["method"] != "none":  # the method reads its hyper-parameters now, so a bad one fails before training
+        try:
+            build_method(cfg["method"], nn.Identity(), cfg["distill"])
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     d = cfg["data"]
     if d["source"] in ("pyg", "planetoid") and not d["root"]:
         raise ConfigError(f"{source}: data.source is {d['source']} but data.root is empty; set it to the folder "
@@ -90,3 +105,17 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
     if not 0.0 <= cfg["distill"]["lambda"] <= 1.0:
         raise ConfigError(f"{source}: distill.lambda must be in [0, 1], got {cfg['distill']['lambda']}")
     return cfg
+
+
+def _method_sections(raw: Dict[str, Any], methods: Sequence[str], source: str) -> Dict[str, Dict[str, Any]]:
+    """Take the ``distill.<method>`` subsections out of ``raw`` (the schema does not know third-party
+    methods' keys; each method checks its own) and return them."""
+    distill = raw.get("distill")
+    if not isinstance(distill, dict):
+        return {}
+    sections = {k: distill.pop(k) for k in list(distill) if k in methods}
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: distill.{name} must be a mapping of method {name!r}'s own "
+                              f"hyper-parameters, got {type(section).__name__} {section!r}")
+    return sections

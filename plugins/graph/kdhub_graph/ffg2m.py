@@ -9,7 +9,7 @@ L = lambda * CE + (1 - lambda) * (L_LFD + L_HFD).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +46,16 @@ def high_frequency_loss(s: torch.Tensor, z: torch.Tensor, edge_index: torch.Tens
 class FFG2M(Distiller):
     """Student MLP distilled with low- and high-frequency terms over the observed graph's edges."""
 
+    needs_graph = True  # batches hold the targets' one-hop neighbourhood and its edges
+
     def __init__(self, student: torch.nn.Module, lam: float = 0.4, tau: float = 1.5):
         super().__init__(student)
         self.lam, self.tau = float(lam), float(tau)
+
+    @classmethod
+    def from_config(cls, student: torch.nn.Module, distill: Dict[str, Any]) -> "FFG2M":
+        """From the graph config's ``distill`` section (``lambda``, ``tau``)."""
+        return cls(student, distill["lambda"], distill["tau"])
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor, teacher_logits: torch.Tensor,
              edge_index: torch.Tensor, num_targets: int, **_: torch.Tensor) -> Dict[str, torch.Tensor]:

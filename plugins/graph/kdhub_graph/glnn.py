@@ -5,7 +5,7 @@ distillation node set, with the teacher's soft labels computed once and cached.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,11 @@ class GLNN(Distiller):
         super().__init__(student)
         self.lam = float(lam)
         self.kd = KDLoss(temperature)
+
+    @classmethod
+    def from_config(cls, student: torch.nn.Module, distill: Dict[str, Any]) -> "GLNN":
+        """From the graph config's ``distill`` section (``lambda``, ``temperature``)."""
+        return cls(student, distill["lambda"], distill["temperature"])
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor, teacher_logits: torch.Tensor,
              **_: torch.Tensor) -> Dict[str, torch.Tensor]:

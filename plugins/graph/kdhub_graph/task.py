@@ -1,33 +1,32 @@
-"""The graph task: per seed, a GNN teacher (trained or loaded), cached soft labels, a baseline MLP and a
-distilled MLP, all on the core Trainer; results aggregated over seeds into ``summary.json``.
+"""The graph task: per seed, the core pipeline runs a GNN teacher (trained or loaded), a baseline MLP and an
+MLP distilled from the teacher's cached soft labels, all on the core Trainer; results are aggregated over
+seeds into ``summary.json``.
 
-Layout of a work dir: ``seed_<s>/{teacher,baseline,student}/`` each with checkpoints and a
-``result.json`` (a finished sub-run is skipped on ``--resume``, an unfinished one continues from its last
-checkpoint), ``seed_<s>/student.pth`` (the exported student) and ``summary.json``.
+Layout of a work dir: ``seed_<s>/{teacher,baseline,student}/`` are the pipeline's sub-runs (checkpoints and
+``result.json``), ``seed_<s>/student.pth`` the exported student, and ``summary.json``.
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import torch
 from torch import nn
 from torch_geometric.data import Data
 
 from kdhub import Task, count_parameters, dist
-from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint
+from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from kdhub.config import ConfigError, LoadedConfig, require_file
 from kdhub.engine import Trainer
+from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
-from kdhub.task import DemoResult, ModelResult
-from kdhub.timing import median_seconds
+from kdhub.task import DemoResult
 
 from .data import load_graph, prepare
-from .ffg2m import FFG2M
-from .glnn import GLNN, labelled_ce
+from .glnn import labelled_ce
 from .models import MLP, GNN, build_teacher
+from .plugin import build_method
 from .sampler import CSR, sample
 from .soft_labels import soft_labels
 
@@ -95,64 +94,71 @@ def _mean_std(runs: List[Dict[str, float]]) -> Dict[str, float]:
     return out
 
 
-class GraphRun:
-    """One ``kdhub train`` of the graph task."""
+class SeedStages(Stages):
+    """The pipeline's stages for one seed: a GNN teacher, then MLP students on its cached soft labels."""
 
-    def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool):
-        self.cfg, self.source = loaded.cfg, str(loaded.path)
-        self.work_dir, self.resume = Path(work_dir), resume
-        dev = self.cfg["device"]
-        self.device = torch.device("cuda" if dev == "cuda" or (dev == "auto" and torch.cuda.is_available()) else "cpu")
-        self.data = load_graph(self.cfg["data"], self.source)
-        self.setting, self.method = self.cfg["setting"], self.cfg["method"]
+    def __init__(self, run: "GraphRun", seed: int, split: Data, seed_dir: Path):
+        self.run, self.seed, self.split, self.seed_dir = run, seed, split, seed_dir
+        self.cfg = run.cfg
+        self.baseline = bool(self.cfg["baseline"])
+        self.distil = run.method != "none"
+        self.teacher_path: Optional[Path] = None
+        self._soft: Optional[tuple] = None
 
-    # sub-runs -------------------------------------------------------------------------------
-    def _sub(self, seed_dir: Path, role: str) -> RunContext:
-        return RunContext(RunInfo("graph", f"{self.method}:{role}", seed_dir / role, Path(self.source),
+    def _ctx(self, role: str, work_dir: Path) -> RunContext:
+        return RunContext(RunInfo("graph", f"{self.run.method}:{role}", work_dir, Path(self.run.source),
                                   dist.rank(), dist.world_size()))
 
-    def _finished(self, ctx: RunContext) -> Optional[Dict[str, Any]]:
-        path = ctx.work_dir / "result.json"
-        if self.resume and path.is_file():
-            return json.loads(path.read_text())
-        return None
+    # teacher ------------------------------------------------------------------------------------------
+    def teacher_checkpoint(self) -> Optional[Path]:
+        given = self.cfg["teacher"]["checkpoint"]
+        if not given:
+            return None
+        self.teacher_path = require_file(given.format(seed=self.seed), "teacher.checkpoint", self.run.source,
+                                         "train a teacher first (leave teacher.checkpoint empty) or fix the path")
+        return self.teacher_path
 
-    def _record(self, ctx: RunContext, result: Dict[str, Any]) -> Dict[str, Any]:
-        if ctx.main:
-            atomic_write_text(ctx.work_dir / "result.json", json.dumps(result, indent=2) + "\n")
-        ctx.end(result)
-        return result
+    def use_teacher(self, checkpoint: Path) -> None:
+        self.teacher_path = checkpoint
 
-    # teacher --------------------------------------------------------------------------------
-    def _arch(self) -> Dict[str, Any]:
-        return {k: self.cfg["teacher"][k] for k in ARCH_KEYS}
+    def soft_labels(self) -> tuple:
+        """The teacher's logits on the observed graph, computed once per seed (or read from the cache), and
+        whether they came from the cache; used for distillation and for the teacher's own metrics."""
+        if self._soft is None:
+            teacher = self.run.load_teacher(self.teacher_path, self.split).to(self.run.device).eval()
+            x, ei = self.split.x.to(self.run.device), self.split.obs_edge_index.to(self.run.device)
+            observed, cached = soft_labels(teacher, self.teacher_path, x, ei, self.cfg["distill"]["cache_dir"] or None,
+                                           fallback_dir=self.seed_dir / "soft_labels")
+            self._soft = (teacher, observed, cached)
+        return self._soft
 
-    def load_teacher(self, path: Path, split: Data) -> GNN:
-        state = load_checkpoint(path)
-        if not isinstance(state, dict) or "model" not in state:
-            raise CheckpointError(f"{path} is not a kdhub-graph teacher checkpoint (no 'model' entry)")
-        feats, classes = split.num_features, int(split.y.max()) + 1
-        if (state.get("in_channels"), state.get("num_classes")) != (feats, classes):
-            raise ConfigError(
-                f"{self.source}: teacher.checkpoint {path} was trained for {state.get('in_channels')} features "
-                f"and {state.get('num_classes')} classes, but the data has {feats} features and {classes} "
-                f"classes; use a teacher trained on this data set (or leave teacher.checkpoint empty to train one)")
-        teacher = build_teacher(state.get("arch", self._arch()), feats, classes)
-        teacher.load_state_dict(state["model"])
-        return teacher
+    def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
+        self.teacher_path = checkpoint
+        teacher, observed, _ = self.soft_labels()
+        split = self.split
+        if self.run.setting == "transductive":  # the observed graph is the whole graph
+            scores = observed
+        else:  # GLNN: observed test nodes scored on the observed graph, hidden ones on the full graph
+            with torch.no_grad():
+                scores = teacher(split.x.to(self.run.device), split.edge_index.to(self.run.device)).cpu()
+            scores[split.obs_mask] = observed[split.obs_mask]
+        return split_metrics(scores, split, self.run.setting)
 
-    def train_teacher(self, split: Data, seed: int, seed_dir: Path) -> Path:
-        ctx = self._sub(seed_dir, "teacher")
-        path = ctx.work_dir / "teacher.pth"
-        if self._finished(ctx) and path.is_file():
-            return path
+    def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
+        if role == "teacher":
+            return self.train_teacher(work_dir)
+        return self.train_student(role, work_dir)
+
+    def train_teacher(self, work_dir: Path) -> Dict[str, Any]:
+        split, seed, run = self.split, self.seed, self.run
+        ctx = self._ctx("teacher", work_dir)
         t = self.cfg["teacher"]
         torch.manual_seed(seed)
         classes = int(split.y.max()) + 1
-        gnn = build_teacher(self._arch(), split.num_features, classes).to(self.device)
+        gnn = build_teacher(run.arch(), split.num_features, classes).to(run.device)
         objective = TeacherObjective(gnn)
-        x, y = split.x.to(self.device), split.y.to(self.device)
-        ei, train = split.obs_edge_index.to(self.device), split.train_mask.to(self.device)
+        x, y = split.x.to(run.device), split.y.to(run.device)
+        ei, train = split.obs_edge_index.to(run.device), split.train_mask.to(run.device)
         csr = CSR.from_edge_index(split.obs_edge_index, split.num_nodes) if t["model"] == "sage" else None
 
         def batches(epoch: int):
@@ -162,60 +168,42 @@ class GraphRun:
             g = torch.Generator().manual_seed(seed * 7919 + epoch)
             for seeds in _shards(torch.nonzero(split.train_mask).flatten(), t["batch_size"], seed, epoch):
                 sub = sample(csr, seeds, t["fanout"], g)
-                yield {"x": x[sub.n_id.to(self.device)], "edge_index": sub.edge_index.to(self.device),
-                       "y": y[seeds.to(self.device)], "labelled": torch.ones(len(seeds), dtype=torch.bool,
-                                                                             device=self.device),
+                yield {"x": x[sub.n_id.to(run.device)], "edge_index": sub.edge_index.to(run.device),
+                       "y": y[seeds.to(run.device)], "labelled": torch.ones(len(seeds), dtype=torch.bool,
+                                                                            device=run.device),
                        "batch_size": sub.batch_size}
 
         def evaluate():
             return split_metrics(gnn(x, ei).cpu(), split, "transductive")  # observed graph: val only matters
 
-        trainer = self._fit(objective, gnn, t, ctx, batches, evaluate, f"teacher seed {seed}")
+        trainer = run.fit(objective, gnn, t, ctx, batches, evaluate, f"teacher seed {seed}")
+        path = work_dir / "teacher.pth"
         if ctx.main:
-            atomic_save({"model": gnn.state_dict(), "arch": self._arch(), "in_channels": split.num_features,
+            atomic_save({"model": gnn.state_dict(), "arch": run.arch(), "in_channels": split.num_features,
                          "num_classes": classes}, path)
-        self._record(ctx, {"val_acc": trainer.best_value})
         dist.barrier()
-        return path
+        result = {"test": self.test_teacher(path), "export": str(path), "params": count_parameters(gnn),
+                  "val_acc": trainer.best_value}
+        ctx.end(result)
+        return result
 
-    # training -------------------------------------------------------------------------------
-    def _fit(self, objective: nn.Module, net: nn.Module, hp: Dict[str, Any], ctx: RunContext,
-             batches: Callable, evaluate: Callable, desc: str) -> Trainer:
-        """Adam on ``net``, best validation accuracy selected (GLNN's tie rule), early stopping; the best
-        weights are loaded back into ``net``."""
-        model = nn.parallel.DistributedDataParallel(objective) if dist.is_distributed() else objective
-        opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-        trainer = Trainer(model, opt, ctx, epochs=hp["epochs"], batches=batches, evaluate=evaluate,
-                          select="val_acc", patience=hp["patience"], ties_to_later=True,
-                          checkpoint_interval=self.cfg["checkpoint_interval"], desc=desc)
-        trainer.fit(resume=self.resume)
-        trainer.load_best()
-        return trainer
-
-    # students -------------------------------------------------------------------------------
-    def train_student(self, split: Data, seed: int, seed_dir: Path, role: str,
-                      teacher_logits: Optional[torch.Tensor]) -> Dict[str, Any]:
-        ctx = self._sub(seed_dir, role)
-        done = self._finished(ctx)
-        if done is not None:
-            return done
+    def train_student(self, role: str, work_dir: Path) -> Dict[str, Any]:
+        split, seed, run = self.split, self.seed, self.run
+        ctx = self._ctx(role, work_dir)
         s = self.cfg["student"]
+        method = "none" if role == "baseline" else run.method
+        teacher_logits = self.soft_labels()[1] if method != "none" else None
         torch.manual_seed(seed + 1)
         classes = int(split.y.max()) + 1
-        mlp = MLP(split.num_features, s["hidden"], classes, s["layers"], s["dropout"], s["norm"]).to(self.device)
-        dev = self.device
+        mlp = MLP(split.num_features, s["hidden"], classes, s["layers"], s["dropout"], s["norm"]).to(run.device)
+        dev = run.device
         x, y, train = split.x.to(dev), split.y.to(dev), split.train_mask.to(dev)
-        method = "none" if role == "baseline" else self.method
-        if method == "glnn":
-            model = GLNN(mlp, self.cfg["distill"]["lambda"], self.cfg["distill"]["temperature"])
-        elif method == "ffg2m":
-            model = FFG2M(mlp, self.cfg["distill"]["lambda"], self.cfg["distill"]["tau"])
-        else:
-            model = PlainStudent(mlp)
+        model = PlainStudent(mlp) if method == "none" else build_method(method, mlp, self.cfg["distill"])
         # GLNN: distil over every observed node (transductive: all nodes); baseline: labelled nodes only
         nodes = torch.nonzero(split.train_mask if method == "none" else split.obs_mask).flatten()
         soft = teacher_logits.to(dev) if teacher_logits is not None else None
-        csr = CSR.from_edge_index(split.obs_edge_index, split.num_nodes) if method == "ffg2m" else None
+        needs_graph = getattr(model, "needs_graph", False)  # the method reads the targets' neighbourhoods
+        csr = CSR.from_edge_index(split.obs_edge_index, split.num_nodes) if needs_graph else None
 
         def make_batch(targets: torch.Tensor) -> Dict[str, Any]:
             t = targets.to(dev)
@@ -240,55 +228,96 @@ class GraphRun:
                 yield make_batch(targets)
 
         def evaluate():
-            return split_metrics(mlp(x).cpu(), split, self.setting)
+            return split_metrics(mlp(x).cpu(), split, run.setting)
 
-        metrics = dict(self._fit(model, mlp, s, ctx, batches, evaluate, f"{role} seed {seed}").best_metrics)
+        metrics = dict(run.fit(model, mlp, s, ctx, batches, evaluate, f"{role} seed {seed}").best_metrics)
+        path = self.seed_dir / ("student.pth" if role == "student" else f"{role}.pth")
         if ctx.main:
-            path = seed_dir / ("student.pth" if role == "student" else f"{role}.pth")
             atomic_save({"student": mlp.state_dict(), "seed": seed, "in_channels": split.num_features,
                          "num_classes": classes, "arch": dict(s)}, path)
-            metrics["checkpoint"] = str(path)
-        return self._record(ctx, metrics)
-
-    # one seed, all seeds --------------------------------------------------------------------
-    def run_seed(self, seed: int) -> Dict[str, Any]:
-        seed_dir = self.work_dir / f"seed_{seed}"
-        split = prepare(self.data, self.cfg["data"], seed, self.setting, self.source)
-        given = self.cfg["teacher"]["checkpoint"]
-        if given:
-            path = require_file(given.format(seed=seed), "teacher.checkpoint", self.source,
-                                "train a teacher first (leave teacher.checkpoint empty) or fix the path")
-        else:
-            path = self.train_teacher(split, seed, seed_dir)
-        teacher = self.load_teacher(path, split).to(self.device).eval()
-        x = split.x.to(self.device)
-        # the soft labels are the teacher's logits on the observed graph: computed once (or read from the
-        # cache) and used both for distillation and for the teacher's own metrics
-        cache = self.cfg["distill"]["cache_dir"] or None
-        observed, cached = soft_labels(teacher, path, x, split.obs_edge_index.to(self.device), cache,
-                                       fallback_dir=seed_dir / "soft_labels")
-        if self.setting == "transductive":  # the observed graph is the whole graph
-            scores = observed
-        else:  # GLNN: observed test nodes scored on the observed graph, hidden ones on the full graph
-            with torch.no_grad():
-                scores = teacher(x, split.edge_index.to(self.device)).cpu()
-            scores[split.obs_mask] = observed[split.obs_mask]
-        result: Dict[str, Any] = {"seed": seed, "teacher": split_metrics(scores, split, self.setting),
-                                  "teacher_checkpoint": str(path), "soft_labels_cached": cached}
-        if self.cfg["baseline"]:
-            result["baseline"] = self.train_student(split, seed, seed_dir, "baseline", None)
-        if self.method != "none":
-            result["student"] = self.train_student(split, seed, seed_dir, "student", observed)
-        s = self.cfg["student"]
-        student = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"], s["dropout"], s["norm"])
-        result["params"] = {"teacher": count_parameters(teacher), "student": count_parameters(student)}
+        result = {"test": metrics, "export": str(path), "params": count_parameters(mlp)}
+        ctx.end(result)
         return result
+
+    def inference(self, role: str, result: Mapping[str, Any]):
+        split = self.split
+        if role == "teacher":
+            teacher = self.soft_labels()[0].cpu().eval()
+            return lambda: _no_grad(teacher, split.x, split.edge_index)
+        s = self.cfg["student"]
+        mlp = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"]).eval()
+        return lambda: _no_grad(mlp, split.x)
+
+
+def _no_grad(model: nn.Module, *inputs: Any) -> Any:
+    with torch.no_grad():
+        return model(*inputs)
+
+
+class GraphRun:
+    """One ``kdhub train`` of the graph task: the pipeline once per seed, aggregated over seeds."""
+
+    def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool):
+        self.cfg, self.source = loaded.cfg, str(loaded.path)
+        self.work_dir, self.resume = Path(work_dir), resume
+        dev = self.cfg["device"]
+        self.device = torch.device("cuda" if dev == "cuda" or (dev == "auto" and torch.cuda.is_available()) else "cpu")
+        self.data = load_graph(self.cfg["data"], self.source)
+        self.setting, self.method = self.cfg["setting"], self.cfg["method"]
+
+    def arch(self) -> Dict[str, Any]:
+        return {k: self.cfg["teacher"][k] for k in ARCH_KEYS}
+
+    def load_teacher(self, path: Path, split: Data) -> GNN:
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or "model" not in state:
+            raise CheckpointError(f"{path} is not a kdhub-graph teacher checkpoint (no 'model' entry)")
+        feats, classes = split.num_features, int(split.y.max()) + 1
+        if (state.get("in_channels"), state.get("num_classes")) != (feats, classes):
+            raise ConfigError(
+                f"{self.source}: teacher.checkpoint {path} was trained for {state.get('in_channels')} features "
+                f"and {state.get('num_classes')} classes, but the data has {feats} features and {classes} "
+                f"classes; use a teacher trained on this data set (or leave teacher.checkpoint empty to train one)")
+        teacher = build_teacher(state.get("arch", self.arch()), feats, classes)
+        teacher.load_state_dict(state["model"])
+        return teacher
+
+    def fit(self, objective: nn.Module, net: nn.Module, hp: Dict[str, Any], ctx: RunContext,
+            batches: Callable, evaluate: Callable, desc: str) -> Trainer:
+        """Adam on ``net``, best validation accuracy selected (GLNN's tie rule), early stopping; the best
+        weights are loaded back into ``net``."""
+        model = nn.parallel.DistributedDataParallel(objective) if dist.is_distributed() else objective
+        opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        trainer = Trainer(model, opt, ctx, epochs=hp["epochs"], batches=batches, evaluate=evaluate,
+                          select="val_acc", patience=hp["patience"], ties_to_later=True,
+                          checkpoint_interval=self.cfg["checkpoint_interval"], desc=desc)
+        trainer.fit(resume=self.resume)
+        trainer.load_best()
+        return trainer
+
+    def stages(self, seed: int) -> SeedStages:
+        split = prepare(self.data, self.cfg["data"], seed, self.setting, self.source)
+        return SeedStages(self, seed, split, self.work_dir / f"seed_{seed}")
 
     def run(self) -> Dict[str, Any]:
         ctx = RunContext(RunInfo("graph", self.method, self.work_dir, Path(self.source), dist.rank(),
                                  dist.world_size(), {"setting": self.setting}))
         ctx.start()
-        per_seed = [self.run_seed(seed) for seed in self.cfg["seeds"]]
+        pipeline = Pipeline(ctx, self.resume)
+        per_seed = []
+        for seed in self.cfg["seeds"]:
+            stages = self.stages(seed)
+            results = pipeline.run(stages, stages.seed_dir)
+            teacher, _, cached = stages.soft_labels()
+            row: Dict[str, Any] = {"seed": seed, "teacher": results["teacher"]["test"],
+                                   "teacher_checkpoint": results["teacher"]["export"], "soft_labels_cached": cached}
+            for role in ("baseline", "student"):
+                if role in results:
+                    row[role] = dict(results[role]["test"], checkpoint=results[role]["export"])
+            s = self.cfg["student"]
+            mlp = MLP(stages.split.num_features, s["hidden"], int(stages.split.y.max()) + 1, s["layers"])
+            row["params"] = {"teacher": count_parameters(teacher), "student": count_parameters(mlp)}
+            per_seed.append(row)
         strip = lambda m: {k: v for k, v in m.items() if isinstance(v, float)}
         teacher = _mean_std([strip(r["teacher"]) for r in per_seed])
         baseline = _mean_std([strip(r["baseline"]) for r in per_seed]) if self.cfg["baseline"] else None
@@ -300,7 +329,7 @@ class GraphRun:
 
 
 class GraphTask(Task):
-    """GNN-to-MLP distillation (GLNN, FF-G2M) on torch-geometric graphs."""
+    """GNN-to-MLP distillation on torch-geometric graphs; the method is any registered graph distiller."""
 
     name = domain = "graph"
     package = "kdhub-graph"
@@ -342,20 +371,12 @@ class GraphTask(Task):
                            work_dir / method, resume=True)
             summaries[method] = run.run()
         g, ff = summaries["glnn"], summaries["ffg2m"]
-        split = prepare(run.data, run.cfg["data"], run.cfg["seeds"][0], "transductive")
-        teacher = run.load_teacher(Path(g["per_seed"][0]["teacher_checkpoint"]), split).eval()
-        s = run.cfg["student"]
-        mlp = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"]).eval()
-        with torch.no_grad():
-            t_ms = median_seconds(lambda: teacher(split.x, split.edge_index)) * 1e3
-            s_ms = median_seconds(lambda: mlp(split.x)) * 1e3
-        p = g["params"]
-        row = lambda name, summ, role, params, ms: ModelResult(name, summ[role]["test_acc"], params, ms,
-                                                              summ[role]["test_acc_std"])
-        rows = [row(f"teacher ({g['teacher_model']})", g, "teacher", p["teacher"], t_ms),
-                row("baseline MLP", g, "baseline", p["student"], s_ms),
-                row("GLNN MLP", g, "student", p["student"], s_ms),
-                row("FF-G2M MLP", ff, "student", p["student"], s_ms)]
+        stages = run.stages(run.cfg["seeds"][0])
+        stages.use_teacher(Path(g["per_seed"][0]["teacher_checkpoint"]))
+        split = stages.split
+        rows = demo_rows(g, "test_acc", stages, roles=(("teacher", f"teacher ({g['teacher_model']})"),
+                                                       ("baseline", "baseline MLP"), ("student", "GLNN MLP")))
+        rows += demo_rows(ff, "test_acc", stages, roles=(("student", "FF-G2M MLP"),))
         notes = [f"embedded CSBM graph: {split.num_nodes} nodes, {split.edge_index.size(1) // 2} edges, "
                  f"{len(g['seeds'])} seeds, transductive; latency: inference over every node on this machine",
                  f"summaries: {work_dir / 'glnn' / 'summary.json'}, {work_dir / 'ffg2m' / 'summary.json'}"]

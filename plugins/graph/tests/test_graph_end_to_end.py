@@ -135,3 +135,24 @@ def test_more_bad_inputs(tiny, tmp_path):
     (work / "seed_0" / "student" / "result.json").unlink()  # pretend the student was interrupted
     proc = run_cli(["train", cfg, "--work-dir", work, "--resume", "--cfg-options", "student.hidden=64"], check=False)
     assert proc.returncode == 2 and "does not fit this model" in proc.stderr and "new --work-dir" in proc.stderr
+
+
+def test_resume_after_sigkill_ends_bit_identical(tiny, tmp_path):
+    """The core Trainer: a run killed (SIGKILL) after its student's first checkpoint, then resumed, ends with
+    exactly the student of an uninterrupted run."""
+    from kdhub.testing import kill_when
+
+    cfg = tiny(**{"student__epochs": 300, "student__patience": 1000, "checkpoint_interval": 5})
+    env = {**os.environ, "KDHUB_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    run_cli(["train", cfg, "--work-dir", tmp_path / "straight"], env=env)
+    cut = tmp_path / "cut"
+    ckpts = cut / "seed_0" / "student" / "checkpoints"
+    killed = kill_when([sys.executable, "-m", "kdhub", "train", str(cfg), "--work-dir", str(cut)],
+                       lambda: any(ckpts.glob("epoch_*.pth")), env=env)
+    assert killed and not (cut / "seed_0" / "student" / "result.json").exists()
+    run_cli(["train", cfg, "--work-dir", cut, "--resume"], env=env)
+    a = torch.load(tmp_path / "straight" / "seed_0" / "student.pth", weights_only=True)["student"]
+    b = torch.load(cut / "seed_0" / "student.pth", weights_only=True)["student"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((cut / "summary.json").read_text())["student"] == \
+        json.loads((tmp_path / "straight" / "summary.json").read_text())["student"]

@@ -3,18 +3,16 @@
 ``SegDistiller`` is registered in mmseg's MODELS. In ``loss`` mode it runs the teacher (no grad, only
 as far as the distiller reads), then the student's own ``loss`` (cross entropy ...), then the
 distiller's terms; ``predict`` and ``tensor`` modes are the student's, so validation and testing
-measure the student. The teacher is loaded from ``teacher_checkpoint`` and held outside the module
+measure the student. The teacher is loaded from ``teacher.checkpoint`` and held outside the module
 tree: state dicts, checkpoints, optimisers, DDP and ``init_weights`` see only the student and the
 distiller's modules, while device moves (``.to``/``.cuda``) still carry the teacher along.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
-from mmengine.config import Config, ConfigDict
 from mmengine.model import BaseModel
 from mmseg.registry import MODELS
 from torch import Tensor
@@ -22,35 +20,13 @@ from torch import Tensor
 from kdhub.checkpoint import CheckpointError, load_checkpoint, sub_state_dict
 from kdhub.config import ConfigError
 from kdhub.distiller import freeze
+from kdhub_openmmlab.teacher import model_config
 
 from .terms import TermsDistiller
 from .transkd import TransKDDistiller
 
 MODELS.register_module("TransKDDistiller", module=TransKDDistiller)
 MODELS.register_module("TermsDistiller", module=TermsDistiller)
-
-
-def model_config(spec: Union[dict, ConfigDict], key: str) -> ConfigDict:
-    """A segmentor config given inline or as ``dict(cfg_path=...)`` (the ``model`` of that config file)."""
-    spec = ConfigDict(copy.deepcopy(dict(spec)))
-    if "cfg_path" not in spec:
-        return spec
-    path = spec.pop("cfg_path")
-    if not str(path).startswith("mmseg::") and not Path(path).is_file():
-        raise ConfigError(f"{key}.cfg_path: config file not found: {path}")
-    cfg = Config.fromfile(str(path))
-    if "model" not in cfg:
-        raise ConfigError(f"{key}.cfg_path: {path} defines no 'model'")
-    return _merged(copy.deepcopy(cfg.model), spec)  # keys given next to cfg_path override the file's
-
-
-def _merged(base: ConfigDict, extra: dict) -> ConfigDict:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and not value.get("_delete_"):
-            _merged(base[key], value)
-        else:
-            base[key] = {k: v for k, v in value.items() if k != "_delete_"} if isinstance(value, dict) else value
-    return base
 
 
 def load_segmentor_weights(model: torch.nn.Module, path: Union[str, Path], key: str) -> None:
@@ -76,30 +52,31 @@ class SegDistiller(BaseModel):
     """Teacher -> student distillation of two mmseg segmentors (EncoderDecoder with any backbone).
 
     Args:
-        student: the student's model config, inline or ``dict(cfg_path='student_config.py')``.
-        teacher: the teacher's model config, likewise.
-        teacher_checkpoint: the trained teacher (a plain mmseg checkpoint, e.g. ``model_mmseg.pth``).
+        student: the student's model config, inline or ``dict(config='student_config.py')``.
+        teacher: the teacher's model config, likewise, with ``checkpoint``: the trained teacher (a plain mmseg
+            checkpoint, e.g. ``model_mmseg.pth``), as :mod:`kdhub_openmmlab.teacher` describes.
         distiller: ``dict(type='TransKDDistiller', variant='base'|'gl'|'ea', ...)`` or
             ``dict(type='TermsDistiller', terms=[...])`` for the core's generic terms.
         data_preprocessor: keys over the student's own preprocessor (by default the student's).
     """
 
-    def __init__(self, student: dict, teacher: dict, distiller: dict, teacher_checkpoint: Optional[str] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+    def __init__(self, student: dict, teacher: dict, distiller: dict, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
         student_cfg = model_config(student, "model.student")
         teacher_cfg = model_config(teacher, "model.teacher")
         # the student's preprocessor, with what the config gives here (mmengine passes the top-level one) on top
         preprocessor = dict(student_cfg.get("data_preprocessor") or {})
         preprocessor.update(data_preprocessor or {})
         super().__init__(data_preprocessor=preprocessor or None, init_cfg=init_cfg)
+        teacher_checkpoint = teacher.get("checkpoint")
         if not teacher_checkpoint:
-            raise ConfigError("model.teacher_checkpoint is not set; give the trained teacher's checkpoint (train "
+            raise ConfigError("model.teacher.checkpoint is not set; give the trained teacher's checkpoint (train "
                               "one with `kdhub train TEACHER_CONFIG`, which writes model_mmseg.pth)")
         self.student = MODELS.build(student_cfg)
         # nothing below may draw from the global RNG: the student then starts exactly as a baseline run's
         with torch.random.fork_rng(devices=[]):
             teacher_model = MODELS.build(teacher_cfg)
-            load_segmentor_weights(teacher_model, teacher_checkpoint, "model.teacher_checkpoint")
+            load_segmentor_weights(teacher_model, teacher_checkpoint, "model.teacher.checkpoint")
             self._teacher = [freeze(teacher_model)]
             self.distiller = MODELS.build(distiller, default_args=dict(student=self.student, teacher=teacher_model))
 

@@ -61,8 +61,8 @@ test_cfg = dict(type='TestLoop')
 """)
     (folder / "transkd.py").write_text(f"""task = 'segmentation'
 _base_ = ['./student.py']
-model = dict(_delete_=True, type='SegDistiller', student=dict(cfg_path='student.py'),
-             teacher=dict(cfg_path='teacher.py'), teacher_checkpoint=None,
+model = dict(_delete_=True, type='SegDistiller', student=dict(config='student.py'),
+             teacher=dict(config='teacher.py', checkpoint=None),
              distiller=dict(type='TransKDDistiller', variant='base', csf_channels=8, csf_squeeze_channels=4))
 baseline = True
 {extra}""")

@@ -1,6 +1,7 @@
 """The segmentation task through the real launcher: train, export, eval, resume, bad input, DDP."""
 import json
 import math
+import os
 import sys
 
 import pytest
@@ -100,7 +101,7 @@ def _broken_folder(tmp_path, missing_mask=False, bad_label=False):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("teacher", "model.teacher_checkpoint': file not found"),
+    ("teacher", "model.teacher.checkpoint': file not found"),
     ("stages", "model.student.backbone.num_stages (4) != model.teacher.backbone.num_stages (3)"),
     ("typo", "did you mean 'train_cfg'"),
     ("variant", "model.distiller.variant"),
@@ -111,7 +112,7 @@ def test_bad_input_is_named_without_traceback(tmp_path, capsys, case, message):
     write_configs(tmp_path)
     cfg, options = tmp_path / "transkd.py", []
     if case == "teacher":
-        options = ["model.teacher_checkpoint=missing_teacher.pth"]
+        options = ["model.teacher.checkpoint=missing_teacher.pth"]
     elif case == "stages":
         options = ["model.teacher.backbone.num_stages=3",
                    "model.teacher.backbone.num_layers=[1,1,1]", "model.teacher.backbone.num_heads=[1,2,5]",
@@ -142,3 +143,22 @@ def test_distributed_training_with_two_cpu_processes(tmp_path):
     log = next((work / "student").glob("*/*.log")).read_text()
     assert "Distributed training: True" in log and "GPU number: 2" in log  # mmengine's DDP over 2 processes
     assert "terminate called" not in proc.stderr
+
+
+def test_resume_after_sigkill_ends_bit_identical(tmp_path):
+    """mmengine's Runner: a run killed (SIGKILL) after its first checkpoint, then resumed, ends with exactly
+    the model of an uninterrupted run."""
+    from kdhub.testing import kill_when
+
+    write_configs(tmp_path, iters=12)
+    cfg = tmp_path / "student.py"
+    env = {**os.environ, "KDHUB_PROGRESS": "0", "PYTHONWARNINGS": "ignore"}
+    run_cli(["train", cfg, "--work-dir", tmp_path / "straight"])
+    cut = tmp_path / "cut"
+    killed = kill_when([sys.executable, "-m", "kdhub", "train", str(cfg), "--work-dir", str(cut)],
+                       lambda: (cut / "last_checkpoint").is_file(), env=env)
+    assert killed and not (cut / "result.json").exists()
+    run_cli(["train", cfg, "--work-dir", cut, "--resume"])
+    a = torch.load(tmp_path / "straight" / "model_mmseg.pth", weights_only=True)["state_dict"]
+    b = torch.load(cut / "model_mmseg.pth", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -23,8 +23,8 @@ def teacher_ckpt(tmp_path_factory, mmseg_scope):
 def distiller_model(teacher_ckpt, distiller=None, student=None, teacher=None):
     from mmseg.registry import MODELS
     distiller = distiller or dict(type="TransKDDistiller", variant="base", csf_channels=8, csf_squeeze_channels=4)
-    model = MODELS.build(dict(type="SegDistiller", student=student or mit(8), teacher=teacher or mit(16),
-                              teacher_checkpoint=str(teacher_ckpt), distiller=distiller))
+    model = MODELS.build(dict(type="SegDistiller", student=student or mit(8),
+                              teacher=dict(teacher or mit(16), checkpoint=str(teacher_ckpt)), distiller=distiller))
     model.init_weights()
     return model
 
@@ -145,12 +145,12 @@ def test_pairs_the_components_cannot_bridge_are_named(teacher_ckpt, tmp_path, ch
 
 
 def test_missing_or_unfitting_teacher_checkpoint_is_named(teacher_ckpt, tmp_path):
-    with pytest.raises(ConfigError, match="model.teacher_checkpoint: checkpoint not found"):
+    with pytest.raises(ConfigError, match="model.teacher.checkpoint: checkpoint not found"):
         distiller_model(tmp_path / "nope.pth")
-    with pytest.raises(ConfigError, match="model.teacher_checkpoint: .* does not fit the configured model"):
+    with pytest.raises(ConfigError, match="model.teacher.checkpoint: .* does not fit the configured model"):
         distiller_model(teacher_ckpt, teacher=mit(8))
     from mmseg.registry import MODELS
-    with pytest.raises(ConfigError, match="model.teacher_checkpoint is not set"):
+    with pytest.raises(ConfigError, match="model.teacher.checkpoint is not set"):
         MODELS.build(dict(type="SegDistiller", student=mit(8), teacher=mit(16),
                           distiller=dict(type="TransKDDistiller")))
 

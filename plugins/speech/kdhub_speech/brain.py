@@ -142,7 +142,6 @@ class SeparationBrain(sb.Brain):
             if self.teacher_taps is not None:
                 t_feats = read_frames(kd.teacher, self.teacher_taps, [t for _, t in kd.pairs],
                                       kd.teacher.num_frames(mix), sigma)
-                self.teacher_taps.clear()
         return TeacherTargets(t_aligned, sigma, t_feats)
 
     def distillation_terms(self, est: torch.Tensor, mix: torch.Tensor, ids: List[str],

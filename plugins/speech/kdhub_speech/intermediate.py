@@ -33,12 +33,11 @@ def _masks_in_order(masks: torch.Tensor, perms: Optional[Perms]) -> torch.Tensor
 
 def read_frames(model: Separator, taps: FeatureTaps, paths: Sequence[str], num_frames: int,
                 perms: Optional[Perms] = None) -> List[torch.Tensor]:
-    """The tapped features of ``paths`` as [B, C, L] (masks as [B * spks, N, L], ordered by ``perms``)."""
-    out = []
-    for p in paths:
-        f = taps[p]
-        out.append(_masks_in_order(f, perms) if p == MASKS else model.frames(f, num_frames))
-    return out
+    """The tapped features of ``paths`` as [B, C, L] (masks as [B * spks, N, L], ordered by ``perms``).
+    Each distinct path is read once (reading consumes a tap), so several pairs may share one."""
+    captured = {p: taps[p] for p in dict.fromkeys(paths)}
+    return [_masks_in_order(captured[p], perms) if p == MASKS else model.frames(captured[p], num_frames)
+            for p in paths]
 
 
 class IntermediateDistillation(nn.Module):

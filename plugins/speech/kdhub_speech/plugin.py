@@ -1,4 +1,8 @@
-"""kdhub hooks of the speech plugin: registration and the hyperpyyaml config loader."""
+"""kdhub hooks of the speech plugin: registration and the hyperpyyaml config loader.
+
+Registration imports nothing (SpeechBrain and torchaudio are imported when a speech config is run), so
+``kdhub list`` stays fast. The speech task runs one method, selected by the config's ``method: distill``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,18 +14,19 @@ from kdhub.config import LoadedConfig, peek_task
 
 @hookimpl
 def kdhub_register(registry) -> None:
-    from .brain import SeparationBrain
-    from .pit_kd import output_distillation
-    from .synth import SynthSpec, ensure_embedded
-    from .task import SpeechTask
+    registry.add_task("speech", "kdhub_speech.task:SpeechTask", "two-speaker separation on SpeechBrain: a "
+                      "SepFormer teacher distilled into a small separator", demo=True)
+    registry.add_distiller("speech_kd", "kdhub_speech.brain:SeparationBrain", "PIT-aligned output + intermediate "
+                           "distillation with objective shifting, on a SpeechBrain Brain (method: distill)",
+                           domain="speech")
+    registry.add_dataset("speech_synth", synth_dataset, "two-speaker 8 kHz mixtures of espeak-ng / flite voices "
+                         "(generated)", domain="speech")
 
-    registry.add_task("speech", SpeechTask())
-    registry.add_distiller("speech_kd", SeparationBrain, "PIT-aligned output + intermediate distillation with "
-                           "objective shifting, on a SpeechBrain Brain")
-    registry.add_loss("pit_si_snr_kd", output_distillation, "SI-SNR of the PIT-aligned student vs the "
-                      "ground-truth-aligned teacher")
-    registry.add_dataset("speech_synth", lambda **kw: ensure_embedded(SynthSpec(**kw)),
-                         "two-speaker 8 kHz mixtures of espeak-ng / flite voices (generated)")
+
+def synth_dataset(**spec):
+    """The generated mixtures described by ``SynthSpec(**spec)`` (built once); returns their folder."""
+    from .synth import SynthSpec, ensure_embedded
+    return ensure_embedded(SynthSpec(**spec))
 
 
 @hookimpl

@@ -1,30 +1,29 @@
-"""The speech task: data, teacher, baseline and distilled student as resumable sub-runs of one work dir.
+"""The speech task: the core pipeline's teacher, baseline and distilled student on SpeechBrain Brains.
 
-``work_dir/{teacher,baseline,student}/`` each hold SpeechBrain checkpoints (``save/``), the exported
-separator (``model.pth``, a plain state dict) and ``result.json`` (test metrics). A finished sub-run is
-reused on ``--resume``; an unfinished one continues from its last checkpoint. The baseline starts from
+``work_dir/{teacher,baseline,student}/`` are the pipeline's sub-runs: each holds SpeechBrain checkpoints
+(``save/``), the exported separator (``model.pth``, a plain state dict), the per-utterance test CSV and
+``result.json``. A finished sub-run is reused on ``--resume``; an unfinished one continues from its last
+checkpoint. The baseline starts from
 the same initial weights as the distilled student and trains with the same budget and seed.
 """
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import speechbrain as sb
 import torch
 
 from kdhub import dist
-from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint
+from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
 from kdhub.distiller import count_parameters
-from kdhub.progress import is_enabled as progress_enabled
+from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
-from kdhub.task import DemoResult, ModelResult, Task
-from kdhub.timing import median_seconds
+from kdhub.task import DemoResult, Task
 
 from . import data as speech_data
 from .brain import Distillation, RNGState, SeparationBrain
@@ -100,8 +99,8 @@ def load_separator(model: Separator, path: Path, key: str, source: str) -> Separ
     return model
 
 
-class SpeechRun:
-    """One ``kdhub train`` of a speech config."""
+class SpeechRun(Stages):
+    """One ``kdhub train`` of a speech config: the core pipeline's stages on SpeechBrain Brains."""
 
     def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
         self.loaded, self.cfg, self.source = loaded, loaded.cfg, str(loaded.path)
@@ -111,28 +110,67 @@ class SpeechRun:
         self.device = resolve_device(self.cfg["device"])
         self.run_opts = {"device": self.device, "distributed_backend": "nccl" if "cuda" in self.device else "gloo",
                          "noprogressbar": True}
+        self.distilling = self.cfg["method"] == "distill"
+        # the baseline has every label the distilled student has; with teacher-only distillation it has none
+        self.baseline = self.distilling and self.cfg["baseline"] and not self.cfg["distill"]["teacher_only"]
+
+    # the pipeline's stages -----------------------------------------------------------------------
+    def teacher_checkpoint(self) -> Optional[Path]:
+        if not self.cfg["teacher_checkpoint"]:
+            return None
+        return require_file(self.cfg["teacher_checkpoint"], "teacher_checkpoint", self.source,
+                            "train one with method: supervised, or set teacher_checkpoint: null to train it here")
+
+    def use_teacher(self, checkpoint: Path) -> None:
+        load_separator(self.cfg["teacher_model"], checkpoint, "teacher", self.source)
+
+    def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
+        teacher = load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
+        return self.test(teacher, self.work_dir / "teacher")
+
+    def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
+        cfg = self.cfg
+        if role == "teacher":
+            model = cfg["teacher_model"]
+            self.train_model(role, work_dir, model, cfg["teacher_training"],
+                             self.data.train.split(cfg["teacher_training"]["limit"])[0])
+        elif role == "baseline":
+            model = self.baseline_model
+            self.train_model(role, work_dir, model, self.baseline_budget(), self.labelled)
+        else:
+            model = cfg["student_model"]
+            kd = self.distillation(cfg["teacher_model"], model, self.student_train) if self.distilling else None
+            self.train_model(role, work_dir, model, cfg["training"], self.student_train, kd)
+        return {"test": self.test(model, work_dir), "export": str(work_dir / "model.pth"),
+                "params": count_parameters(model), "batches_per_epoch": self.batches_per_epoch.get(role)}
+
+    def baseline_budget(self) -> Dict[str, Any]:
+        """The distilled student's training with as many steps: its epochs also run over unlabelled mixtures."""
+        budget = dict(self.cfg["training"])
+        budget["epochs"] = math.ceil(budget["epochs"] * len(self.student_train.rows) / len(self.labelled.rows))
+        return budget
+
+    def inference(self, role: str, result: Mapping[str, Any]):
+        model = self.cfg["teacher_model" if role == "teacher" else "student_model"]
+        if role == "baseline":
+            model = load_separator(copy.deepcopy(model), Path(result["export"]), role, self.source)
+        model = model.cpu().eval()
+        mix = torch.zeros(1, int(self.cfg["sample_rate"] * self.cfg["data"]["embedded"]["seconds"]))
+
+        def run():
+            with torch.no_grad():
+                return model(mix)
+        return run
 
     # one training sub-run ------------------------------------------------------------------------
-    def _finished(self, role: str) -> Optional[Path]:
-        path = self.work_dir / role / "model.pth"
-        if path.is_file() and self.resume:
-            return path
-        if not self.resume and (self.work_dir / role / "save").is_dir() and any((self.work_dir / role / "save").iterdir()):
-            raise ConfigError(f"{self.work_dir / role} already holds a run; pass --resume to continue it or choose "
-                              f"another --work-dir")
-        return None
-
-    def train_model(self, role: str, model: Separator, hp: Dict[str, Any], train: speech_data.Manifest,
-                    valid: speech_data.Manifest, kd: Optional[Distillation] = None) -> Path:
-        done = self._finished(role)
-        if done is not None:
-            load_separator(model, done, role, self.source)
-            return done
-        sub = self.work_dir / role
+    def train_model(self, role: str, sub: Path, model: Separator, hp: Dict[str, Any], train: speech_data.Manifest,
+                    kd: Optional[Distillation] = None) -> Path:
+        """Train ``model`` on SpeechBrain's Brain in ``sub`` (continuing its checkpoints on resume); the best
+        validation checkpoint is exported as ``sub/model.pth``."""
         torch.manual_seed(self.cfg["seed"])
         seg = int(self.cfg["data"]["segment_seconds"] * self.cfg["sample_rate"])
         train_ds = speech_data.dataset(train, seg, self.cfg["data"]["random_crop"], self.cfg["seed"])
-        valid_ds = speech_data.dataset(valid)
+        valid_ds = speech_data.dataset(self.data.valid)
         counter = sb.utils.epoch_loop.EpochCounter(limit=hp["epochs"])
         recoverables = {"model": model, "counter": counter, "rng": RNGState()}
         if kd is not None and kd.intermediate is not None:
@@ -160,34 +198,20 @@ class SpeechRun:
         dist.barrier()
         return final
 
-    def test(self, role: str, model: Separator, test: speech_data.Manifest) -> Dict[str, Any]:
-        """Test metrics of ``model`` (cached in ``role/result.json``; files written by rank 0 only)."""
-        path = self.work_dir / role / "result.json"
-        if path.is_file() and self.resume:
-            return json.loads(path.read_text())
+    def test(self, model: Separator, sub: Path) -> Dict[str, Any]:
+        """Test metrics of ``model`` on every rank (rank 0 evaluates and writes the per-utterance CSV and the
+        listening examples in ``sub``)."""
         result: Dict[str, Any] = {}
         if dist.is_main():
             ev = self.cfg["evaluation"]
             model.to(self.device)
-            result = evaluate(model, speech_data.dataset(test), self.cfg["num_spks"], self.cfg["sample_rate"],
-                              self.device, sdr=ev["sdr"], csv_path=self.work_dir / role / "test_results.csv",
-                              examples_dir=self.work_dir / role / "examples", examples=ev["examples"])
-            atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+            result = evaluate(model, speech_data.dataset(self.data.test), self.cfg["num_spks"], self.cfg["sample_rate"],
+                              self.device, sdr=ev["sdr"], csv_path=sub / "test_results.csv",
+                              examples_dir=sub / "examples", examples=ev["examples"])
         dist.barrier()
         return dist_broadcast(result)
 
     # the whole run -------------------------------------------------------------------------------
-    def teacher(self, data: SpeechData) -> Separator:
-        cfg = self.cfg
-        teacher = cfg["teacher_model"]
-        if cfg["teacher_checkpoint"]:
-            path = require_file(cfg["teacher_checkpoint"], "teacher_checkpoint", self.source,
-                                "train one with method: supervised, or set teacher_checkpoint: null to train it here")
-            return load_separator(teacher, path, "teacher_checkpoint", self.source)
-        self.train_model("teacher", teacher, cfg["teacher_training"],
-                         data.train.split(cfg["teacher_training"]["limit"])[0], data.valid)
-        return teacher
-
     def distillation(self, teacher: Separator, student: Separator, train: speech_data.Manifest) -> Distillation:
         d = self.cfg["distill"]
         pairs = [tuple(p) for p in d["features"]["pairs"]] if d["features"]["weight"] > 0 else []
@@ -214,51 +238,47 @@ class SpeechRun:
                             pairs=pairs, shifting=ObjectiveShifting(sh["start"], sh["end"], sh["until"], sh["shape"]),
                             cache=cache, intermediate=intermediate)
 
-    def run(self) -> Dict[str, Any]:
+    def prepare(self) -> None:
+        """Read the manifests and split the student's training data into labelled and unlabelled mixtures."""
         cfg = self.cfg
-        distilling = cfg["method"] == "distill"
-        data = load_data(cfg, self.source, need_references=not (distilling and cfg["distill"]["teacher_only"]))
+        data = self.data = load_data(cfg, self.source,
+                                     need_references=not (self.distilling and cfg["distill"]["teacher_only"]))
         if data.skipped and dist.is_main():
             print(f"kdhub: skipped {len(data.skipped)} bad manifest row(s) (data.on_bad=skip); first: "
                   f"{data.skipped[0]}")
+        self.labelled, rest = data.train.split(cfg["training"]["limit"])
+        self.student_train = self.labelled
+        if self.distilling:
+            try:
+                if cfg["distill"]["unlabelled_rest"]:
+                    self.student_train = self.student_train.with_unlabelled(rest)
+                if data.unlabelled is not None:
+                    self.student_train = self.student_train.with_unlabelled(data.unlabelled)
+            except speech_data.DataError as exc:
+                raise ConfigError(f"{self.source}: data.unlabelled_csv: {exc}") from None
+        # the baseline starts from the distilled student's initial weights
+        self.baseline_model = copy.deepcopy(cfg["student_model"]) if self.baseline else None
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        self.prepare()
         ctx = RunContext(RunInfo(task="speech", method=cfg["method"], work_dir=self.work_dir,
                                  config_path=self.loaded.path, rank=dist.rank(), world_size=dist.world_size()))
         ctx.start()
-        student = cfg["student_model"]
-        baseline_model = copy.deepcopy(student) if distilling and cfg["baseline"] else None
-        teacher_metrics, params = {}, {"student": count_parameters(student)}
-        labelled, rest = data.train.split(cfg["training"]["limit"])
-        student_train = labelled
-        if distilling:
-            try:
-                if cfg["distill"]["unlabelled_rest"]:
-                    student_train = student_train.with_unlabelled(rest)
-                if data.unlabelled is not None:
-                    student_train = student_train.with_unlabelled(data.unlabelled)
-            except speech_data.DataError as exc:
-                raise ConfigError(f"{self.source}: data.unlabelled_csv: {exc}") from None
-            teacher = self.teacher(data)
-            params["teacher"] = count_parameters(teacher)
-            teacher_metrics = self.test("teacher", teacher, data.test)
-            kd = self.distillation(teacher, student, student_train)
-            self.train_model("student", student, cfg["training"], student_train, data.valid, kd)
+        pipeline = Pipeline(ctx, self.resume)
+        if self.distilling:
+            results = self.results = pipeline.run(self)
         else:
-            self.train_model("student", student, cfg["training"], student_train, data.valid)
-        student_metrics = self.test("student", student, data.test)
-        baseline, budget = None, dict(cfg["training"])
-        if baseline_model is not None and not cfg["distill"]["teacher_only"]:
-            # the same number of steps as the distilled student, whose epochs also run over unlabelled mixtures
-            budget["epochs"] = math.ceil(budget["epochs"] * len(student_train.rows) / len(labelled.rows))
-            self.train_model("baseline", baseline_model, budget, labelled, data.valid)
-            baseline = self.test("baseline", baseline_model, data.test)
-        data_sizes = {"labelled": len(labelled.rows), "unlabelled": student_train.unlabelled,
-                      "baseline_epochs": budget["epochs"] if baseline is not None else None}
-        return ctx.finish(teacher=teacher_metrics, student=student_metrics, baseline=baseline, params=params,
-                          student_data=data_sizes, world_size=dist.world_size(),
-                          batches_per_epoch=self.batches_per_epoch,
-                          student_checkpoint=self.work_dir / "student" / "model.pth",
-                          skipped=len(data.skipped), skipped_rows=data.skipped[:20],
-                          test_results=self.work_dir / "student" / "test_results.csv")
+            results = self.results = {"teacher": {"test": {}},
+                       "student": pipeline.stage("student", self.work_dir / "student",
+                                                 lambda d: self.train("student", d), self.started)}
+        data_sizes = {"labelled": len(self.labelled.rows), "unlabelled": self.student_train.unlabelled,
+                      "baseline_epochs": self.baseline_budget()["epochs"] if self.baseline else None}
+        return pipeline.finish(results, student_data=data_sizes, world_size=dist.world_size(),
+                               batches_per_epoch={r: v["batches_per_epoch"] for r, v in results.items()
+                                                  if v.get("batches_per_epoch") is not None},
+                               skipped=len(self.data.skipped), skipped_rows=self.data.skipped[:20],
+                               test_results=self.work_dir / "student" / "test_results.csv")
 
 
 def dist_broadcast(obj):
@@ -285,19 +305,11 @@ class SpeechTask(Task):
     def demo(self, work_dir: Path) -> DemoResult:
         from .plugin import kdhub_load_config
         loaded = kdhub_load_config(CONFIG_DIR / "demo.yaml", [])
-        summary = SpeechRun(loaded, work_dir, resume=True).run()
-        mix = torch.zeros(1, int(loaded.cfg["sample_rate"] * loaded.cfg["data"]["embedded"]["seconds"]))
-        rows = []
-        for role, label in (("teacher", "teacher"), ("baseline", "baseline"), ("student", "distilled")):
-            model = loaded.cfg["teacher_model" if role == "teacher" else "student_model"]
-            if role == "baseline":
-                model = load_separator(copy.deepcopy(model), work_dir / "baseline" / "model.pth", role, "demo")
-            model = model.cpu().eval()
-            with torch.no_grad():
-                ms = median_seconds(lambda: model(mix), repeats=5) * 1000
-            rows.append(ModelResult(label, summary[role]["si-snri"], count_parameters(model), ms))
+        run = SpeechRun(loaded, work_dir, resume=True)
+        summary = run.run()
+        rows = demo_rows(summary, "si-snri", run, run.results, repeats=5)
         data = summary["student_data"]
-        notes = [f"two-speaker 8 kHz mixtures of synthetic voices; test voices unseen in training",
+        notes = ["two-speaker 8 kHz mixtures of synthetic voices; test voices unseen in training",
                  f"teacher trained on every labelled mixture; students have the references of {data['labelled']}, "
                  f"the distilled one also distils {data['unlabelled']} more from the teacher alone",
                  f"SDRi: teacher {summary['teacher']['sdri']:.2f}, baseline {summary['baseline']['sdri']:.2f}, "

@@ -1,6 +1,7 @@
 """The speech task through the real launcher: end to end, resume, eval, bad input, teacher-only, DDP."""
 import json
 import math
+import os
 import sys
 
 import pytest
@@ -121,3 +122,23 @@ def test_distributed_training_with_two_cpu_processes(tmp_path):
     assert summary["world_size"] == 2 and summary["batches_per_epoch"] == {"teacher": 2, "student": 2}
     assert len(list((work / "teacher_cache").glob("*.pt"))) == 1
     assert (work / "student" / "model.pth").is_file()
+
+
+def test_resume_after_sigkill_ends_bit_identical(tmp_path):
+    """SpeechBrain's Brain: a run killed (SIGKILL) after the student's first epoch checkpoint, then resumed,
+    ends with exactly the student of an uninterrupted run."""
+    from kdhub.testing import kill_when
+
+    cfg = tiny_config(tmp_path, extra="baseline: false\n")
+    opts = ["--cfg-options", "training.epochs=4"]
+    env = {**os.environ, "KDHUB_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    run_cli(["train", cfg, "--work-dir", tmp_path / "straight", *opts], env=env)
+    cut = tmp_path / "cut"
+    saves = cut / "student" / "save"
+    killed = kill_when([sys.executable, "-m", "kdhub", "train", str(cfg), "--work-dir", str(cut), *opts],
+                       lambda: any(saves.glob("CKPT*/CKPT.yaml")), env=env)
+    assert killed and not (cut / "student" / "result.json").exists()
+    run_cli(["train", cfg, "--work-dir", cut, "--resume", *opts], env=env)
+    a = torch.load(tmp_path / "straight" / "student" / "model.pth", weights_only=True)
+    b = torch.load(cut / "student" / "model.pth", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -40,10 +40,11 @@ def test_frames_view_of_dual_path_and_tcn_blocks():
     with FeatureTaps(sf, ["masknet.dual_mdl.1"]) as a, FeatureTaps(ct, ["masknet.temporal_conv_net.temporalblock_1_1"]) as b:
         sf(mix), ct(mix)
         frames = sf.num_frames(mix)
-        assert a["masknet.dual_mdl.1"].dim() == 4                         # [B, N, K, S]
-        assert sf.frames(a["masknet.dual_mdl.1"], frames).shape == (2, 16, frames)
-        assert b["masknet.temporal_conv_net.temporalblock_1_1"].shape == (2, frames, 8)   # [B, L, B_ch]
-        assert ct.frames(b["masknet.temporal_conv_net.temporalblock_1_1"], frames).shape == (2, 8, frames)
+        dual, tcn = a["masknet.dual_mdl.1"], b["masknet.temporal_conv_net.temporalblock_1_1"]  # read once each
+        assert dual.dim() == 4                         # [B, N, K, S]
+        assert sf.frames(dual, frames).shape == (2, 16, frames)
+        assert tcn.shape == (2, frames, 8)   # [B, L, B_ch]
+        assert ct.frames(tcn, frames).shape == (2, 8, frames)
     # overlap-add inverts the model's own chunking
     w = torch.randn(2, 16, frames)
     seg, gap = sf.masknet._Segmentation(w, sf.masknet.K)

@@ -1,6 +1,6 @@
 # The demo (`kdhub demo segmentation`): TransKD from MiT-T to MiT-N on the embedded data. The data, schedule and
 # seed are the student's (this file inherits its config); the teacher is trained first from its own config
-# (teacher_checkpoint=None) and the student is also trained alone (baseline=True) for comparison.
+# (model.teacher.checkpoint=None) and the student is also trained alone (baseline=True) for comparison.
 #   kdhub train configs/transkd_mit-t_to_mit-n_synth.py --work-dir work_dirs/transkd
 # Variants: --cfg-options model.distiller.variant=gl (GL-Mixer) or ea (Embedding Assistant).
 task = 'segmentation'
@@ -8,9 +8,8 @@ _base_ = ['./segformer_mit-n_synth.py']
 model = dict(
     _delete_=True,
     type='SegDistiller',
-    student=dict(cfg_path='segformer_mit-n_synth.py'),
-    teacher=dict(cfg_path='segformer_mit-t_synth.py'),
-    teacher_checkpoint=None,
+    student=dict(config='segformer_mit-n_synth.py'),
+    teacher=dict(config='segformer_mit-t_synth.py', checkpoint=None),
     distiller=dict(
         type='TransKDDistiller',
         variant='base',

@@ -1,18 +1,20 @@
-"""kdhub's run lifecycle for mmengine Runners, written against mmengine's hook protocol.
+"""kdhub's lifecycle hook for mmengine Runners, with the one resume policy of the mm plugins.
 
-mmengine calls ``hook.<event>(runner, ...)`` on registered hooks. :class:`RunnerLifecycle` implements the
-events kdhub needs by duck typing (``runner.work_dir``, ``runner.iter``, ``runner.rank``...), so the core
-stays free of mm* imports; an mm-based plugin makes it a real hook in two lines::
+``KDHubLifecycleHook`` starts a :class:`~kdhub.runs.RunContext` before the run and forwards logged losses,
+validation metrics (and teacher metrics another hook left in the message hub as ``teacher_metrics``) and
+saved checkpoints to the plugins' lifecycle hooks. The message hub's logged scalars are stored as plain
+tensors, so checkpoints load with ``torch.load(weights_only=True)`` (mmengine's resume included).
 
-    @HOOKS.register_module()
-    class KDHubLifecycleHook(RunnerLifecycle, Hook):
-        priority = 'LOWEST'   # after CheckpointHook, so saved checkpoints are seen
+Resume policy: a resumed run makes the same random draws as an uninterrupted one.
 
-What it does: starts a :class:`~kdhub.runs.RunContext` before the run, forwards logged losses, validation
-metrics and saved checkpoints to the plugins' lifecycle hooks, and stores every RNG's state in each
-checkpoint (restored on resume, so a resumed run draws the same augmentations as an uninterrupted one).
-The message hub's logged scalars are stored as plain tensors, so checkpoints load with
-``torch.load(weights_only=True)`` (mmengine's resume included).
+* torch's generator, which the model draws from (dropout, drop-path, proposal sampling), is seeded at every
+  training iteration from (run seed, iteration), in every run, so those draws never depend on whether or
+  where the run was interrupted.
+* Python's and numpy's generators, which the data pipeline draws from (random flips, crops), are saved with
+  every checkpoint. An epoch-based loop resumes at an epoch boundary, so the saved states are restored. An
+  iteration-based loop replays the data loader from the run's seed up to the saved iteration, which
+  reproduces the pipeline's draws by itself; restoring the saved states before that replay would shift
+  every later augmentation, so they are not applied there.
 """
 from __future__ import annotations
 
@@ -21,12 +23,16 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
-from .checkpoint import rng_state, set_rng_state
-from .runs import RunContext, RunInfo
+from kdhub.checkpoint import rng_state, set_rng_state
+from kdhub.runs import RunContext, RunInfo
 
 RNG_KEY = "kdhub_rng"
 SCALARS_KEY = "kdhub_log_scalars"
+TEACHER_METRICS = "teacher_metrics"
 
 
 def _history(buffer) -> tuple:
@@ -48,8 +54,20 @@ def _scalars(values: Optional[Mapping[str, Any]]) -> Dict[str, float]:
     return out
 
 
-class RunnerLifecycle:
-    """Lifecycle events of an mmengine Runner reported through kdhub's plugin hooks."""
+def iteration_seed(seed: Optional[int], iteration: int) -> int:
+    """The torch seed of one training iteration: a function of the run's seed and the iteration alone."""
+    return ((seed or 0) * 1_000_003 + iteration) % (2 ** 63)
+
+
+def replays_data(runner) -> bool:
+    """Whether the runner's train loop reaches a resumed iteration by replaying its data loader."""
+    return isinstance(getattr(runner, "train_loop", None), IterBasedTrainLoop)
+
+
+@HOOKS.register_module()
+class KDHubLifecycleHook(Hook):
+    """Lifecycle events of an mmengine Runner reported through kdhub's plugin hooks, with exact resume
+    (see the module docstring). Lowest priority: it runs after the CheckpointHook, so saves are seen."""
 
     priority = "LOWEST"
 
@@ -69,6 +87,14 @@ class RunnerLifecycle:
         marker = Path(runner.work_dir) / "last_checkpoint"
         self._last_ckpt = marker.read_text().strip() if marker.is_file() else None
         self.ctx.start()
+
+    def before_train(self, runner) -> None:
+        teacher = runner.message_hub.get_info(TEACHER_METRICS)
+        if self.ctx is not None and teacher:
+            self.ctx.evaluation_done("teacher", runner.iter, teacher)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        torch.manual_seed(iteration_seed(runner.seed, runner.iter))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.ctx is not None:
@@ -100,7 +126,7 @@ class RunnerLifecycle:
             for key, (values, counts) in hub.pop(SCALARS_KEY).items():
                 for value, count in zip(values.tolist(), counts.tolist()):
                     runner.message_hub.update_scalar(key, value, int(count))
-        if RNG_KEY in checkpoint and getattr(runner, "_resume", False):
+        if RNG_KEY in checkpoint and getattr(runner, "_resume", False) and not replays_data(runner):
             set_rng_state(checkpoint[RNG_KEY])
 
     def _report_checkpoint(self, runner) -> None:

@@ -1,8 +1,10 @@
 """An mmengine file backend whose writes are atomic, for checkpoints.
 
-mmengine's local backend writes checkpoints in place, so an interrupted save leaves a truncated file.
-``backend_args=dict(backend='kdhub_atomic')`` on the CheckpointHook routes every save through
-:func:`kdhub.checkpoint.atomic_write_bytes` (temporary file, fsync, rename) instead.
+mmengine's local backend writes in place, so an interrupted save leaves a truncated file.
+``backend_args=dict(backend='kdhub_atomic')`` on the CheckpointHook routes every save (the checkpoint with
+``put``, mmengine's ``last_checkpoint`` record with ``put_text``) through
+:func:`kdhub.checkpoint.atomic_write_bytes`: a temporary file, fsync, then a rename, so a failed or
+interrupted write leaves the previous file as it was.
 """
 from __future__ import annotations
 
@@ -26,4 +28,4 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write_bytes(filepath, obj.encode(encoding))
 
 
-register_backend(BACKEND, AtomicLocalBackend, force=True)
+register_backend(BACKEND, AtomicLocalBackend)

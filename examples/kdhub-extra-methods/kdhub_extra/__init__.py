@@ -1,0 +1,1 @@
+"""kdhub-extra-methods: new methods for the installed graph and segmentation domains, from outside the project."""

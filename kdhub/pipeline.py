@@ -1,0 +1,163 @@
+"""The pipeline every domain runs: teacher -> baseline -> student sub-runs of one work dir.
+
+``kdhub train`` of a distillation config does the same in every domain. It trains the teacher when no
+checkpoint is given (``teacher/``), the student alone when a baseline is asked for (``baseline/``), and the
+distilled student (``student/``); ``summary.json`` then compares the three on the test split. A domain
+supplies only :class:`Stages`: how to train, test and export one model with its own engine.
+
+The sub-run protocol lives here once. A finished sub-run leaves ``result.json``, written atomically by rank 0
+after the model is exported; ``--resume`` reuses it, and an unfinished sub-run is handed back to the domain,
+whose engine continues it from its last checkpoint. Without ``--resume``, a sub-run folder that already holds
+a run stops the launch with an error rather than mixing two runs. A given teacher is tested once per work dir
+(``teacher_test.json``).
+"""
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import dist
+from .checkpoint import atomic_write_text
+from .config import ConfigError
+from .runs import RunContext, _plain
+from .task import ModelResult
+from .timing import median_seconds
+
+ROLES = ("teacher", "baseline", "student")
+RESULT_FILE = "result.json"
+TEACHER_TEST_FILE = "teacher_test.json"
+#: demo rows: (role in the summary, label in the table)
+DEMO_ROLES: Sequence[Tuple[str, str]] = (("teacher", "teacher"), ("baseline", "baseline"), ("student", "distilled"))
+
+
+class Stages(abc.ABC):
+    """What a domain supplies to the :class:`Pipeline`: train, test and export one model.
+
+    ``train`` returns a JSON-able dict with at least ``test`` (test metrics), ``export`` (the exported
+    model's path) and ``params`` (parameter count); anything else it returns is kept in ``result.json``.
+    """
+
+    #: also train the student alone (the config's ``baseline`` switch)
+    baseline: bool = False
+    #: train the distilled student (False: the teacher and the baseline only)
+    distil: bool = True
+
+    @abc.abstractmethod
+    def teacher_checkpoint(self) -> Optional[Path]:
+        """The teacher checkpoint the config gives, or None to train the teacher in ``teacher/``."""
+
+    @abc.abstractmethod
+    def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
+        """Train the ``role`` model in ``work_dir`` (continuing an unfinished run there on resume), test it and
+        export it (rank 0 writes)."""
+
+    @abc.abstractmethod
+    def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
+        """Test metrics of a given teacher checkpoint."""
+
+    def use_teacher(self, checkpoint: Path) -> None:
+        """Distil from ``checkpoint``: the teacher that the pipeline trained (default: nothing to do)."""
+
+    def started(self, work_dir: Path) -> bool:
+        """Whether ``work_dir`` already holds (part of) a run: the engine's latest-checkpoint record or a
+        checkpoint folder with something in it."""
+        for name in ("checkpoints", "save"):
+            folder = work_dir / name
+            if folder.is_dir() and any(folder.iterdir()):
+                return True
+        return (work_dir / "last_checkpoint").is_file()
+
+    def inference(self, role: str, result: Mapping[str, Any]) -> Optional[Callable[[], Any]]:
+        """One inference of the exported ``role`` model on a typical input, for the demo's latency column
+        (None: no latency)."""
+        return None
+
+
+class Pipeline:
+    """Runs a domain's :class:`Stages` as resumable sub-runs and writes the summary through ``ctx``."""
+
+    def __init__(self, ctx: RunContext, resume: bool = False):
+        self.ctx, self.resume = ctx, resume
+
+    def stage(self, role: str, work_dir: Path, train: Callable[[Path], Dict[str, Any]],
+              started: Callable[[Path], bool]) -> Dict[str, Any]:
+        """One sub-run: reused when finished and ``--resume`` is given, refused when it would overwrite a run."""
+        work_dir = Path(work_dir)
+        done = work_dir / RESULT_FILE
+        if self.resume and done.is_file():
+            return json.loads(done.read_text())
+        if not self.resume and started(work_dir):
+            raise ConfigError(f"{work_dir} already holds a run; pass --resume to continue it or choose another "
+                              f"--work-dir")
+        result = train(work_dir)
+        return self.record(done, result)
+
+    def cached(self, path: Path, compute: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+        """``compute()`` once per work dir: kept in ``path`` and reused on ``--resume``."""
+        if self.resume and path.is_file():
+            return json.loads(path.read_text())
+        return self.record(path, compute())
+
+    @staticmethod
+    def record(path: Path, result: Dict[str, Any]) -> Dict[str, Any]:
+        """Write ``result`` atomically on rank 0; every rank returns rank 0's copy after the write."""
+        result = _plain(result)
+        if dist.is_main():
+            atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        dist.barrier()
+        return dist.gather_objects(result)[0]
+
+    def run(self, stages: Stages, root: Optional[Path] = None) -> Dict[str, Dict[str, Any]]:
+        """Teacher (trained, or the given one tested), baseline if asked for, then the distilled student, in
+        ``root/{teacher,baseline,student}``; returns each role's result."""
+        root = Path(root) if root is not None else self.ctx.work_dir
+        results: Dict[str, Dict[str, Any]] = {}
+        given = stages.teacher_checkpoint()
+        if given is None:
+            results["teacher"] = self.stage("teacher", root / "teacher", lambda d: stages.train("teacher", d),
+                                            stages.started)
+            stages.use_teacher(Path(results["teacher"]["export"]))
+        else:
+            test = self.cached(root / TEACHER_TEST_FILE, lambda: stages.test_teacher(Path(given)))
+            results["teacher"] = {"test": test, "export": str(given)}
+        if stages.baseline:
+            results["baseline"] = self.stage("baseline", root / "baseline", lambda d: stages.train("baseline", d),
+                                             stages.started)
+        if stages.distil:
+            results["student"] = self.stage("student", root / "student", lambda d: stages.train("student", d),
+                                            stages.started)
+        return results
+
+    def finish(self, results: Mapping[str, Mapping[str, Any]], params: Optional[Mapping[str, int]] = None,
+               **extra: Any) -> Dict[str, Any]:
+        """``summary.json`` of one pipeline run: each role's test metrics, parameter counts (from the results,
+        completed by ``params``) and the exported student."""
+        counts = {role: results[role]["params"] for role in ROLES if "params" in results.get(role, {})}
+        counts.update(params or {})
+        baseline = results.get("baseline")
+        return self.ctx.finish(teacher=results["teacher"]["test"], student=results["student"]["test"],
+                               baseline=baseline["test"] if baseline else None, params=counts,
+                               student_checkpoint=results["student"].get("export"),
+                               teacher_checkpoint=results["teacher"].get("export"), **extra)
+
+
+def demo_rows(summary: Mapping[str, Any], metric: str, stages: Optional[Stages] = None,
+              results: Optional[Mapping[str, Mapping[str, Any]]] = None,
+              roles: Sequence[Tuple[str, str]] = DEMO_ROLES, repeats: int = 10) -> List[ModelResult]:
+    """A demo's table rows from a pipeline summary: each role's ``metric``, parameter count and (when
+    ``stages`` can run the exported model) the median latency of one inference on this machine."""
+    rows = []
+    for role, label in roles:
+        if role not in summary or summary[role] is None:
+            continue
+        value = summary[role][metric]
+        run = stages.inference(role, (results or {}).get(role, {})) if stages is not None else None
+        latency = median_seconds(run, repeats=repeats, warmup=2) * 1000 if run is not None else None
+        std = summary[role].get(f"{metric}_std")
+        params = summary.get("params", {})
+        count = params.get(role, params.get("student", 0) if role == "baseline" else 0)  # a baseline is a student
+        rows.append(ModelResult(label, value, int(count), latency, std))
+    return rows
+

@@ -1,0 +1,81 @@
+"""Loaded mmengine configs completed for a Runner the way every kdhub mm run needs them."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+
+from .fileio import BACKEND
+
+
+def _section(cfg, key: str):
+    """``cfg[key]``, created empty when missing, as the object ``cfg`` holds: a ``setdefault`` on an mmengine
+    config returns a converted copy, so changes made to it would be lost."""
+    if cfg.get(key) is None:
+        cfg[key] = {}
+    return cfg[key]
+
+
+def _distributed(cfg, launcher: str, find_unused_parameters: bool) -> None:
+    """gloo without CUDA, and kdhub's DDP wrapper (which also wraps CPU models) for launched runs."""
+    if not torch.cuda.is_available():
+        _section(_section(cfg, "env_cfg"), "dist_cfg")["backend"] = "gloo"
+    if launcher != "none" and "model_wrapper_cfg" not in cfg:
+        cfg.model_wrapper_cfg = dict(type="KDHubDDP", broadcast_buffers=False,
+                                     find_unused_parameters=cfg.get("find_unused_parameters", find_unused_parameters))
+
+
+def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: Optional[Path] = None,
+                  resume: bool = False, launcher: str = "none", role: str = "student",
+                  experiment_name: Optional[str] = None, default_scope: Optional[str] = None,
+                  extra_hooks: Iterable[dict] = (), find_unused_parameters: bool = False):
+    """A copy of ``cfg`` ready for ``Runner.from_cfg``: work dir and launcher set; resume from the work dir's
+    last checkpoint when asked and one exists (``load_from`` then ignored); kdhub's lifecycle hook (plus
+    ``extra_hooks``) added; checkpoints written through the atomic backend; gloo and the CPU-capable DDP
+    wrapper without CUDA. ``find_unused_parameters`` is the wrapper's default when the config sets none."""
+    from . import register  # noqa: F401  (the hook, backend and wrapper the config names)
+
+    work_dir = Path(work_dir)
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = launcher
+    cfg.resume = bool(resume and (work_dir / "last_checkpoint").is_file())
+    if cfg.resume:
+        cfg.load_from = None
+    if experiment_name:
+        cfg.experiment_name = experiment_name
+    if default_scope:
+        cfg.setdefault("default_scope", default_scope)
+    hooks = _section(cfg, "default_hooks")
+    if "checkpoint" not in hooks:
+        hooks["checkpoint"] = dict(type="CheckpointHook", interval=1)
+    checkpoint = hooks["checkpoint"]
+    if checkpoint is not None and not checkpoint.get("backend_args"):
+        checkpoint["backend_args"] = dict(backend=BACKEND)
+    cfg.custom_hooks = list(cfg.get("custom_hooks") or []) + [
+        dict(type="KDHubLifecycleHook", task=task, method=method, role=role,
+             config_path=str(config_path) if config_path else None)] + list(extra_hooks)
+    _distributed(cfg, launcher, find_unused_parameters)
+    return cfg
+
+
+def eval_config(cfg, work_dir: Path, *, launcher: str = "none", load_from: Optional[str] = None,
+                experiment_name: Optional[str] = None, default_scope: Optional[str] = None):
+    """A copy of ``cfg`` for a test-only Runner in ``work_dir`` (a scratch folder): no resume, no
+    checkpoint saving, weights from ``load_from`` (or loaded by the caller), gloo and DDP without CUDA."""
+    from . import register  # noqa: F401
+
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = launcher
+    cfg.load_from = load_from
+    cfg.resume = False
+    if experiment_name:
+        cfg.experiment_name = experiment_name
+    if default_scope:
+        cfg.setdefault("default_scope", default_scope)
+    cfg.default_hooks = {k: v for k, v in (cfg.get("default_hooks") or {}).items() if k != "checkpoint"}
+    _distributed(cfg, launcher, False)
+    return cfg

@@ -1,0 +1,91 @@
+"""The teacher keys every mm distillation config shares::
+
+    model = dict(..., teacher=dict(config='teacher_config.py', checkpoint='work_dirs/teacher/model.pth'))
+
+``config`` names the teacher's own config file: a path (as given if it exists, else relative to the config
+that names it) or a config shipped with an OpenMMLab library (``mmdet::retinanet/x.py``,
+``mmseg::segformer/y.py``); the teacher is that file's ``model``, with any other keys given next to
+``config`` merged over it. ``checkpoint`` names the trained teacher's weights (resolved the same way).
+A model config given inline (no ``config``) is accepted where a domain allows it.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+from typing import Optional
+
+from kdhub.config import ConfigError, resolve_path
+
+PACKAGE_PREFIXES = ("mmdet", "mmseg")
+NOT_MODEL_KEYS = ("config", "checkpoint")
+
+
+def package_config(name) -> Optional[Path]:
+    """``mmdet::a/b.py`` / ``mmseg::a/b.py`` (a config shipped with that library, as ``_base_`` accepts it)
+    as a file path; None for any other name. The library is located, not imported."""
+    package, sep, rest = str(name).partition("::")
+    if not sep or package not in PACKAGE_PREFIXES:
+        return None
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        raise ConfigError(f"{name}: {package} is not installed, so its configs cannot be named")
+    return Path(spec.origin).parent / ".mim" / "configs" / rest
+
+
+def config_file(name, source: str, key: str) -> Path:
+    """The absolute path of a config file named at ``key`` of the config ``source``."""
+    path = package_config(name) or resolve_path(str(name), source)
+    if not path.is_file():
+        raise ConfigError(f"{source}: key '{key}': config file not found: {name}")
+    return path.resolve()
+
+
+def resolve_specs(model, roles, source: str) -> None:
+    """Make ``model.<role>.config`` (for each role) and ``model.teacher.checkpoint`` absolute, in place, so
+    the config keeps working from any directory. A checkpoint that does not exist is left as given: the
+    domain decides whether it is an error (and names it) or trains the teacher first."""
+    for role in roles:
+        spec = model.get(role)
+        if isinstance(spec, dict) and spec.get("config"):
+            spec["config"] = str(config_file(spec["config"], source, f"model.{role}.config"))
+    teacher = model.get("teacher")
+    checkpoint = teacher.get("checkpoint") if isinstance(teacher, dict) else None
+    if checkpoint:
+        path = resolve_path(str(checkpoint), source)
+        teacher["checkpoint"] = str(path.resolve()) if path.exists() else str(checkpoint)
+
+
+def teacher_checkpoint(model) -> Optional[str]:
+    """``model.teacher.checkpoint`` (None when not given)."""
+    teacher = model.get("teacher")
+    return teacher.get("checkpoint") if isinstance(teacher, dict) else None
+
+
+def model_config(spec, key: str):
+    """A model config given inline or as ``dict(config='file.py', **overrides)``: that file's ``model`` with
+    the overrides merged over it. The keys ``config`` and ``checkpoint`` are never part of the model."""
+    from mmengine.config import Config, ConfigDict
+
+    spec = ConfigDict(copy.deepcopy(dict(spec)))
+    path = spec.pop("config", None)
+    spec.pop("checkpoint", None)
+    if not path:
+        return spec
+    file = package_config(path) or Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{key}.config: config file not found: {path}")
+    cfg = Config.fromfile(str(file))
+    if "model" not in cfg:
+        raise ConfigError(f"{key}.config: {path} defines no 'model'")
+    return _merged(copy.deepcopy(cfg.model), spec)
+
+
+def _merged(base, extra: dict):
+    """``extra`` merged into ``base`` the way mmengine merges a child config (``_delete_`` replaces)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not value.get("_delete_"):
+            _merged(base[key], value)
+        else:
+            base[key] = {k: v for k, v in value.items() if k != "_delete_"} if isinstance(value, dict) else value
+    return base
