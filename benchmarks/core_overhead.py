@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdhub import TapDistiller, build_terms
+from kdhub import TapAlgorithm, build_terms
 
 
 def cnn(width: int, classes: int = 10) -> nn.Sequential:
@@ -71,7 +71,7 @@ def main() -> None:
     def make_distill_step(terms):
         student = cnn(16)
         student.load_state_dict(plain_student.state_dict())
-        distiller = TapDistiller(student, teacher, build_terms(terms)).train()
+        distiller = TapAlgorithm(student, teacher, build_terms(terms)).train()
         opt = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
 
         def step():

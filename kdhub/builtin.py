@@ -1,7 +1,7 @@
 """The core's own plugin: the generic losses and the JSON config loader.
 
 The losses are what ``build_terms`` builds a term's ``loss: {type: ...}`` from (e.g. the segmentation
-``TermsDistiller``). :class:`kdhub.TapDistiller` is a library class for plugin authors, not a method a
+``TermsDistiller``). :class:`kdhub.TapAlgorithm` is a library class for plugin authors, not a method a
 config can select, so it is not registered.
 """
 from __future__ import annotations

@@ -17,7 +17,6 @@ from torch import nn
 
 from . import dist
 from .checkpoint import CheckpointError, atomic_save, load_checkpoint, rng_state, set_rng_state
-from .distiller import Distiller
 from .progress import Progress
 from .runs import RunContext
 from .taps import unwrap
@@ -28,17 +27,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def model_state(model: nn.Module) -> Dict[str, torch.Tensor]:
-    model = unwrap(model)
-    return model.state_dict_without_teachers() if isinstance(model, Distiller) else model.state_dict()
+    """What a checkpoint keeps of ``model``: its state dict (an algorithm's teachers are not in it)."""
+    return unwrap(model).state_dict()
 
 
 def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: Any = "checkpoint") -> None:
-    model = unwrap(model)
     try:
-        if isinstance(model, Distiller):
-            model.load_state_dict_without_teachers(state)
-        else:
-            model.load_state_dict(state)
+        unwrap(model).load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{source} does not fit this model (was the architecture changed in the config?): "
                               f"{str(exc).splitlines()[0]}. Resume with the config it was written with, or "

@@ -1,6 +1,6 @@
 """Generic distillation losses: small modules with explicit (student, teacher) inputs.
 
-Every loss returns a scalar. Teacher inputs are expected detached (the Distiller runs teachers under
+Every loss returns a scalar. Teacher inputs are expected detached (the algorithm runs teachers under
 ``no_grad``); nothing here back-propagates into them anyway because losses never need their gradient.
 """
 from __future__ import annotations

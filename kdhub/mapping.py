@@ -1,7 +1,7 @@
 """Distillation terms: which student tap feeds which loss against which teacher tap, through which adapter.
 
-This is the "distiller" half of MMRazor's decomposition (taps, adapters, losses and the mapping between
-them) as plain PyTorch. :class:`TapDistiller` combines it with a ground-truth loss into a complete,
+This is the *distiller* of MMRazor's decomposition (taps, adapters, losses and the mapping between them) as
+plain PyTorch. :class:`TapAlgorithm` combines it with a ground-truth loss into a complete,
 architecture-agnostic method usable from any config.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adapters import build_adapter
-from .distiller import Distiller, Teachers
+from .algorithm import Algorithm, Teachers
 from .losses import LOSSES
 from .registry import unknown_name_message
 from .taps import FeatureTaps, select
@@ -108,7 +108,7 @@ class DistillTerms(nn.Module):
             taps.close()
 
 
-class TapDistiller(Distiller):
+class TapAlgorithm(Algorithm):
     """A generic method: ground-truth loss on the student plus any list of tap-based terms.
 
     ``loss(inputs, targets)`` runs each teacher (no grad) and the student on ``inputs``; the term

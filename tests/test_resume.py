@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdhub import TapDistiller, build_terms
+from kdhub import TapAlgorithm, build_terms
 from kdhub.checkpoint import atomic_save, atomic_write_folder, load_checkpoint
 from kdhub.engine import NonFiniteLossError, Trainer
 from kdhub.runs import RunContext, RunInfo
@@ -31,7 +31,7 @@ def make_model():
     student = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     teacher = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
     terms = build_terms([{"name": "kd", "loss": {"type": "kd", "temperature": 2.0}}])
-    return TapDistiller(student, teacher, terms)
+    return TapAlgorithm(student, teacher, terms)
 
 
 DATA = (torch.randn(64, 6, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 3)

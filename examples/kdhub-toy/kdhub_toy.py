@@ -47,7 +47,7 @@ def mlp(dim: int, hidden: int, classes: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, classes))
 
 
-class ToyKD(kdhub.Distiller):
+class ToyKD(kdhub.Algorithm):
     """(1 - alpha) * CE + alpha * KD(T) on the logits of one teacher."""
 
     def __init__(self, student, teacher, temperature: float, alpha: float):

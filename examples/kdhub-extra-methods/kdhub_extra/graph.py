@@ -6,13 +6,13 @@ from typing import Any, Dict, Mapping
 
 from torch import Tensor, nn
 
-from kdhub import Distiller, KDLoss
+from kdhub import Algorithm, KDLoss
 from kdhub.config import ConfigError
 
 DEFAULTS = {"temperature": 1.0}
 
 
-class PlainKL(Distiller):
+class PlainKL(Algorithm):
     """KL(softmax(teacher / T) || softmax(student / T)) over every batch node; labels are not used."""
 
     def __init__(self, student: nn.Module, temperature: float = 1.0):

@@ -4,14 +4,15 @@
 logging, hooks, AMP and DDP are mmengine's own. The distiller (GID, DETRDistill) owns the losses and their
 adapters and computes the student's ground-truth loss together with the distillation terms (both need the
 same forward pass). Validation and test run the student (``predict_with='teacher'`` evaluates the teacher).
-Checkpoints hold the student and the distiller's adapters, never the teacher, which is loaded from its own
-file at construction.
+The teacher is loaded from its own file at construction and owned the core way
+(:class:`kdhub.algorithm.TeacherOwner`): frozen and outside the module tree, so checkpoints, the optimiser and DDP
+hold the student and the distiller's adapters, never the teacher, while device moves carry it along.
 """
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -20,10 +21,8 @@ from mmengine.runner.checkpoint import load_checkpoint
 from mmdet.registry import MODELS
 
 from kdhub.config import ConfigError
-from kdhub.distiller import freeze
+from kdhub.algorithm import TeacherOwner
 
-
-TEACHER_PREFIX = "teacher."
 
 
 def _model_cfg(spec: Union[dict, ConfigDict], key: str) -> dict:
@@ -48,7 +47,7 @@ def class_count(model_cfg: dict) -> Tuple[str, Optional[int]]:
 
 
 @MODELS.register_module()
-class KDDistillDetector(BaseModel):
+class KDDistillDetector(TeacherOwner, BaseModel):
     """Teacher + student + distiller. ``teacher=dict(config=..., checkpoint=...)``; ``student``: a detector
     config dict; ``distiller``: ``dict(type='GID' | 'DETRDistill', ...)``."""
 
@@ -63,19 +62,16 @@ class KDDistillDetector(BaseModel):
             raise ConfigError(f"teacher and student have different class sets: teacher {t_key}={t_num}, student "
                               f"{s_key}={s_num}; distillation needs the same classes in the same order")
         self.student = MODELS.build(student)
-        self.teacher = MODELS.build(t_cfg)
+        self.set_teachers(MODELS.build(t_cfg))
         ckpt = teacher.get("checkpoint")
         if not ckpt or not Path(ckpt).is_file():
             raise ConfigError(f"model.teacher.checkpoint: teacher checkpoint not found: {ckpt!r}; train the teacher "
                               f"first (kdhub train <teacher config>) and point teacher.checkpoint at its .pth")
         self.teacher_checkpoint = str(ckpt)
         self._load_teacher()
-        freeze(self.teacher)
         self.distiller = MODELS.build(distiller)
         self.distiller.setup(self.student, self.teacher)
         self.predict_with = "student"
-        self._register_state_dict_hook(_drop_teacher)
-        self.register_load_state_dict_post_hook(_teacher_not_missing)
 
     def _load_teacher(self) -> None:
         try:
@@ -93,11 +89,6 @@ class KDDistillDetector(BaseModel):
         when built)."""
         self.student.init_weights()
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.teacher.eval()
-        return self
-
     @property
     def active(self):
         return self.teacher if self.predict_with == "teacher" else self.student
@@ -111,12 +102,3 @@ class KDDistillDetector(BaseModel):
             return self.active._forward(inputs, data_samples)
         raise RuntimeError(f"invalid mode {mode!r}; valid: loss, predict, tensor")
 
-
-def _drop_teacher(module, state_dict, prefix, local_metadata) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
-        del state_dict[key]
-
-
-def _teacher_not_missing(module, incompatible_keys) -> None:
-    missing = incompatible_keys.missing_keys
-    missing[:] = [k for k in missing if not k.startswith(TEACHER_PREFIX)]

@@ -11,7 +11,6 @@ of each, parameter counts and skipped annotations.
 """
 from __future__ import annotations
 
-import itertools
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
@@ -21,7 +20,7 @@ import torch
 from kdhub import dist
 from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, sub_state_dict
 from kdhub.config import ConfigError, LoadedConfig
-from kdhub.distiller import count_parameters
+from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, Task
@@ -69,9 +68,6 @@ def _test(runner) -> Dict[str, float]:
     return ap_metrics(runner.test_loop.run())
 
 
-_RUNS = itertools.count()
-
-
 class DetectionRun(Stages):
     """One ``kdhub train`` of a detection config: one Runner run for a detector config, the core pipeline's
     teacher, baseline and student for a distillation config."""
@@ -96,7 +92,7 @@ class DetectionRun(Stages):
         method = _method(cfg)
         cfg = runner_config(cfg, work_dir, task="detection", method=method, config_path=self.loaded.path,
                             resume=self.resume, launcher=self.launcher, role=role, default_scope="mmdet",
-                            experiment_name=f"{role}_{next(_RUNS)}", find_unused_parameters=True)
+                            find_unused_parameters=True)
         runner = Runner.from_cfg(cfg)
         runner.train()
         model = unwrap(runner.model)
@@ -188,7 +184,6 @@ def test_checkpoint(cfg, checkpoint: Path, launcher: str = "none") -> Dict[str, 
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = eval_config(cfg, Path(tmp), default_scope="mmdet", launcher=launcher,
-                          experiment_name=f"eval_{next(_RUNS)}",
                           load_from=str(plain_checkpoint(Path(checkpoint), Path(tmp))))
         return ap_metrics(Runner.from_cfg(cfg).test())
 

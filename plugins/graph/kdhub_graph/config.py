@@ -116,6 +116,6 @@ def _method_sections(raw: Dict[str, Any], methods: Sequence[str], source: str) -
     sections = {k: distill.pop(k) for k in list(distill) if k in methods}
     for name, section in sections.items():
         if not isinstance(section, dict):
-            raise ConfigError(f"{source}: distill.{name} must be a mapping of method {name!r}'s own "
-                              f"hyper-parameters, got {type(section).__name__} {section!r}")
+            raise ConfigError(f"{source}: distill.{name} must be a mapping (the own hyper-parameters of method "
+                              f"{name!r}), got {type(section).__name__} {section!r}")
     return sections

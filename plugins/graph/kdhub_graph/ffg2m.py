@@ -14,7 +14,7 @@ from typing import Any, Dict
 import torch
 import torch.nn.functional as F
 
-from kdhub import Distiller
+from kdhub import Algorithm
 
 from .glnn import labelled_ce
 
@@ -43,7 +43,7 @@ def high_frequency_loss(s: torch.Tensor, z: torch.Tensor, edge_index: torch.Tens
     return _kl_rows(t, F.log_softmax((s[i] - s[j]).abs() / tau, -1)).mean()
 
 
-class FFG2M(Distiller):
+class FFG2M(Algorithm):
     """Student MLP distilled with low- and high-frequency terms over the observed graph's edges."""
 
     needs_graph = True  # batches hold the targets' one-hop neighbourhood and its edges

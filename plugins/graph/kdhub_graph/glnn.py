@@ -10,7 +10,7 @@ from typing import Any, Dict
 import torch
 import torch.nn.functional as F
 
-from kdhub import Distiller, KDLoss
+from kdhub import Algorithm, KDLoss
 
 
 def labelled_ce(logits: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
@@ -20,7 +20,7 @@ def labelled_ce(logits: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor) -
     return logits.sum() * 0.0
 
 
-class GLNN(Distiller):
+class GLNN(Algorithm):
     """Student MLP trained on cached teacher soft labels; ``lam`` balances hard and soft labels."""
 
     def __init__(self, student: torch.nn.Module, lam: float = 0.0, temperature: float = 1.0):

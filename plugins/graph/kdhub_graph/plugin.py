@@ -20,7 +20,7 @@ otherwise as ``obj(student, distill)``:
   (a mapping, passed through unvalidated: the method checks it), e.g. ``--cfg-options distill.my_kd.beta=2``.
 
 It returns an ``nn.Module`` whose ``forward(**batch)`` returns a dict of named losses (``loss_*``; the
-Trainer sums them and logs each). :class:`kdhub.Distiller` subclasses implement ``loss(**batch)``. Each
+Trainer sums them and logs each). :class:`kdhub.Algorithm` subclasses implement ``loss(**batch)``. Each
 batch holds, for a set of target nodes (every observed node over an epoch; the teacher's soft labels
 are computed once from the observed graph):
 

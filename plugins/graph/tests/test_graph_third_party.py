@@ -57,4 +57,4 @@ def test_unknown_method_lists_the_registered_ones(site, tiny, tmp_path):
     proc = run_cli(["train", cfg, "--work-dir", work, "--cfg-options", "method=plain_k"], env=site, check=False)
     assert "(did you mean 'plain_kl'?); valid choices: ffg2m, glnn, none, plain_kl" in proc.stderr
     proc = run_cli(["train", cfg, "--work-dir", work, "--cfg-options", "distill.glnn=3"], env=site, check=False)
-    assert "distill.glnn must be a mapping of method 'glnn's own hyper-parameters, got int 3" in proc.stderr
+    assert "distill.glnn must be a mapping (the own hyper-parameters of method 'glnn'), got int 3" in proc.stderr

@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
 
 from .fileio import BACKEND
+
+_RUNS = itertools.count()
+
+
+def run_name(role: str) -> str:
+    """A run name unique in this process and the same on every rank (each rank makes the same runs in the
+    same order): mmengine keys its loggers and visualizers by experiment name."""
+    return f"{role}_{next(_RUNS)}"
 
 
 def _section(cfg, key: str):
@@ -16,6 +25,15 @@ def _section(cfg, key: str):
     if cfg.get(key) is None:
         cfg[key] = {}
     return cfg[key]
+
+
+def _name(cfg, experiment_name: str) -> None:
+    """Name the run, and its visualizer after it: mmengine keeps one visualizer per name in the process, so a
+    second Runner whose config names the same visualizer (mmdet's configs say ``name='visualizer'``) would
+    write into the first one's (perhaps deleted) log folder."""
+    cfg.experiment_name = experiment_name
+    if isinstance(cfg.get("visualizer"), dict):
+        cfg.visualizer["name"] = experiment_name
 
 
 def _distributed(cfg, launcher: str, find_unused_parameters: bool) -> None:
@@ -34,7 +52,8 @@ def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: O
     """A copy of ``cfg`` ready for ``Runner.from_cfg``: work dir and launcher set; resume from the work dir's
     last checkpoint when asked and one exists (``load_from`` then ignored); kdhub's lifecycle hook (plus
     ``extra_hooks``) added; checkpoints written through the atomic backend; gloo and the CPU-capable DDP
-    wrapper without CUDA. ``find_unused_parameters`` is the wrapper's default when the config sets none."""
+    wrapper without CUDA. ``find_unused_parameters`` is the wrapper's default when the config sets none;
+    ``experiment_name`` defaults to :func:`run_name` of ``role``."""
     from . import register  # noqa: F401  (the hook, backend and wrapper the config names)
 
     work_dir = Path(work_dir)
@@ -44,8 +63,7 @@ def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: O
     cfg.resume = bool(resume and (work_dir / "last_checkpoint").is_file())
     if cfg.resume:
         cfg.load_from = None
-    if experiment_name:
-        cfg.experiment_name = experiment_name
+    _name(cfg, experiment_name or run_name(role))
     if default_scope:
         cfg.setdefault("default_scope", default_scope)
     hooks = _section(cfg, "default_hooks")
@@ -72,8 +90,7 @@ def eval_config(cfg, work_dir: Path, *, launcher: str = "none", load_from: Optio
     cfg.launcher = launcher
     cfg.load_from = load_from
     cfg.resume = False
-    if experiment_name:
-        cfg.experiment_name = experiment_name
+    _name(cfg, experiment_name or run_name("eval"))
     if default_scope:
         cfg.setdefault("default_scope", default_scope)
     cfg.default_hooks = {k: v for k, v in (cfg.get("default_hooks") or {}).items() if k != "checkpoint"}

@@ -91,9 +91,11 @@ def test_runner_config_completes_the_config_for_a_run(tmp_path):
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_1.pth"))
     resumed = runner_config(_config(), tmp_path, task="detection", method="gid", resume=True)
     assert resumed.resume is True and resumed.load_from is None and "model_wrapper_cfg" not in resumed
-    test = eval_config(_config(default_hooks=dict(checkpoint=dict(type="CheckpointHook"))), tmp_path,
-                       load_from="w.pth")
+    test = eval_config(_config(default_hooks=dict(checkpoint=dict(type="CheckpointHook")),
+                               visualizer=dict(type="DetLocalVisualizer", name="visualizer")), tmp_path,
+                       load_from="w.pth", experiment_name="eval_3")
     assert test.load_from == "w.pth" and test.resume is False and "checkpoint" not in test.default_hooks
+    assert test.experiment_name == test.visualizer.name == "eval_3"   # its own visualizer, not the last run's
 
 
 def test_cfg_options_are_parsed_by_mmengine_and_typos_named():

@@ -3,9 +3,10 @@
 ``SegDistiller`` is registered in mmseg's MODELS. In ``loss`` mode it runs the teacher (no grad, only
 as far as the distiller reads), then the student's own ``loss`` (cross entropy ...), then the
 distiller's terms; ``predict`` and ``tensor`` modes are the student's, so validation and testing
-measure the student. The teacher is loaded from ``teacher.checkpoint`` and held outside the module
-tree: state dicts, checkpoints, optimisers, DDP and ``init_weights`` see only the student and the
-distiller's modules, while device moves (``.to``/``.cuda``) still carry the teacher along.
+measure the student. The teacher is loaded from ``teacher.checkpoint`` and owned the core way
+(:class:`kdhub.algorithm.TeacherOwner`): outside the module tree, so state dicts, checkpoints, optimisers,
+DDP and ``init_weights`` see only the student and the distiller's modules, while device moves
+(``.to``/``.cuda``) still carry the teacher along.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from kdhub.checkpoint import CheckpointError, load_checkpoint, sub_state_dict
 from kdhub.config import ConfigError
-from kdhub.distiller import freeze
+from kdhub.algorithm import TeacherOwner
 from kdhub_openmmlab.teacher import model_config
 
 from .terms import TermsDistiller
@@ -48,7 +49,7 @@ def load_segmentor_weights(model: torch.nn.Module, path: Union[str, Path], key: 
 
 
 @MODELS.register_module()
-class SegDistiller(BaseModel):
+class SegDistiller(TeacherOwner, BaseModel):
     """Teacher -> student distillation of two mmseg segmentors (EncoderDecoder with any backbone).
 
     Args:
@@ -77,17 +78,8 @@ class SegDistiller(BaseModel):
         with torch.random.fork_rng(devices=[]):
             teacher_model = MODELS.build(teacher_cfg)
             load_segmentor_weights(teacher_model, teacher_checkpoint, "model.teacher.checkpoint")
-            self._teacher = [freeze(teacher_model)]
+            self.set_teachers(teacher_model)
             self.distiller = MODELS.build(distiller, default_args=dict(student=self.student, teacher=teacher_model))
-
-    @property
-    def teacher(self) -> torch.nn.Module:
-        return self._teacher[0]
-
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        self.teacher._apply(fn, recurse)
-        return self
 
     def init_weights(self) -> None:
         """The student's own initialisation (the distiller's modules keep PyTorch's, drawn at build time)."""

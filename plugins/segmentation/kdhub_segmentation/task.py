@@ -17,7 +17,6 @@ from its last checkpoint (mmengine's resume). ``summary.json`` compares the thre
 from __future__ import annotations
 
 import copy
-import itertools
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from kdhub import dist
 from kdhub.config import ConfigError, LoadedConfig
-from kdhub.distiller import count_parameters
+from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, Task
@@ -99,15 +98,6 @@ def prepare_embedded(cfg) -> None:
     dist.barrier()
 
 
-_RUNS = itertools.count()
-
-
-def _experiment(role: str) -> str:
-    """A run name unique in this process and the same on every rank: mmengine keys its loggers and
-    visualizers by experiment name (and appends a time stamp to it)."""
-    return f"{role}_{next(_RUNS)}"
-
-
 class SegRun(Stages):
     """One ``kdhub train`` of a segmentation config: the core pipeline's stages as mmengine Runner runs."""
 
@@ -127,7 +117,7 @@ class SegRun(Stages):
         from kdhub_openmmlab.runner import runner_config
         runner = Runner.from_cfg(runner_config(
             cfg, work_dir, task="segmentation", method=method, config_path=self.source, resume=self.resume,
-            launcher=self.launcher, role=role, experiment_name=_experiment(role),
+            launcher=self.launcher, role=role,
             extra_hooks=[dict(type="TeacherEvalHook")] if distilling else []))
         runner.train()
         metrics = {k: float(v) for k, v in runner.test().items()}
@@ -242,7 +232,7 @@ def test_checkpoint(cfg, checkpoint: Path, key: str, launcher: str = "none") -> 
 
     tmp = Path(tempfile.mkdtemp(prefix="kdhub-seg-eval-"))
     try:
-        cfg = eval_config(cfg, tmp, launcher=launcher, experiment_name=_experiment("eval"))
+        cfg = eval_config(cfg, tmp, launcher=launcher)
         runner = Runner.from_cfg(cfg)
         load_segmentor_weights(getattr(runner.model, "module", runner.model), checkpoint, key)
         return {k: float(v) for k, v in runner.test().items()}

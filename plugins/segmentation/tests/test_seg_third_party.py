@@ -58,8 +58,8 @@ def test_unknown_distiller_type_lists_the_registered_ones(site, tmp_path):
     cfg = _config(tmp_path)
     proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)  # the extra plugin not installed
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert ("model.distiller.type: unknown segmentation distiller 'LogitMSEDistiller'; valid choices: "
-            "TermsDistiller, TransKDDistiller; install the plugin that provides it") in proc.stderr
+    assert f"{cfg}: model.distiller.type: unknown segmentation distiller 'LogitMSEDistiller'" in proc.stderr
+    assert "valid choices: TermsDistiller, TransKDDistiller; install the plugin that provides it" in proc.stderr
     proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w", "--cfg-options", "model.distiller.type=LogitMSE"],
                    env=site, check=False)
     assert "(did you mean 'LogitMSEDistiller'?)" in proc.stderr

@@ -1,8 +1,8 @@
 """The SpeechBrain ``Brain`` that trains a separator, alone or distilled from a frozen teacher.
 
-The teacher is kept out of ``self.modules`` (so Brain never puts it in train mode, hands its parameters
-to the optimiser or wraps it in DDP): it is moved to the device, frozen and run under ``no_grad``, or
-replaced by a :class:`~kdhub_speech.cache.TeacherCache`. Adapters of the intermediate term are a module
+The teacher is owned by :class:`Distillation`, outside ``self.modules`` and outside any module tree (so Brain
+never puts it in train mode, hands its parameters to the optimiser or wraps it in DDP): it is moved to the
+device with it, frozen and run under ``no_grad``, or replaced by a :class:`~kdhub_speech.cache.TeacherCache`. Adapters of the intermediate term are a module
 of their own (``modules.distill``) so they train, checkpoint and go through DDP with the student.
 Training loss = ``(1 - alpha) * PIT-SI-SNR(S, refs) + alpha * (w_out * L_out + w_feat * L_feat)`` with
 ``alpha`` from the objective-shifting schedule; without references it is the distillation part alone, and
@@ -12,7 +12,7 @@ Epoch ends report through the core :class:`~kdhub.runs.RunContext`, so lifecycle
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -21,7 +21,7 @@ import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
 from kdhub.checkpoint import rng_state, set_rng_state
-from kdhub.distiller import freeze
+from kdhub.algorithm import TeacherOwner
 from kdhub.progress import is_enabled as progress_enabled
 from kdhub.runs import RunContext
 from kdhub.taps import FeatureTaps, unwrap
@@ -57,17 +57,20 @@ class TeacherTargets:
     features: List[torch.Tensor]
 
 
-@dataclass
-class Distillation:
-    """What a distilling Brain needs besides the student: teacher (or cache), terms and schedule."""
+class Distillation(TeacherOwner, torch.nn.Module):
+    """What a distilling Brain needs besides the student: the frozen teacher (or its cache), the terms and their
+    schedule. The teacher is owned the core way (:class:`kdhub.algorithm.TeacherOwner`): outside the module tree,
+    so the Brain's optimiser, DDP and checkpoints never see it, while ``.to(device)`` carries it along; the
+    intermediate term's adapters are a submodule."""
 
-    teacher: Separator
-    output_weight: float = 1.0
-    feature_weight: float = 0.0
-    pairs: Sequence[Tuple[str, str]] = ()
-    shifting: ObjectiveShifting = field(default_factory=ObjectiveShifting)
-    cache: Optional[TeacherCache] = None
-    intermediate: Optional[IntermediateDistillation] = None
+    def __init__(self, teacher: Separator, output_weight: float = 1.0, feature_weight: float = 0.0,
+                 pairs: Sequence[Tuple[str, str]] = (), shifting: Optional[ObjectiveShifting] = None,
+                 cache: Optional[TeacherCache] = None, intermediate: Optional[IntermediateDistillation] = None):
+        super().__init__()
+        self.set_teachers(teacher)
+        self.output_weight, self.feature_weight, self.pairs = output_weight, feature_weight, list(pairs)
+        self.shifting = shifting or ObjectiveShifting()
+        self.cache, self.intermediate = cache, intermediate
 
 
 class SeparationBrain(sb.Brain):
@@ -90,7 +93,7 @@ class SeparationBrain(sb.Brain):
         self.student_taps = self.teacher_taps = None
         self._teacher: Optional[TeacherTargets] = None
         if kd is not None:
-            freeze(kd.teacher).to(self.device)
+            kd.to(self.device)
             if kd.pairs and kd.feature_weight > 0:
                 self.student_taps = FeatureTaps(model, [s for s, _ in kd.pairs])
                 if kd.cache is None:
@@ -194,8 +197,6 @@ class SeparationBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.epoch = epoch or 1
             self._sums = {}
-        if self.kd is not None:
-            self.kd.teacher.eval()
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:

@@ -20,7 +20,7 @@ import torch
 from kdhub import dist
 from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
-from kdhub.distiller import count_parameters
+from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, Task

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from kdhub.distiller import count_parameters
+from kdhub.algorithm import count_parameters
 from kdhub_speech.intermediate import IntermediateDistillation
 from speech_helpers import load
 

@@ -11,7 +11,7 @@ from kdhub_speech.data import dataset, labelled as batch_labelled, read_manifest
 from kdhub_speech.intermediate import IntermediateDistillation
 from kdhub_speech.objective_shifting import ObjectiveShifting
 from kdhub_speech.pit_kd import align_teacher, pit
-from kdhub.distiller import count_parameters
+from kdhub.algorithm import count_parameters
 from speech_helpers import _block, load, tiny_config
 
 PAIRS = [("masknet.temporal_conv_net.temporalblock_0_1", "masknet.dual_mdl.0")]

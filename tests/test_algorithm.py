@@ -1,9 +1,10 @@
-"""The Distiller: frozen teachers, gradients only to the student, multi-teacher weights, export."""
+"""The algorithm: frozen teachers outside the module tree, gradients only to the student, multi-teacher weights,
+export."""
 import pytest
 import torch
 from torch import nn
 
-from kdhub import Distiller, KDLoss, TapDistiller, build_terms
+from kdhub import Algorithm, KDLoss, TapAlgorithm, build_terms
 from kdhub.mapping import Term
 from kdhub.losses import FeatureMSELoss
 
@@ -21,7 +22,7 @@ def make(teachers=None, **kw):
         {"name": "feat", "loss": {"type": "mse"}, "student": "3", "teacher": "3", "weight": 0.5,
          "adapter": {"type": "conv", "in_channels": 4, "out_channels": 16}},
     ])
-    return TapDistiller(cnn(4), teachers if teachers is not None else cnn(16), terms, **kw)
+    return TapAlgorithm(cnn(4), teachers if teachers is not None else cnn(16), terms, **kw)
 
 
 def test_teacher_frozen_eval_and_never_gets_gradients():
@@ -65,7 +66,7 @@ def test_multiple_teachers_weighted():
     torch.manual_seed(0)
     t1, t2 = cnn(16), cnn(16)
     terms = [Term("logits", KDLoss(1.0), "", "")]
-    d = TapDistiller(cnn(4), {"a": t1, "b": t2}, terms, teacher_weights={"a": 0.25, "b": 0.75}, gt_weight=0)
+    d = TapAlgorithm(cnn(4), {"a": t1, "b": t2}, terms, teacher_weights={"a": 0.25, "b": 0.75}, gt_weight=0)
     x = torch.randn(4, 3, 6, 6)
     got = d(x, None)["loss_logits"]
     s = d.student(x)
@@ -73,9 +74,9 @@ def test_multiple_teachers_weighted():
         expected = 0.25 * KDLoss(1.0)(s, t1(x)) + 0.75 * KDLoss(1.0)(s, t2(x))
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown teachers"):
-        TapDistiller(cnn(4), {"a": t1}, [], teacher_weights={"z": 1.0})
+        TapAlgorithm(cnn(4), {"a": t1}, [], teacher_weights={"z": 1.0})
     with pytest.raises(TypeError, match="abstract"):
-        Distiller(cnn(4), t1)  # a method must define loss()
+        Algorithm(cnn(4), t1)  # a method must define loss()
 
 
 def test_student_export_and_checkpoint_state_exclude_teachers():
@@ -93,4 +94,17 @@ def test_student_export_and_checkpoint_state_exclude_teachers():
 
 def test_term_with_unknown_teacher_is_refused():
     with pytest.raises(KeyError, match="teacher in term"):
-        TapDistiller(cnn(4), cnn(16), [Term("x", FeatureMSELoss(), "", "", teachers=["nope"])])
+        TapAlgorithm(cnn(4), cnn(16), [Term("x", FeatureMSELoss(), "", "", teachers=["nope"])])
+
+
+def test_teachers_live_outside_the_module_tree_but_move_with_the_algorithm():
+    d = make()
+    teacher_params = set(map(id, d.teacher.parameters()))
+    assert teacher_params and not teacher_params & set(map(id, d.parameters()))  # no optimiser, DDP or init sees it
+    assert not any(k.startswith(("teacher", "teachers")) for k in d.state_dict())
+    d.double()  # dtype and device moves carry the teacher along
+    assert all(p.dtype == torch.float64 for p in d.teacher.parameters())
+    d.train()
+    assert d.student.training and not d.teacher.training
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    assert set(d(x, torch.tensor([0, 1]))) == {"loss_gt", "loss_logits", "loss_feat"}
