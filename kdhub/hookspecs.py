@@ -8,7 +8,8 @@ these with ``@kdhub.hookimpl``. Three families:
   domain keeps its native format (mmengine ``.py``, hyperpyyaml, YAML, JSON);
 * run lifecycle (``kdhub_run_start`` ... ``kdhub_run_end``): every domain engine calls these from its own
   hook system (core Trainer, mmengine Hook, SpeechBrain Brain), so one observer plugin sees runs of any
-  domain. They are called on the main process (rank 0) only.
+  domain. They are called on the main process (rank 0) only, each implementation on its own: one that
+  raises is reported once and its plugin marked broken, and the run goes on.
 """
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def kdhub_register(registry: "Registry") -> None:
     """Add this plugin's tasks, distillers, losses and data sets with ``registry.add_*``.
 
-    Called once per plugin when the plugin manager is built. Raising here marks the plugin broken
-    (reported by ``kdhub plugins``) without affecting the others.
+    Give each entry as an import string (``"my_pkg.graph:MyKL"``) with its help text, ``domain=`` (the task a
+    method belongs to) and, for tasks, ``demo=``: nothing is imported until the entry is used, so ``kdhub list``
+    stays as fast as importing torch. Called once per plugin when the plugin manager is built. Raising here
+    marks the plugin broken (reported by ``kdhub plugins``) without affecting the others.
     """
 
 

@@ -31,20 +31,21 @@ def test_teacher_then_gid_student_export_eval_and_resume(trained_teacher, tmp_pa
     summary = json.loads((work / "summary.json").read_text())
     assert summary["method"] == "gid" and summary["teacher"] == t_summary["student"]  # same teacher, same test set
     assert summary["params"]["teacher"] > summary["params"]["student"]
-    assert (work / "teacher_metrics.json").is_file()
-    ckpt = torch.load(work / "epoch_1.pth", weights_only=False)
+    assert (work / "teacher_test.json").is_file()           # the given teacher, tested once
+    student_dir = work / "student"                          # the pipeline's student sub-run
+    ckpt = torch.load(student_dir / "epoch_1.pth", weights_only=False)
     assert not any(k.startswith("teacher.") for k in ckpt["state_dict"])           # checkpoints: student + adapters
     assert any(k.startswith("distiller.adapter") for k in ckpt["state_dict"])
     # the export is a plain mmdet checkpoint that init_detector loads with the student's own config
     from mmdet.apis import inference_detector, init_detector
-    det = init_detector(str(work / "student_config.py"), str(work / "student.pth"), device="cpu")
+    det = init_detector(str(student_dir / "student_config.py"), str(student_dir / "student.pth"), device="cpu")
     assert det.dataset_meta["classes"][0] == "circle"
     result = inference_detector(det, torch.zeros(64, 64, 3, dtype=torch.uint8).numpy())
     assert result.pred_instances.bboxes.shape[-1] == 4
-    evaluated = run_cli(["eval", cfg, work / "student.pth"]).stdout
+    evaluated = run_cli(["eval", cfg, student_dir / "student.pth"]).stdout
     assert f"AP: {summary['student']['AP']:.4f}" in evaluated
-    assert f"AP: {summary['student']['AP']:.4f}" in run_cli(["eval", cfg, work / "epoch_1.pth"]).stdout
-    plain = run_cli(["eval", work / "student_config.py", work / "student.pth"]).stdout  # no teacher needed
+    assert f"AP: {summary['student']['AP']:.4f}" in run_cli(["eval", cfg, student_dir / "epoch_1.pth"]).stdout
+    plain = run_cli(["eval", student_dir / "student_config.py", student_dir / "student.pth"]).stdout  # no teacher
     assert f"AP: {summary['student']['AP']:.4f}" in plain
     refused = run_cli(["train", cfg, "--work-dir", work], check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr
@@ -58,11 +59,11 @@ def test_resume_continues_exactly(trained_teacher, tmp_path):
     two = ["--cfg-options", "train_cfg.max_epochs=2", "train_cfg.val_interval=2"]
     run_cli(["train", cfg, "--work-dir", tmp_path / "straight", *two])
     run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--cfg-options", "train_cfg.val_interval=2"])
-    for name in ("summary.json", "student.pth"):      # as if the run had stopped after its first epoch
+    for name in ("summary.json", "student/student.pth", "student/result.json"):  # as if stopped after epoch 1
         (tmp_path / "cut" / name).unlink()
     run_cli(["train", cfg, "--work-dir", tmp_path / "cut", "--resume", *two])
-    a = torch.load(tmp_path / "straight" / "student.pth", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "cut" / "student.pth", weights_only=True)["state_dict"]
+    a = torch.load(tmp_path / "straight" / "student" / "student.pth", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut" / "student" / "student.pth", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -88,6 +89,6 @@ def test_distributed_training_with_two_cpu_processes(trained_teacher, tmp_path):
             prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                     "-m", "kdhub"])
     summary = json.loads((work / "summary.json").read_text())
-    assert math.isfinite(summary["student"]["AP"]) and (work / "student.pth").is_file()
-    log = next(work.glob("*/*.log")).read_text()
+    assert math.isfinite(summary["student"]["AP"]) and (work / "student" / "student.pth").is_file()
+    log = next((work / "student").glob("*/*.log")).read_text()
     assert "world_size: 2" in log.replace("'", "").replace('"', "") or "Distributed training: True" in log

@@ -2,6 +2,7 @@
 # Published: student 40.7 -> 42.9 AP (teacher 42.4).
 _base_ = ['mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 custom_imports = dict(imports=['kdhub_detection.register'], allow_failed_imports=False)
 train_dataloader = dict(dataset=dict(type='KDHubCocoDataset', on_bad='error'))
 model = dict(

@@ -4,6 +4,7 @@
 # model.teacher.checkpoint. Published: student 44.1 -> 46.6 AP (teacher 44.8-45.5).
 _base_ = ['mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 custom_imports = dict(imports=['kdhub_detection.register'], allow_failed_imports=False)
 train_dataloader = dict(dataset=dict(type='KDHubCocoDataset', on_bad='error'))
 model = dict(

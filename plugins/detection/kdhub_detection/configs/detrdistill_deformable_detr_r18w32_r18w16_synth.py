@@ -1,16 +1,16 @@
 # DETRDistill on the embedded set: Deformable DETR ResNet-18/w32 teacher -> ResNet-18/w16 student (same
 # transformer width, decoder depth, queries, schedule and seed as the baseline deformable_detr_r18w16_synth.py).
-# Train the teacher first:
-#   kdhub train deformable_detr_r18w32_synth.py --work-dir work_dirs/detr_teacher
-# then point model.teacher.checkpoint at work_dirs/detr_teacher/student.pth (or pass it with --cfg-options).
+# `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
+# distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/detr_teacher/student.pth.
 # Ablations: set any of logits_weight / feature_weight / query_weight to 0.
 _base_ = ['./deformable_detr_r18w16_synth.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 model = dict(
     _delete_=True,
     type='KDDistillDetector',
     student=_base_.model,
-    teacher=dict(config='deformable_detr_r18w32_synth.py', checkpoint='work_dirs/detr_teacher/student.pth'),
+    teacher=dict(config='deformable_detr_r18w32_synth.py', checkpoint=None),
     distiller=dict(
         type='DETRDistill',
         logits_weight=1.0,    # Hungarian-matched teacher predictions: BCE 1, L1 5, GIoU 2 per decoder layer

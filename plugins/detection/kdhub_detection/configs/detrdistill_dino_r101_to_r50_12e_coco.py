@@ -3,6 +3,7 @@
 # paper reports no DINO numbers; train the R101 teacher first (dino_r101_12e_coco.py) and set model.teacher.checkpoint.
 _base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 custom_imports = dict(imports=['kdhub_detection.register'], allow_failed_imports=False)
 train_dataloader = dict(dataset=dict(type='KDHubCocoDataset', on_bad='error'))
 model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,

@@ -2,11 +2,11 @@
 # decoder depth, queries, schedule and seed as the baseline dino_r18w16_synth.py). The three components act on the
 # student's matching queries only (its denoising queries keep DINO's own denoising loss); the teacher-query group
 # is the teacher's two-stage query prior (content queries + the anchor boxes its encoder selected).
-# Train the teacher first:
-#   kdhub train dino_r18w32_synth.py --work-dir work_dirs/dino_teacher
-# then point model.teacher.checkpoint at work_dirs/dino_teacher/student.pth (or pass it with --cfg-options).
+# `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
+# distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/dino_teacher/student.pth.
 _base_ = ['./dino_r18w16_synth.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,
-             teacher=dict(config='dino_r18w32_synth.py', checkpoint='work_dirs/dino_teacher/student.pth'),
+             teacher=dict(config='dino_r18w32_synth.py', checkpoint=None),
              distiller=dict(type='DETRDistill', logits_weight=1.0, feature_weight=20.0, query_weight=1.0, top_k=30))

@@ -6,6 +6,7 @@
 # quoted in later papers' comparison tables; uncertain).
 _base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 custom_imports = dict(imports=['kdhub_detection.register'], allow_failed_imports=False)
 train_dataloader = dict(dataset=dict(type='KDHubCocoDataset', on_bad='error'))
 model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,

@@ -2,13 +2,13 @@
 # anchors, schedule and seed as the baseline faster_rcnn_r18w16_synth.py). GISM compares both RoI heads' class
 # scores on the same proposals (the student's and the teacher's); the response terms are the RoI head's (softmax KD
 # of class logits, L1 of box deltas) and the RPN's (objectness BCE, delta L1) on the GI boxes' positives.
-# Train the teacher first:
-#   kdhub train faster_rcnn_r18w32_synth.py --work-dir work_dirs/frcnn_teacher
-# then point model.teacher.checkpoint at work_dirs/frcnn_teacher/student.pth (or pass it with --cfg-options).
+# `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
+# distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/frcnn_teacher/student.pth.
 _base_ = ['./faster_rcnn_r18w16_synth.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,
-             teacher=dict(config='faster_rcnn_r18w32_synth.py', checkpoint='work_dirs/frcnn_teacher/student.pth'),
+             teacher=dict(config='faster_rcnn_r18w32_synth.py', checkpoint=None),
              # as for RetinaNet on the same FPN widths; response: RoI-head class KD (T = 1) and RPN objectness BCE,
              # regression: L1 of RoI-head deltas (GI class) and RPN deltas, on the GI boxes' positives;
              # RoI level by box size as in the RoI head's extractor (finest_scale 16)

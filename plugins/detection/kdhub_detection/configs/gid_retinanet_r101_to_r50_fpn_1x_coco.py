@@ -5,6 +5,7 @@
 # Published: student 36.2 -> 39.1 AP with GID (teacher 38.1 AP).
 _base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 custom_imports = dict(imports=['kdhub_detection.register'], allow_failed_imports=False)
 train_dataloader = dict(dataset=dict(type='KDHubCocoDataset', on_bad='error'))
 model = dict(

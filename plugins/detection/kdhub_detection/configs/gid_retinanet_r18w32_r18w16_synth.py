@@ -1,14 +1,15 @@
 # GID on the embedded set: RetinaNet ResNet-18/w32 teacher -> ResNet-18/w16 student (same anchors, schedule and
-# seed as the baseline retinanet_r18w16_synth.py). Train the teacher first:
-#   kdhub train retinanet_r18w32_synth.py --work-dir work_dirs/gid_teacher
-# then point model.teacher.checkpoint at work_dirs/gid_teacher/student.pth (or pass it with --cfg-options).
+# seed as the baseline retinanet_r18w16_synth.py).
+# `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
+# distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/gid_teacher/student.pth.
 _base_ = ['./retinanet_r18w16_synth.py']
 task = 'detection'
+baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 model = dict(
     _delete_=True,
     type='KDDistillDetector',
     student=_base_.model,
-    teacher=dict(config='retinanet_r18w32_synth.py', checkpoint='work_dirs/gid_teacher/student.pth'),
+    teacher=dict(config='retinanet_r18w32_synth.py', checkpoint=None),
     distiller=dict(
         type='GID',
         # The paper's weights (feature 5e-3, relation 40) are for 256-channel COCO FPN features; our narrow FPNs
