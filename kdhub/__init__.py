@@ -13,8 +13,9 @@ from .task import DemoResult, ModelResult, Task
 __version__ = "0.1.0"
 
 __all__ = [
-    "Algorithm", "ChannelWiseDistillationLoss", "ConfigError", "ConvAdapter", "CosineLoss", "DemoResult", "DistillTerms",
-    "FeatureMSELoss", "FeatureTaps", "Field", "KDLoss", "LinearAdapter", "LoadedConfig",
-    "ModelResult", "RKDAngleLoss", "RKDDistanceLoss", "RunContext", "RunInfo", "TapAlgorithm", "Task", "TeacherOwner", "Term",
-    "build_adapter", "build_terms", "count_parameters", "freeze", "hookimpl", "unwrap", "validate",
+    "Algorithm", "ChannelWiseDistillationLoss", "ConfigError", "ConvAdapter", "CosineLoss", "DemoResult",
+    "DistillTerms", "FeatureMSELoss", "FeatureTaps", "Field", "KDLoss", "LinearAdapter", "LoadedConfig",
+    "ModelResult", "RKDAngleLoss", "RKDDistanceLoss", "RunContext", "RunInfo", "TapAlgorithm", "Task",
+    "TeacherOwner", "Term", "build_adapter", "build_terms", "count_parameters", "freeze", "hookimpl", "unwrap",
+    "validate",
 ]

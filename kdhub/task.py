@@ -32,20 +32,22 @@ class DemoResult:
 
 
 class Task(ABC):
-    """Base class of a registered task. Subclasses set ``name``, ``domain`` and ``package``.
+    """Base class of a registered task (its name and domain are the ones it is registered under).
 
     ``train`` and ``evaluate`` receive the config as the plugin's own loader returned it; ``demo`` runs
-    the domain's main job on its embedded data set.
+    the domain's main job on its embedded data set. A domain on the core pipeline sets ``run_class``: its
+    run of one ``kdhub train`` (a :class:`kdhub.pipeline.Stages` with ``run()``), built from ``(loaded,
+    work_dir, resume, launcher)``.
     """
 
-    name = "task"
-    domain = "core"
-    package = "kdhub"
+    run_class: Optional[type] = None
 
-    @abstractmethod
     def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False,
               launcher: str = "none") -> Dict[str, Any]:
         """Train and return the run summary (also written to ``work_dir/summary.json``)."""
+        if self.run_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no run_class and does not override train()")
+        return self.run_class(loaded, work_dir, resume, launcher).run()
 
     @abstractmethod
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:

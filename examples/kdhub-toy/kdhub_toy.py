@@ -80,9 +80,6 @@ def accuracy(net, data) -> float:
 class ToyTask(kdhub.Task):
     """Logit distillation of a wide MLP into a narrow one on Gaussian blobs."""
 
-    name = domain = "toy"
-    package = "kdhub-toy"
-
     def _fit(self, model, net, train, test, cfg, ctx, epochs, resume):
         torch.manual_seed(cfg["seed"])
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"])

@@ -180,9 +180,14 @@ def check_distillation(cfg: Config, source: str) -> None:
                           f"teacher (model.teacher) {t_key}={t_num}; distillation needs the same classes in the "
                           f"same order")
     kind = model.distiller.get("type")
-    if kind not in METHODS:
+    from kdhub.plugins import get_registry
+    from kdhub_openmmlab.methods import register_distiller
+    from mmdet.registry import MODELS
+    choices = list(METHODS) + [n for n in get_registry().names("distillers", "detection") if n not in METHODS]
+    if kind not in choices:
         raise ConfigError(f"{source}: model.distiller.type {kind!r} is not a kdhub detection method; valid "
-                          f"choices: {', '.join(METHODS)}")
+                          f"choices: {', '.join(choices)}")
+    register_distiller("detection", MODELS, kind, source)  # the method by name, third-party ones included
     for key, det in (("model.student", model.student), ("model.teacher", t_model)):
         cls = _detector_class(det, key, source)
         if kind == "GID" and (issubclass(cls, DetectionTransformer) or

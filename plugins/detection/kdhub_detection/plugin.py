@@ -1,8 +1,10 @@
 """kdhub hooks of the detection plugin: registration and the mmengine ``.py`` config loader.
 
 Registration imports nothing (mmdet is imported when a detection config is loaded or run), so ``kdhub list``
-does not pay for importing mmdet. The methods are mmdet models selected by the config's
-``model.distiller.type``; their registry entries describe them and load them on first use.
+does not pay for importing mmdet. A distillation config selects its method by ``model.distiller.type``, the
+name of a registered detection distiller (``registry.add_distiller(TYPE, "pkg.mod:Class", help,
+domain="detection")``); loading the config registers it into mmdet's ``MODELS``
+(:mod:`kdhub_openmmlab.methods`), so a third-party distribution can add a method to this domain.
 """
 from __future__ import annotations
 
@@ -17,21 +19,15 @@ from kdhub.config import LoadedConfig, peek_task
 def kdhub_register(registry) -> None:
     registry.add_task("detection", "kdhub_detection.task:DetectionTask", "object detection on MMDetection: GID "
                       "and DETRDistill between mmdet detectors", demo=True)
-    registry.add_distiller("detrdistill", "kdhub_detection.detr_distill:DETRDistill",
+    registry.add_distiller("DETRDistill", "kdhub_detection.detr_distill:DETRDistill",
                            "DETRDistill: Hungarian-matching logits, target-aware feature and query-prior assignment "
                            "distillation for the DETR family (mmdet; model.distiller.type='DETRDistill')",
                            domain="detection")
-    registry.add_distiller("gid", "kdhub_detection.gid:GID", "GID: general instance selection with feature, "
+    registry.add_distiller("GID", "kdhub_detection.gid:GID", "GID: general instance selection with feature, "
                            "relation and response distillation for RetinaNet / FCOS / Faster R-CNN (mmdet; "
                            "model.distiller.type='GID')", domain="detection")
-    registry.add_dataset("detection_synth", synth_dataset, "synthetic shapes on textured backgrounds, COCO format "
-                         "(generated)", domain="detection")
-
-
-def synth_dataset(**spec):
-    """The generated data set described by ``SynthSpec(**spec)`` (built once); returns its folder."""
-    from .synth import SynthSpec, ensure_embedded
-    return ensure_embedded(SynthSpec(**spec))
+    registry.add_dataset("detection_synth", "kdhub_detection.synth:generate", "synthetic shapes on textured "
+                         "backgrounds, COCO format (generated)", domain="detection")
 
 
 @hookimpl

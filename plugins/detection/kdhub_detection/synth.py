@@ -146,3 +146,8 @@ def ensure_embedded(spec: SynthSpec, root: Optional[Path] = None) -> Path:
 def split_paths(folder: Path, split: str) -> Dict[str, str]:
     """``ann_file`` and image folder of one split of a generated set."""
     return {"ann_file": str(folder / "annotations" / f"instances_{split}.json"), "img": str(folder / split) + "/"}
+
+
+def generate(**spec) -> Path:
+    """The registered data set: the generated set described by ``SynthSpec(**spec)``, built once; its folder."""
+    return ensure_embedded(SynthSpec(**spec))

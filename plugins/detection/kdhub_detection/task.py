@@ -202,8 +202,7 @@ def plain_checkpoint(path: Path, tmp: Path) -> Path:
 class DetectionTask(Task):
     """mmdet detectors and their distillation (GID, DETRDistill) through mmengine's Runner."""
 
-    name = domain = "detection"
-    package = "kdhub-detection"
+    run_class = DetectionRun
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         """Test AP of a student checkpoint (exported ``student.pth`` or a training checkpoint)."""

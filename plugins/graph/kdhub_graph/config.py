@@ -15,6 +15,8 @@ from kdhub.config import ConfigError, Field, apply_overrides, validate
 
 from .plugin import build_method, method_names
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
 SETTINGS = ("transductive", "inductive", "production")
 TEACHERS = ("gcn", "sage", "gat")
 

@@ -44,7 +44,6 @@ from torch import nn
 from kdhub import hookimpl
 from kdhub.config import ConfigError, LoadedConfig, peek_task
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DOMAIN = "graph"
 
 

@@ -257,7 +257,8 @@ def _no_grad(model: nn.Module, *inputs: Any) -> Any:
 class GraphRun:
     """One ``kdhub train`` of the graph task: the pipeline once per seed, aggregated over seeds."""
 
-    def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool):
+    def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
+        dist.init_distributed(launcher)
         self.cfg, self.source = loaded.cfg, str(loaded.path)
         self.work_dir, self.resume = Path(work_dir), resume
         dev = self.cfg["device"]
@@ -331,12 +332,7 @@ class GraphRun:
 class GraphTask(Task):
     """GNN-to-MLP distillation on torch-geometric graphs; the method is any registered graph distiller."""
 
-    name = domain = "graph"
-    package = "kdhub-graph"
-
-    def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
-        dist.init_distributed(launcher)
-        return GraphRun(loaded, work_dir, resume).run()
+    run_class = GraphRun
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         cfg = loaded.cfg
@@ -359,8 +355,7 @@ class GraphTask(Task):
     def demo(self, work_dir: Path) -> DemoResult:
         """SAGE teacher, baseline MLP, GLNN and FF-G2M students (the latter two from the same teachers) on
         the embedded CSBM graph; finished parts of an earlier demo in ``work_dir`` are reused."""
-        from .config import load
-        from .plugin import CONFIG_DIR
+        from .config import CONFIG_DIR, load
 
         path = CONFIG_DIR / "demo.yaml"
         teachers = work_dir / "glnn" / "seed_{seed}" / "teacher" / "teacher.pth"

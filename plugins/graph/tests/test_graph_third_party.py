@@ -1,12 +1,11 @@
 """A method added to the graph domain by a separately installed distribution (examples/kdhub-extra-methods),
 selected by name from the registry and run through the real launcher."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from kdhub.testing import pip_install_site
 
 from graph_helpers import run_cli
 
@@ -17,11 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 def site(tmp_path_factory):
     """kdhub-extra-methods (the new method) and kdhub-toy (an observer logging every run's metrics to
     ``events.jsonl``) installed by pip into a site dir, as a user's third-party plugins would be."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(target), str(EXAMPLES / "kdhub-extra-methods"), str(EXAMPLES / "kdhub-toy")],
-                   check=True, env={**os.environ, "PIP_NO_CACHE_DIR": "1"})
-    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    return pip_install_site(tmp_path_factory.mktemp("site"), EXAMPLES / "kdhub-extra-methods", EXAMPLES / "kdhub-toy")
 
 
 def test_third_party_graph_method_listed_trained_and_its_loss_computed(site, tiny, tmp_path):

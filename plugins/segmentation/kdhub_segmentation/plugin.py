@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from kdhub import hookimpl
-from kdhub.config import ConfigError, LoadedConfig, peek_task
+from kdhub.config import LoadedConfig, peek_task
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DOMAIN = "segmentation"
 
 
@@ -39,40 +38,17 @@ def kdhub_register(registry) -> None:
     registry.add_distiller("TermsDistiller", "kdhub_segmentation.terms:TermsDistiller",
                            "the core's generic tap terms (logit KD, CWD, feature MSE ...) between any two mmseg "
                            "segmentors", domain=DOMAIN)
-    registry.add_dataset("segmentation_synth", synth_dataset, "synthetic scenes of textured regions and shaped "
-                         "objects, 10 classes (generated)", domain=DOMAIN)
-
-
-def synth_dataset(**spec):
-    """The generated data set described by ``SynthSegSpec(**spec)`` (built once); returns its folder."""
-    from .synth import SynthSegSpec, ensure_embedded
-    return ensure_embedded(SynthSegSpec(**spec))
+    registry.add_dataset("segmentation_synth", "kdhub_segmentation.synth:generate", "synthetic scenes of textured "
+                         "regions and shaped objects, 10 classes (generated)", domain=DOMAIN)
 
 
 def register_distiller(type_name: str, source: str) -> None:
-    """Make ``model.distiller.type`` buildable: find it among the registered segmentation distillers
-    and register it in mmseg's ``MODELS`` unless mmseg already knows it (e.g. by ``custom_imports``)."""
+    """Make ``model.distiller.type`` buildable by mmseg's ``MODELS`` from the registered segmentation
+    distillers (:func:`kdhub_openmmlab.methods.register_distiller`)."""
     from mmseg.registry import MODELS
 
-    from kdhub.plugins import get_registry
-    from kdhub.registry import unknown_name_message
-
-    known = MODELS.get(type_name)
-    registry = get_registry()
-    names = registry.names("distillers", DOMAIN)
-    if type_name not in names:
-        if known is not None:
-            return
-        unknown = unknown_name_message("segmentation distiller", type_name, names)
-        raise ConfigError(f"{source}: model.distiller.type: {unknown}; install the plugin that provides it, or "
-                          f"import its module with custom_imports")
-    cls = registry.get("distillers", type_name, domain=DOMAIN)
-    if known is None:
-        MODELS.register_module(type_name, module=cls)
-    elif known is not cls:
-        raise ConfigError(f"{source}: model.distiller.type {type_name!r} names two different classes: "
-                          f"{known.__module__}.{known.__qualname__} in mmseg's MODELS and {cls.__module__}."
-                          f"{cls.__qualname__} in the kdhub registry; rename one of them")
+    from kdhub_openmmlab.methods import register_distiller as register
+    register(DOMAIN, MODELS, type_name, source)
 
 
 @hookimpl

@@ -156,3 +156,8 @@ def _write(spec: SynthSegSpec, folder: Path) -> None:
 def ensure_embedded(spec: SynthSegSpec, root: Optional[Path] = None) -> Path:
     """The folder holding ``img_dir/`` and ``ann_dir/`` for ``spec``, generated (atomically) if needed."""
     return build_once(dataset_dir(spec, root), lambda tmp: _write(spec, tmp), "spec.json")
+
+
+def generate(**spec) -> Path:
+    """The registered data set: the generated set described by ``SynthSegSpec(**spec)``, built once; its folder."""
+    return ensure_embedded(SynthSegSpec(**spec))

@@ -243,12 +243,7 @@ def test_checkpoint(cfg, checkpoint: Path, key: str, launcher: str = "none") -> 
 class SegmentationTask(Task):
     """Semantic segmentation on MMSegmentation: mmseg configs trained by mmengine's Runner, TransKD and more."""
 
-    name = "segmentation"
-    domain = "segmentation"
-    package = "kdhub-segmentation"
-
-    def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
-        return SegRun(loaded, work_dir, resume, launcher).run()
+    run_class = SegRun
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         cfg = loaded.cfg

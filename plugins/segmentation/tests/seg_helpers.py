@@ -37,7 +37,7 @@ def run_cli(args, check=True, prefix=None, env=None, timeout=600):
 
 def write_configs(folder: Path, iters: int = 6, teacher_iters: int = 8, extra: str = "") -> Path:
     """Tiny teacher, student and TransKD configs (32 px, 16 training images) over the real config bases."""
-    from kdhub_segmentation.plugin import CONFIG_DIR
+    from kdhub_segmentation.task import CONFIG_DIR
 
     base = CONFIG_DIR / "_base_"
     common = f"""task = 'segmentation'

@@ -164,8 +164,8 @@ def test_transkd_needs_two_images_per_batch(teacher_ckpt):
 
 def test_paper_recipe_pairs_mit_b2_with_mit_b0(mmseg_scope):
     """The Cityscapes recipe loads through the plugin and its B2 teacher / B0 student pair builds with TransKD."""
-    from kdhub_segmentation.plugin import CONFIG_DIR, kdhub_load_config
-    from kdhub_segmentation.task import check_pairing
+    from kdhub_segmentation.plugin import kdhub_load_config
+    from kdhub_segmentation.task import CONFIG_DIR, check_pairing
     loaded = kdhub_load_config(CONFIG_DIR / "transkd_mit-b2_to_mit-b0_cityscapes-512x1024.py",
                                ["model.distiller.variant=ea"])
     assert loaded.method == "transkd-ea" and loaded.cfg.train_dataloader.batch_size == 2

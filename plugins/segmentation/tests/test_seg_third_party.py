@@ -2,12 +2,11 @@
 (examples/kdhub-extra-methods): found in the kdhub registry by ``model.distiller.type``, registered into
 mmseg's MODELS, and run through the real launcher."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from kdhub.testing import pip_install_site
 
 from seg_helpers import run_cli, write_configs
 
@@ -18,11 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 def site(tmp_path_factory):
     """kdhub-extra-methods (the new distiller) and kdhub-toy (an observer logging every run's metrics to
     ``events.jsonl``) installed by pip into a site dir, as a user's third-party plugins would be."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(target), str(EXAMPLES / "kdhub-extra-methods"), str(EXAMPLES / "kdhub-toy")],
-                   check=True, env={**os.environ, "PIP_NO_CACHE_DIR": "1"})
-    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    return pip_install_site(tmp_path_factory.mktemp("site"), EXAMPLES / "kdhub-extra-methods", EXAMPLES / "kdhub-toy")
 
 
 def _config(folder: Path) -> Path:

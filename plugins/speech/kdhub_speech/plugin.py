@@ -16,17 +16,11 @@ from kdhub.config import LoadedConfig, peek_task
 def kdhub_register(registry) -> None:
     registry.add_task("speech", "kdhub_speech.task:SpeechTask", "two-speaker separation on SpeechBrain: a "
                       "SepFormer teacher distilled into a small separator", demo=True)
-    registry.add_distiller("speech_kd", "kdhub_speech.brain:SeparationBrain", "PIT-aligned output + intermediate "
+    registry.add_distiller("distill", "kdhub_speech.brain:SeparationBrain", "PIT-aligned output + intermediate "
                            "distillation with objective shifting, on a SpeechBrain Brain (method: distill)",
                            domain="speech")
-    registry.add_dataset("speech_synth", synth_dataset, "two-speaker 8 kHz mixtures of espeak-ng / flite voices "
-                         "(generated)", domain="speech")
-
-
-def synth_dataset(**spec):
-    """The generated mixtures described by ``SynthSpec(**spec)`` (built once); returns their folder."""
-    from .synth import SynthSpec, ensure_embedded
-    return ensure_embedded(SynthSpec(**spec))
+    registry.add_dataset("speech_synth", "kdhub_speech.synth:generate", "two-speaker 8 kHz mixtures of espeak-ng / "
+                         "flite voices (generated)", domain="speech")
 
 
 @hookimpl

@@ -9,7 +9,6 @@ is renamed into place when complete, so a failed or interrupted generation leave
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -20,7 +19,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -60,20 +59,28 @@ WORDS = (
 
 
 @dataclass(frozen=True)
-class SynthSpec:
-    """Sizes of the embedded set; the folder name is derived from these, so each size has its own copy."""
+class SynthSpec(datadir.GeneratedSpec):
+    """Sizes of the embedded set; the folder name is derived from these, so each size has its own copy. The
+    validation split is SpeechBrain's ``valid`` (``val`` here, as in every generated set's spec)."""
 
+    VERSION: ClassVar[int] = GENERATOR_VERSION
+    train: int = 1200
+    val: int = 150
+    test: int = 200
     sample_rate: int = 8000
     seconds: float = 1.0
-    train: int = 1200
-    valid: int = 150
-    test: int = 200
     utterances_per_voice: int = 24
-    seed: int = 0
 
-    def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": GENERATOR_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    @classmethod
+    def from_config(cls, **embedded: Any) -> "SynthSpec":
+        """The spec of a config's ``data.embedded`` section, whose validation size is ``valid``."""
+        embedded = dict(embedded)
+        if "valid" in embedded:
+            embedded["val"] = embedded.pop("valid")
+        return cls(**embedded)
+
+    def count(self, split: str) -> int:
+        return self.val if split == "valid" else getattr(self, split)
 
 
 class SynthError(RuntimeError):
@@ -186,8 +193,13 @@ def ensure_embedded(spec: SynthSpec, root: Optional[Path] = None, workers: int =
 
     def build(tmp: Path) -> None:
         for split in ("train", "valid", "test"):
-            _write_split(spec, split, getattr(spec, split), tmp, workers)
+            _write_split(spec, split, spec.count(split), tmp, workers)
         voices = {s: [v[1] for v in vs] for s, vs in VOICES.items()}
         (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "version": GENERATOR_VERSION,
                                                    "voices": voices}, indent=2) + "\n")
     return datadir.build_once(target, build, "spec.json")
+
+
+def generate(**spec) -> Path:
+    """The registered data set: the generated set described by ``SynthSpec.from_config(**spec)``, built once; its folder."""
+    return ensure_embedded(SynthSpec.from_config(**spec))

@@ -61,7 +61,7 @@ def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True) ->
     """The three manifests, checked; the embedded set is generated first if needed (rank 0 only)."""
     d = cfg["data"]
     if d["source"] == "embedded":
-        spec = SynthSpec(sample_rate=cfg["sample_rate"], **d["embedded"])
+        spec = SynthSpec.from_config(sample_rate=cfg["sample_rate"], **d["embedded"])
         root = resolve_path(d["root"], source) if d["root"] else None
         if dist.is_main():
             folder = ensure_embedded(spec, root)
@@ -287,12 +287,9 @@ def dist_broadcast(obj):
 
 
 class SpeechTask(Task):
-    name = "speech"
-    domain = "speech"
-    package = "kdhub-speech"
+    """Speech separation on SpeechBrain: separators trained by Brains, distilled from a frozen teacher."""
 
-    def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
-        return SpeechRun(loaded, work_dir, resume, launcher).run()
+    run_class = SpeechRun
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         cfg = loaded.cfg

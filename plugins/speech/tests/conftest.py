@@ -22,4 +22,4 @@ def tiny_data(speech_data_dir):
     """The tiny embedded set's folder (train/valid/test manifests)."""
     import yaml
     from kdhub_speech.synth import SynthSpec, ensure_embedded
-    return ensure_embedded(SynthSpec(**yaml.safe_load(TINY_DATA)))
+    return ensure_embedded(SynthSpec.from_config(**yaml.safe_load(TINY_DATA)))

@@ -25,7 +25,7 @@ def test_embedded_set_is_deterministic_exact_mixtures_with_unseen_test_voices(ti
     test_voices = {name for _, name, _, _ in VOICES["test"]}
     for r in (tiny_data / "test.csv").read_text().splitlines()[1:]:
         assert set(r.split(",")[-2:]) <= test_voices
-    again = ensure_embedded(SynthSpec(seconds=0.5, train=16, valid=4, test=4, utterances_per_voice=1), tmp_path)
+    again = ensure_embedded(SynthSpec(seconds=0.5, train=16, val=4, test=4, utterances_per_voice=1), tmp_path)
     assert (again / "train" / "mix" / "train_00003.wav").read_bytes() == \
         (tiny_data / "train" / "mix" / "train_00003.wav").read_bytes()
 

@@ -1,0 +1,99 @@
+"""The core pipeline: teacher -> baseline -> student sub-runs, reuse on resume, refusal without it, summary."""
+import json
+
+import pytest
+
+from kdhub.config import ConfigError
+from kdhub.pipeline import Pipeline, Stages, demo_rows
+from kdhub.runs import RunContext, RunInfo
+
+
+class Recorder:
+    """Stands in for the plugin manager: records the lifecycle calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def notify(self, name, **kwargs):
+        self.calls.append(name)
+
+
+class Steps(Stages):
+    """A domain whose 'training' writes a checkpoint file and whose metric is the number of the call."""
+
+    def __init__(self, given=None, baseline=False):
+        self.given, self.baseline, self.log, self.used = given, baseline, [], None
+
+    def teacher_checkpoint(self):
+        return self.given
+
+    def train(self, role, work_dir):
+        self.log.append(("train", role))
+        (work_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (work_dir / "checkpoints" / "epoch_1.pth").write_text(role)
+        export = work_dir / "model.pth"
+        export.write_text(role)
+        return {"test": {"acc": float(len(self.log))}, "export": export, "params": {"teacher": 9}.get(role, 3)}
+
+    def test_teacher(self, checkpoint):
+        self.log.append(("test", checkpoint.name))
+        return {"acc": 99.0}
+
+    def use_teacher(self, checkpoint):
+        self.used = checkpoint
+
+
+def run(tmp_path, steps, resume=False):
+    ctx = RunContext(RunInfo("probe", "m", tmp_path), plugins=Recorder())
+    pipeline = Pipeline(ctx, resume)
+    results = pipeline.run(steps)
+    return results, pipeline.finish(results)
+
+
+def test_teacher_trained_then_baseline_then_student_and_the_summary(tmp_path):
+    steps = Steps(baseline=True)
+    results, summary = run(tmp_path, steps)
+    assert steps.log == [("train", "teacher"), ("train", "baseline"), ("train", "student")]
+    assert steps.used == tmp_path / "teacher" / "model.pth"           # the student distils the trained teacher
+    assert {r: summary[r]["acc"] for r in ("teacher", "baseline", "student")} == \
+        {"teacher": 1.0, "baseline": 2.0, "student": 3.0}
+    assert summary["params"] == {"teacher": 9, "baseline": 3, "student": 3}
+    assert summary["student_checkpoint"] == str(tmp_path / "student" / "model.pth")
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["student"] == {"acc": 3.0} and on_disk["teacher_checkpoint"] == str(tmp_path / "teacher" / "model.pth")
+    for role in ("teacher", "baseline", "student"):
+        assert json.loads((tmp_path / role / "result.json").read_text())["export"] == str(tmp_path / role / "model.pth")
+
+
+def test_resume_reuses_finished_sub_runs_and_continues_the_unfinished_one(tmp_path):
+    run(tmp_path, Steps(baseline=True))
+    (tmp_path / "student" / "result.json").unlink()             # the student was interrupted
+    again = Steps(baseline=True)
+    _, summary = run(tmp_path, again, resume=True)
+    assert again.log == [("train", "student")]                   # teacher and baseline come from result.json
+    assert again.used == tmp_path / "teacher" / "model.pth" and summary["baseline"] == {"acc": 2.0}
+
+
+def test_a_work_dir_holding_a_run_is_refused_without_resume(tmp_path):
+    run(tmp_path, Steps())
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        run(tmp_path, Steps())
+
+
+def test_a_given_teacher_is_tested_once_and_no_baseline_unless_asked(tmp_path):
+    ckpt = tmp_path / "given.pth"
+    ckpt.write_text("t")
+    steps = Steps(given=ckpt)
+    _, summary = run(tmp_path / "w", steps)
+    assert steps.log == [("test", "given.pth"), ("train", "student")] and steps.used is None
+    assert summary["teacher"] == {"acc": 99.0} and "baseline" not in summary
+    again = Steps(given=ckpt)
+    run(tmp_path / "w", again, resume=True)
+    assert again.log == []                                       # teacher_test.json and student/result.json reused
+
+
+def test_demo_rows_take_metric_params_and_the_baselines_student_size(tmp_path):
+    _, summary = run(tmp_path, Steps(baseline=True))
+    rows = demo_rows(summary, "acc")
+    assert [(r.role, r.metric, r.params, r.latency_ms) for r in rows] == \
+        [("teacher", 1.0, 9, None), ("baseline", 2.0, 3, None), ("distilled", 3.0, 3, None)]
