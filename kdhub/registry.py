@@ -147,5 +147,4 @@ def _first_line(obj: Any) -> str:
 
 
 def _overrides_demo(task: Any) -> bool:
-    from .task import Task
-    return getattr(type(task), "demo", Task.demo) is not Task.demo
+    return bool(getattr(task, "has_demo", False))

@@ -53,6 +53,11 @@ class Task(ABC):
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         """Metrics of the student stored in ``checkpoint`` on the config's evaluation data."""
 
+    @property
+    def has_demo(self) -> bool:
+        """Whether this task's class defines a demo (``kdhub demo`` lists only those)."""
+        return type(self).demo is not Task.demo
+
     def demo(self, work_dir: Path) -> Optional[DemoResult]:
         """Teacher, baseline student and distilled student on the embedded data; None if no demo."""
         return None

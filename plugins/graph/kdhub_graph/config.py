@@ -1,7 +1,7 @@
 """The graph task's YAML config: schema, defaults and loading (with ``--cfg-options``).
 
 ``method`` is any graph method in the registry (the plugin's own and third-party ones) or ``none``;
-``distill.<method>`` subsections carry a method's own hyper-parameters (see :mod:`kdhub_graph.plugin`).
+``distill.<method>`` subsections carry a method's own hyper-parameters (see :mod:`kdhub_graph.methods`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 
 from kdhub.config import ConfigError, Field, apply_overrides, validate
 
-from .plugin import build_method, method_names
+from .methods import build_method, method_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

@@ -26,7 +26,7 @@ from kdhub.task import DemoResult
 from .data import load_graph, prepare
 from .glnn import labelled_ce
 from .models import MLP, GNN, build_teacher
-from .plugin import build_method
+from .methods import build_method
 from .sampler import CSR, sample
 from .soft_labels import soft_labels
 

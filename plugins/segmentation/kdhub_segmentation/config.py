@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Sequence
 
 from kdhub.config import ConfigError
+from kdhub_openmmlab.methods import register_distiller
 from kdhub_openmmlab.options import merge_cfg_options
 from kdhub_openmmlab.teacher import resolve_specs
 
-from .plugin import register_distiller
 
 
 def is_distillation(cfg) -> bool:
@@ -42,7 +42,8 @@ def load(path: Path, overrides: Sequence[str]):
     if is_distillation(cfg):
         distiller_type = (cfg.model.get("distiller") or {}).get("type")
         if distiller_type:  # the method, by name, from the kdhub registry (third-party ones included)
-            register_distiller(distiller_type, source)
+            from mmseg.registry import MODELS
+            register_distiller("segmentation", MODELS, distiller_type, source)
         for role in ("student", "teacher"):
             spec = cfg.model.get(role)
             if spec is None:

@@ -42,15 +42,6 @@ def kdhub_register(registry) -> None:
                          "regions and shaped objects, 10 classes (generated)", domain=DOMAIN)
 
 
-def register_distiller(type_name: str, source: str) -> None:
-    """Make ``model.distiller.type`` buildable by mmseg's ``MODELS`` from the registered segmentation
-    distillers (:func:`kdhub_openmmlab.methods.register_distiller`)."""
-    from mmseg.registry import MODELS
-
-    from kdhub_openmmlab.methods import register_distiller as register
-    register(DOMAIN, MODELS, type_name, source)
-
-
 @hookimpl
 def kdhub_load_config(path: Path, overrides: Sequence[str]) -> Optional[LoadedConfig]:
     if Path(path).suffix != ".py" or peek_task(path) != DOMAIN:
@@ -60,3 +51,4 @@ def kdhub_load_config(path: Path, overrides: Sequence[str]) -> Optional[LoadedCo
     cfg = load(Path(path), overrides)
     return LoadedConfig(task=DOMAIN, cfg=cfg, path=Path(path), method=method_name(cfg),
                         overrides=list(overrides))
+

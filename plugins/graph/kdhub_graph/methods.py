@@ -1,0 +1,60 @@
+"""How the graph task builds its student method: by name, from the kdhub registry.
+
+**Graph methods (distillers).** The graph task builds its student method by name from the registry:
+``method: <name>`` in a graph config picks the distiller registered with ``domain="graph"`` under that
+name (``none`` trains the baseline only). Any installed plugin can add one::
+
+    @kdhub.hookimpl
+    def kdhub_register(registry):
+        registry.add_distiller("my_kd", "my_pkg.graph:MyKD", "one-line description", domain="graph")
+
+The registered object is called as ``obj.from_config(student, distill)`` if it has that classmethod,
+otherwise as ``obj(student, distill)``:
+
+* ``student`` is the student MLP (``forward(x) -> logits``), whose weights are trained and exported;
+* ``distill`` is the config's validated ``distill`` section (``lambda``, ``temperature``, ``tau``,
+  ``cache_dir``); a method's own hyper-parameters go in a subsection named after it, ``distill.<name>``
+  (a mapping, passed through unvalidated: the method checks it), e.g. ``--cfg-options distill.my_kd.beta=2``.
+
+It returns an ``nn.Module`` whose ``forward(**batch)`` returns a dict of named losses (``loss_*``; the
+Trainer sums them and logs each). :class:`kdhub.Algorithm` subclasses implement ``loss(**batch)``. Each
+batch holds, for a set of target nodes (every observed node over an epoch; the teacher's soft labels
+are computed once from the observed graph):
+
+* ``x`` (features), ``y`` (labels), ``labelled`` (bool mask: a training label may be used),
+  ``teacher_logits`` (the teacher's cached logits), one row per target node;
+* if the class sets ``needs_graph = True`` (as FF-G2M does): the targets' one-hop neighbourhood instead,
+  ``x`` and ``teacher_logits`` with the targets first and then their neighbours, ``y``/``labelled`` for
+  the targets only, ``edge_index`` (local ids, neighbour -> target) and ``num_targets``.
+
+Accept ``**_`` for keys a method does not use. Loading a config also builds the method once around a
+placeholder student (``nn.Identity()``), so that a bad hyper-parameter (raise
+:class:`kdhub.config.ConfigError` naming ``distill.<name>.<key>``) is reported before anything trains.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from torch import nn
+
+from kdhub.config import ConfigError
+
+DOMAIN = "graph"
+
+
+def method_names() -> Sequence[str]:
+    """The graph methods installed now (every plugin's, from the registry)."""
+    from kdhub.plugins import get_registry
+    return get_registry().names("distillers", DOMAIN)
+
+
+def build_method(name: str, student: nn.Module, distill: Mapping[str, Any]) -> nn.Module:
+    """The registered graph method ``name`` around ``student`` (the calling convention is above)."""
+    from kdhub.plugins import get_registry
+
+    obj = get_registry().get("distillers", name, "graph method", domain=DOMAIN)
+    model = getattr(obj, "from_config", obj)(student, dict(distill))
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"graph method {name!r} built a {type(model).__name__}, not an nn.Module whose forward "
+                          f"returns a dict of losses; see kdhub_graph.methods for the calling convention")
+    return model
