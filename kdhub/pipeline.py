@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -91,7 +92,9 @@ class Pipeline:
         if not self.resume and started(work_dir):
             raise ConfigError(f"{work_dir} already holds a run; pass --resume to continue it or choose another "
                               f"--work-dir")
-        result = train(work_dir)
+        started = time.perf_counter()
+        result = dict(train(work_dir))
+        result["wall_time_s"] = round(time.perf_counter() - started, 3)
         return self.record(done, result)
 
     def cached(self, path: Path, compute: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
@@ -133,14 +136,17 @@ class Pipeline:
     def finish(self, results: Mapping[str, Mapping[str, Any]], params: Optional[Mapping[str, int]] = None,
                **extra: Any) -> Dict[str, Any]:
         """``summary.json`` of one pipeline run: each role's test metrics, parameter counts (from the results,
-        completed by ``params``) and the exported student."""
+        completed by ``params``), the exported student and the training time of its sub-runs (so a run
+        whose every sub-run is reused on ``--resume`` writes the same summary again)."""
         counts = {role: results[role]["params"] for role in ROLES if "params" in results.get(role, {})}
         counts.update(params or {})
         baseline = results.get("baseline")
         return self.ctx.finish(teacher=results["teacher"]["test"], student=results["student"]["test"],
                                baseline=baseline["test"] if baseline else None, params=counts,
                                student_checkpoint=results["student"].get("export"),
-                               teacher_checkpoint=results["teacher"].get("export"), **extra)
+                               teacher_checkpoint=results["teacher"].get("export"),
+                               **{"wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in results.values()), 3),
+                                  **extra})
 
 
 def demo_rows(summary: Mapping[str, Any], metric: str, stages: Optional[Stages] = None,

@@ -166,7 +166,7 @@ class DetectionRun(Stages):
             result = pipeline.stage("model", self.work_dir, lambda d: self.train_one(self.cfg, d, "model"),
                                     self.started)
             return ctx.finish(teacher={}, student=result["test"], params={"student": result["params"]},
-                              student_checkpoint=Path(result["export"]),
+                              student_checkpoint=Path(result["export"]), wall_time_s=result["wall_time_s"],
                               student_config=self.work_dir / "student_config.py", **skipped())
         ctx.start()
         results = self.results = pipeline.run(self)

@@ -12,6 +12,8 @@ Epoch ends report through the core :class:`~kdhub.runs.RunContext`, so lifecycle
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -45,6 +47,44 @@ class RNGState:
     @mark_as_loader
     def _recover(self, path, end_of_epoch=True):
         set_rng_state(torch.load(path, weights_only=True))
+
+
+class AtomicCheckpointer(sb.utils.checkpoints.Checkpointer):
+    """SpeechBrain's Checkpointer whose checkpoints appear whole or not at all.
+
+    SpeechBrain writes a checkpoint folder's ``CKPT.yaml`` first and then each recoverable's file, so a
+    process killed in between leaves a folder that recovery picks and fails to load. Here every checkpoint is
+    written under a staging name that recovery ignores and renamed into place when complete; staging folders
+    left by an interrupted save are removed when the next run starts.
+    """
+
+    STAGING = ".staging-"
+
+    def __init__(self, checkpoints_dir, *args, **kwargs):
+        super().__init__(checkpoints_dir, *args, **kwargs)
+        self._final: Optional[Path] = None
+        if sb.utils.distributed.if_main_process():
+            for stale in Path(checkpoints_dir).glob(self.STAGING + "*"):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _staged(self, final: Path) -> Path:
+        self._final = final
+        return final.with_name(self.STAGING + final.name)
+
+    def _new_checkpoint_dirpath(self):
+        return self._staged(super()._new_checkpoint_dirpath())
+
+    def _custom_checkpoint_dirpath(self, name):
+        return self._staged(super()._custom_checkpoint_dirpath(name))
+
+    def save_checkpoint(self, *args, **kwargs):
+        saved = super().save_checkpoint(*args, **kwargs)
+        if saved is None:  # not the main process: it wrote nothing of its own
+            return None
+        final, self._final = self._final, None
+        os.replace(saved.path, final)
+        return sb.utils.checkpoints.Checkpoint(final, saved.meta, {k: final / Path(v).name
+                                                                   for k, v in saved.paramfiles.items()})
 
 
 @dataclass

@@ -26,7 +26,7 @@ from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, Task
 
 from . import data as speech_data
-from .brain import Distillation, RNGState, SeparationBrain
+from .brain import AtomicCheckpointer, Distillation, RNGState, SeparationBrain
 from .cache import TeacherCache, fingerprint
 from .intermediate import IntermediateDistillation
 from .metrics import evaluate
@@ -175,7 +175,7 @@ class SpeechRun(Stages):
         recoverables = {"model": model, "counter": counter, "rng": RNGState()}
         if kd is not None and kd.intermediate is not None:
             recoverables["distill"] = kd.intermediate
-        ckpt = sb.utils.checkpoints.Checkpointer(sub / "save", recoverables=recoverables)
+        ckpt = AtomicCheckpointer(sub / "save", recoverables=recoverables)
         method = "supervised" if kd is None else "distill"
         ctx = RunContext(RunInfo(task="speech", method=method, work_dir=sub, config_path=self.loaded.path,
                                  rank=dist.rank(), world_size=dist.world_size(), extra={"role": role}))

@@ -142,3 +142,28 @@ def test_pit_against_several_reference_sets_equals_separate_pits():
     for (loss, perms), ref in zip(pit_each(est, [a, b]), (a, b)):
         ref_loss, ref_perms = pit(est, ref)
         assert torch.allclose(loss, ref_loss, atol=1e-5) and torch.equal(perms, ref_perms)
+
+
+def test_a_checkpoint_interrupted_mid_save_is_never_recovered(tmp_path):
+    """SpeechBrain writes CKPT.yaml before the parameter files; the atomic checkpointer shows a checkpoint only
+    once every file is written, so recovery after a save that died halfway loads the previous one."""
+    import speechbrain as sb
+    from kdhub_speech.brain import AtomicCheckpointer
+
+    model = torch.nn.Linear(2, 2)
+    ckpt = AtomicCheckpointer(tmp_path, recoverables={"model": model})
+    ckpt.save_checkpoint(meta={"n": 1})
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+
+    def dies(obj, path):
+        raise KeyboardInterrupt("killed while saving")
+    ckpt.custom_save_hooks["model"] = dies
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(meta={"n": 2})
+    assert [c.meta["n"] for c in sb.utils.checkpoints.Checkpointer(tmp_path).list_checkpoints()] == [1]
+    fresh = torch.nn.Linear(2, 2)
+    AtomicCheckpointer(tmp_path, recoverables={"model": fresh}).recover_if_possible()
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in first.items())
+    assert not any(p.name.startswith(AtomicCheckpointer.STAGING) for p in tmp_path.iterdir())  # cleaned up
