@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdhub import TapAlgorithm, build_terms
+
+from provenance import run_info
 
 
 def cnn(width: int, classes: int = 10) -> nn.Sequential:
@@ -110,8 +111,7 @@ def main() -> None:
         "steps": args.steps, "batch": args.batch, "input": [3, 32, 32],
         "params": {"teacher": sum(p.numel() for p in teacher.parameters()),
                    "student": sum(p.numel() for p in plain_student.parameters())},
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+        **run_info(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

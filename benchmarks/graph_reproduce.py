@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ from kdhub_graph.glnn import GLNN
 from kdhub_graph.models import MLP, build_teacher
 from kdhub_graph.sampler import CSR, sample
 from kdhub_graph.task import PlainStudent
+
+from provenance import run_info
 
 CONFIGS = Path(__file__).resolve().parents[1] / "plugins" / "graph" / "configs"
 PAPER = {  # GLNN Table (SAGE teacher, Cora): transductive / inductive / production
@@ -150,7 +151,7 @@ def main() -> None:
         "wall_time_s": None,
         "note": "training runs already finished in --work-dir are reused (kdhub train --resume); wall_time_s "
                 "covers this invocation only (from an empty work dir: 457 s on an idle 2-core machine).",
-        "machine": {"cpu": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        **run_info(),
     }
     tr = result["transductive"]
     result["checks"] = {

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from provenance import run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.5
@@ -41,11 +42,6 @@ def timed(cmd: list, env: dict) -> float:
     return time.perf_counter() - t0
 
 
-def commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10, help="runs of each command (default 10)")
@@ -62,7 +58,6 @@ def main() -> None:
             times[name].append(timed(commands[name], env))
     med = {name: statistics.median(t) for name, t in times.items()}
     ratio = med["kdhub_list"] / med["import_torch"]
-    import torch
 
     result = {
         "benchmark": "list_startup",
@@ -76,10 +71,7 @@ def main() -> None:
         "runs": args.runs,
         "commands": {name: " ".join(cmd) for name, cmd in commands.items()},
         "times_s": {name: [round(t, 4) for t in ts] for name, ts in times.items()},
-        "commit": commit(),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()},
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **run_info(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
