@@ -59,7 +59,8 @@ class Stages(abc.ABC):
         """Test metrics of a given teacher checkpoint."""
 
     def use_teacher(self, checkpoint: Path) -> None:
-        """Distil from ``checkpoint``: the teacher that the pipeline trained (default: nothing to do)."""
+        """Distil from ``checkpoint``: the teacher the pipeline trained, or the given one (default: nothing to
+        do, for a domain whose student stage reads the checkpoint from the config)."""
 
     def started(self, work_dir: Path) -> bool:
         """Whether ``work_dir`` already holds (part of) a run: the engine's latest-checkpoint record or a
@@ -88,13 +89,17 @@ class Pipeline:
         work_dir = Path(work_dir)
         done = work_dir / RESULT_FILE
         if self.resume and done.is_file():
-            return json.loads(done.read_text())
+            result = json.loads(done.read_text())
+            if Path(result.get("export", "")).is_file():
+                return result
+            # the exported model is gone (or the work dir moved): continue the sub-run from its checkpoints
         if not self.resume and started(work_dir):
             raise ConfigError(f"{work_dir} already holds a run; pass --resume to continue it or choose another "
                               f"--work-dir")
         started = time.perf_counter()
         result = dict(train(work_dir))
         result["wall_time_s"] = round(time.perf_counter() - started, 3)
+        result["export"] = Path(result["export"]).resolve()  # valid from any working directory on --resume
         return self.record(done, result)
 
     def cached(self, path: Path, compute: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
@@ -125,6 +130,7 @@ class Pipeline:
         else:
             test = self.cached(root / TEACHER_TEST_FILE, lambda: stages.test_teacher(Path(given)))
             results["teacher"] = {"test": test, "export": str(given)}
+            stages.use_teacher(Path(given))  # also when its test is reused on --resume
         if stages.baseline:
             results["baseline"] = self.stage("baseline", root / "baseline", lambda d: stages.train("baseline", d),
                                              stages.started)

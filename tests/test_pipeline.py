@@ -85,11 +85,26 @@ def test_a_given_teacher_is_tested_once_and_no_baseline_unless_asked(tmp_path):
     ckpt.write_text("t")
     steps = Steps(given=ckpt)
     _, summary = run(tmp_path / "w", steps)
-    assert steps.log == [("test", "given.pth"), ("train", "student")] and steps.used is None
+    assert steps.log == [("test", "given.pth"), ("train", "student")] and steps.used == ckpt
     assert summary["teacher"] == {"acc": 99.0} and "baseline" not in summary
     again = Steps(given=ckpt)
     run(tmp_path / "w", again, resume=True)
     assert again.log == []                                       # teacher_test.json and student/result.json reused
+    assert again.used == ckpt                                    # ... and the student stage still gets the teacher
+
+
+def test_a_finished_sub_run_whose_export_is_gone_is_continued_not_reused(tmp_path):
+    run(tmp_path, Steps())
+    (tmp_path / "student" / "model.pth").unlink()
+    again = Steps()
+    run(tmp_path, again, resume=True)
+    assert again.log == [("train", "student")] and (tmp_path / "student" / "model.pth").is_file()
+
+
+def test_results_name_the_export_by_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    results, _ = run(tmp_path.relative_to(tmp_path), Steps())     # a relative --work-dir, as users give it
+    assert results["student"]["export"] == str(tmp_path / "student" / "model.pth")
 
 
 def test_demo_rows_take_metric_params_and_the_baselines_student_size(tmp_path):

@@ -245,7 +245,7 @@ class SeedStages(Stages):
             teacher = self.soft_labels()[0].cpu().eval()
             return lambda: _no_grad(teacher, split.x, split.edge_index)
         s = self.cfg["student"]
-        mlp = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"]).eval()
+        mlp = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"], s["dropout"], s["norm"]).eval()
         return lambda: _no_grad(mlp, split.x)
 
 
@@ -316,7 +316,8 @@ class GraphRun:
                 if role in results:
                     row[role] = dict(results[role]["test"], checkpoint=results[role]["export"])
             s = self.cfg["student"]
-            mlp = MLP(stages.split.num_features, s["hidden"], int(stages.split.y.max()) + 1, s["layers"])
+            mlp = MLP(stages.split.num_features, s["hidden"], int(stages.split.y.max()) + 1, s["layers"], s["dropout"],
+                      s["norm"])
             row["params"] = {"teacher": count_parameters(teacher), "student": count_parameters(mlp)}
             per_seed.append(row)
         strip = lambda m: {k: v for k, v in m.items() if isinstance(v, float)}

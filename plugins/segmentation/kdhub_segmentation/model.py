@@ -85,7 +85,7 @@ class SegDistiller(TeacherOwner, BaseModel):
         """The student's own initialisation (the distiller's modules keep PyTorch's, drawn at build time)."""
         self.student.init_weights()
 
-    def teacher_forward(self, inputs: Tensor) -> None:
+    def run_teacher(self, inputs: Tensor) -> None:
         """Run the teacher as far as the distiller's taps need (its backbone, or the whole network)."""
         with torch.no_grad():
             if getattr(self.distiller, "teacher_part", "full") == "backbone":
@@ -98,7 +98,7 @@ class SegDistiller(TeacherOwner, BaseModel):
         if self.training and inputs.shape[0] < need:
             raise ConfigError(f"train_dataloader.batch_size: {type(self.distiller).__name__} needs at least {need} "
                               f"images per process and step, got {inputs.shape[0]}; raise the batch size")
-        self.teacher_forward(inputs)
+        self.run_teacher(inputs)
         losses = self.student.loss(inputs, data_samples)
         losses.update(self.distiller.loss(inputs))
         return losses

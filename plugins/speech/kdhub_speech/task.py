@@ -122,7 +122,7 @@ class SpeechRun(Stages):
                             "train one with method: supervised, or set teacher_checkpoint: null to train it here")
 
     def use_teacher(self, checkpoint: Path) -> None:
-        load_separator(self.cfg["teacher_model"], checkpoint, "teacher", self.source)
+        load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
 
     def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
         teacher = load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
@@ -221,7 +221,9 @@ class SpeechRun(Stages):
         if pairs:
             try:
                 chans = IntermediateDistillation.probe_channels(student, teacher, pairs, self.cfg["sample_rate"])
-                intermediate = IntermediateDistillation(pairs, chans).to(self.device)
+                with torch.random.fork_rng(devices=[]):  # the adapters' initial weights depend on the seed alone
+                    torch.manual_seed(self.cfg["seed"])
+                    intermediate = IntermediateDistillation(pairs, chans).to(self.device)
             except (LookupError, ValueError) as exc:
                 raise ConfigError(f"{self.source}: distill.features.pairs: {exc}") from None
         cache = None
@@ -274,7 +276,9 @@ class SpeechRun(Stages):
                                                  lambda d: self.train("student", d), self.started)}
         data_sizes = {"labelled": len(self.labelled.rows), "unlabelled": self.student_train.unlabelled,
                       "baseline_epochs": self.baseline_budget()["epochs"] if self.baseline else None}
-        return pipeline.finish(results, student_data=data_sizes, world_size=dist.world_size(),
+        return pipeline.finish(results, params={"teacher": count_parameters(cfg["teacher_model"])} if self.distilling
+                               else None,
+                               student_data=data_sizes, world_size=dist.world_size(),
                                batches_per_epoch={r: v["batches_per_epoch"] for r, v in results.items()
                                                   if v.get("batches_per_epoch") is not None},
                                skipped=len(self.data.skipped), skipped_rows=self.data.skipped[:20],
