@@ -15,6 +15,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/core_overhead.py --out results/core_overhead.json
+	$(PY) benchmarks/list_startup.py --out results/list_startup.json
 	$(PY) benchmarks/graph_reproduce.py --data ../shared/data/npz/cora.npz --out results/graph_reproduce.json
 	$(PY) benchmarks/speech_distill.py --labelled 0 100 --out results/speech_distill.json
 
