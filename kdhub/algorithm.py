@@ -14,7 +14,7 @@ behaviour as a mixin, so framework models (an mmengine ``BaseModel``) build on i
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -64,11 +64,6 @@ class TeacherOwner:
         if len(self.teachers) != 1:
             raise AttributeError(f"this algorithm has {len(self.teachers)} teachers; use .teachers[name]")
         return next(iter(self.teachers.values()))
-
-    def teacher_items(self) -> Iterator[Tuple[str, nn.Module, float]]:
-        """(name, module, weight) for every teacher."""
-        for name, module in self.teachers.items():
-            yield name, module, self.teacher_weights[name]
 
     def teacher_forward(self, *args: Any, name: Optional[str] = None, **kwargs: Any) -> Any:
         """Run one teacher (``name``, or the only one) without building a graph."""

@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Iterable, Iterator, Optional, TypeVar
-
-T = TypeVar("T")
+from typing import Optional
 
 
 def is_enabled() -> bool:
@@ -55,13 +53,3 @@ class Progress:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def track(items: Iterable[T], total: int, desc: str = "", enabled: Optional[bool] = None) -> Iterator[T]:
-    bar = Progress(total, desc, enabled=enabled)
-    try:
-        for item in items:
-            yield item
-            bar.update()
-    finally:
-        bar.close()
