@@ -56,18 +56,20 @@ class Stages(abc.ABC):
 
     @abc.abstractmethod
     def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
-        """Test metrics of a given teacher checkpoint (called after :meth:`use_teacher` with it)."""
+        """Test metrics of a given teacher checkpoint."""
 
     def use_teacher(self, checkpoint: Path) -> None:
         """Distil from ``checkpoint``: the teacher the pipeline trained, or the given one (default: nothing to
         do, for a domain whose student stage reads the checkpoint from the config)."""
 
     def started(self, work_dir: Path) -> bool:
-        """Whether ``work_dir`` already holds (part of) a run: a latest-checkpoint record (the core's
-        :class:`~kdhub.runs.RunContext` and mmengine both write ``last_checkpoint``) or a non-empty
-        ``checkpoints/`` folder. An engine that keeps its checkpoints elsewhere overrides this."""
-        folder = work_dir / "checkpoints"
-        return (work_dir / "last_checkpoint").is_file() or (folder.is_dir() and any(folder.iterdir()))
+        """Whether ``work_dir`` already holds (part of) a run: the engine's latest-checkpoint record or a
+        checkpoint folder with something in it."""
+        for name in ("checkpoints", "save"):
+            folder = work_dir / name
+            if folder.is_dir() and any(folder.iterdir()):
+                return True
+        return (work_dir / "last_checkpoint").is_file()
 
     def inference(self, role: str, result: Mapping[str, Any]) -> Optional[Callable[[], Any]]:
         """One inference of the exported ``role`` model on a typical input, for the demo's latency column
@@ -126,9 +128,9 @@ class Pipeline:
                                             stages.started)
             stages.use_teacher(Path(results["teacher"]["export"]))
         else:
-            stages.use_teacher(Path(given))  # first, and also when its test is reused on --resume
             test = self.cached(root / TEACHER_TEST_FILE, lambda: stages.test_teacher(Path(given)))
             results["teacher"] = {"test": test, "export": str(given)}
+            stages.use_teacher(Path(given))  # also when its test is reused on --resume
         if stages.baseline:
             results["baseline"] = self.stage("baseline", root / "baseline", lambda d: stages.train("baseline", d),
                                              stages.started)

@@ -125,12 +125,8 @@ class SpeechRun(Stages):
         load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
 
     def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
-        return self.test(self.cfg["teacher_model"], self.work_dir / "teacher")  # loaded by use_teacher
-
-    def started(self, work_dir: Path) -> bool:
-        """SpeechBrain keeps a sub-run's checkpoints in ``save/``."""
-        save = work_dir / "save"
-        return save.is_dir() and any(save.iterdir())
+        teacher = load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
+        return self.test(teacher, self.work_dir / "teacher")
 
     def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
         cfg = self.cfg
