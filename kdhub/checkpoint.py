@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import random
+import re
 import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
@@ -99,16 +101,47 @@ def atomic_write_folder(folder: PathLike, files: Mapping[str, bytes]) -> Path:
     return folder
 
 
-def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a missing or corrupt file raises CheckpointError."""
+def load_checkpoint(path: PathLike, map_location: Any = "cpu", key: str = "") -> Dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``. A missing, truncated or corrupt file, or one holding pickled
+    objects, raises CheckpointError naming the file (and the config ``key`` that named it) and what to do;
+    the advice is never to load it unsafely."""
     path = Path(path)
+    where = f"{key}: " if key else ""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{where}checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}. "
-                              f"It may be truncated or not a kdhub/PyTorch checkpoint.") from None
+        raise CheckpointError(f"{where}{path}: {_unreadable(exc)}") from None
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why torch could not read a checkpoint, in one line (torch's own text suggests unsafe loading)."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if isinstance(exc, pickle.UnpicklingError) and found:
+        return (f"holds a pickled Python object ({found.group(1)}), not only tensors; kdhub reads weights only: "
+                f"save the model's state_dict() instead")
+    if "zip archive" in text or "central directory" in text or isinstance(exc, EOFError):
+        return "truncated or corrupt (its archive is incomplete); copy or write the file again"
+    return "not a PyTorch checkpoint (its bytes do not read as one); point at a file written by torch.save"
+
+
+def state_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], limit: int = 3) -> Optional[str]:
+    """What keeps the state dict ``given`` from loading strictly into a model whose state dict is ``expected``:
+    the first missing keys, unexpected keys and shape differences, or None when it fits."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} {_shape(given[k])} in the file, {_shape(expected[k])} in the model" for k in expected
+              if k in given and _shape(given[k]) != _shape(expected[k])]
+    parts = [f"{len(items)} {what} ({'; '.join(items[:limit])}{', ...' if len(items) > limit else ''})"
+             for what, items in (("missing key(s)", missing), ("unexpected key(s)", unexpected),
+                                 ("shape difference(s)", shapes)) if items]
+    return ", ".join(parts) or None
+
+
+def _shape(value: Any) -> str:
+    return "x".join(map(str, value.shape)) if hasattr(value, "shape") else type(value).__name__
 
 
 def sub_state_dict(state: Dict[str, Any], prefix: str) -> Dict[str, Any]:

@@ -51,8 +51,8 @@ def _no_owner_message(path: Path, task: Optional[str]) -> str:
                 f"Install it: pip install {pkg} (from a checkout: pip install -e plugins/{task})")
     if task:
         return f"{path}: {unknown_name_message('task', task, tasks)}. Install the plugin that provides it."
-    return (f"{path}: no installed plugin recognises this config and it has no top-level 'task' key; "
-            f"installed tasks: {', '.join(sorted(tasks)) or '(none)'}")
+    return (f"{path}: no installed plugin recognises this config and it has no 'task' key (nor do the files it "
+            f"inherits through _base_); installed tasks: {', '.join(sorted(tasks)) or '(none)'}")
 
 
 def _task(loaded: LoadedConfig):
@@ -190,19 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     s.add_argument("--launcher", choices=LAUNCHERS, default="none", help="'pytorch' under torchrun for DDP")
+    _verbose(s)
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="evaluate a student checkpoint")
     s.add_argument("config")
     s.add_argument("checkpoint")
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    _verbose(s)
     s.set_defaults(func=cmd_eval)
     s = sub.add_parser("demo", help="teacher vs baseline vs distilled student on embedded data")
     s.add_argument("domains", nargs="*", metavar="DOMAIN")
     s.add_argument("--work-dir", default="work_dirs/demo")
+    _verbose(s)
     s.set_defaults(func=cmd_demo)
     sub.add_parser("doctor", help="check installed versions against what kdhub and its plugins require") \
         .set_defaults(func=cmd_doctor)
     return p
+
+
+def _verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="on a bad-input error, also print the full traceback")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -210,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except (UsageError,) + USER_ERRORS as exc:
-        if os.environ.get("KDHUB_DEBUG"):
+        if getattr(args, "verbose", False) or os.environ.get("KDHUB_DEBUG"):
             traceback.print_exc()
         print(f"kdhub: error: {exc}", file=sys.stderr)
         return 2

@@ -45,20 +45,48 @@ class LoadedConfig:
 _TASK_LINE = re.compile(r"""^task\s*[:=]\s*["']?([A-Za-z0-9_.\-/]+)["']?\s*(?:#.*)?$""", re.M)
 
 
-def peek_task(path: Path) -> Optional[str]:
+def peek_task(path: Path, _seen: Optional[set] = None) -> Optional[str]:
     """The value of a top-level ``task`` key, read without executing the file.
 
-    Works for YAML/hyperpyyaml (``task: graph``), mmengine ``.py`` (``task = 'graph'``) and JSON.
+    Works for YAML/hyperpyyaml (``task: graph``), mmengine ``.py`` (``task = 'graph'``) and JSON. A ``.py``
+    config without one inherits it as mmengine does, from the files its ``_base_`` names (relative to it).
     """
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    if Path(path).suffix == ".json":
+    path = Path(path)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
             return None
         return data.get("task") if isinstance(data, dict) else None
     m = _TASK_LINE.search(text)
-    return m.group(1) if m else None
+    if m or path.suffix != ".py":
+        return m.group(1) if m else None
+    seen = (_seen or set()) | {path.resolve()}
+    for base in _bases(text, path):
+        if base.resolve() not in seen and base.is_file():
+            task = peek_task(base, seen)
+            if task:
+                return task
+    return None
+
+
+def _bases(text: str, path: Path) -> List[Path]:
+    """The local files an mmengine ``.py`` config inherits (``_base_ = 'a.py'`` or a list), relative to it;
+    a library's configs (``mmdet::...``) define no kdhub task and are left out."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
+            return [path.parent / n for n in names if isinstance(n, str) and "::" not in n]
+    return []
 
 
 def parse_value(text: str) -> Any:

@@ -10,6 +10,10 @@ after the model is exported; ``--resume`` reuses it, and an unfinished sub-run i
 whose engine continues it from its last checkpoint. Without ``--resume``, a sub-run folder that already holds
 a run stops the launch with an error rather than mixing two runs. A given teacher is tested once per work dir
 (``teacher_test.json``).
+
+Before any of it, :meth:`Stages.check` verifies everything the run will need (teacher checkpoints, data,
+tap paths, the teacher/student pairing) while nothing is written yet: bad input stops the launch with one
+error naming the file or key, and leaves the work dir as it was.
 """
 from __future__ import annotations
 
@@ -44,6 +48,12 @@ class Stages(abc.ABC):
     baseline: bool = False
     #: train the distilled student (False: the teacher and the baseline only)
     distil: bool = True
+
+    def check(self) -> None:
+        """Verify, before anything is written or trained, everything the run will need: each given teacher
+        checkpoint reads with ``weights_only=True`` and fits the teacher strictly, every data file exists and
+        parses, every tap path resolves, and the pairing is supported. Raise :class:`~kdhub.config.ConfigError`
+        (or ``CheckpointError``) naming the file or key and the fix. ``Task.train`` calls it first."""
 
     @abc.abstractmethod
     def teacher_checkpoint(self) -> Optional[Path]:

@@ -8,6 +8,7 @@ reported and switched off, and the run goes on (:meth:`kdhub.plugins.Plugins.not
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 from . import dist
 from .checkpoint import atomic_write_text
+from .config import ConfigError
 
 if TYPE_CHECKING:
     from .plugins import Plugins
@@ -34,6 +36,22 @@ class RunInfo:
     rank: int = 0
     world_size: int = 1
     extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def check_work_dir(work_dir: Path) -> None:
+    """Refuse a work dir that cannot be written, before a run writes anything: the folder itself if it exists,
+    else the nearest existing folder above it, must accept a new file. The probe really creates (and removes)
+    one, since permission bits do not tell for root, read-only mounts or immutable folders."""
+    target = Path(work_dir).absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--work-dir {work_dir}: {existing} is a file, not a folder; choose another --work-dir")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".kdhub-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--work-dir {work_dir}: {existing} is not writable ({exc.strerror}); choose another "
+                          f"--work-dir or make it writable") from None
 
 
 def _plain(value: Any) -> Any:

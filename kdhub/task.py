@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import LoadedConfig
+from .runs import check_work_dir
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Task(ABC):
     ``train`` and ``evaluate`` receive the config as the plugin's own loader returned it; ``demo`` runs
     the domain's main job on its embedded data set. A domain on the core pipeline sets ``run_class``: its
     run of one ``kdhub train`` (a :class:`kdhub.pipeline.Stages` with ``run()``), built from ``(loaded,
-    work_dir, resume, launcher)``.
+    work_dir, resume, launcher)`` without writing anything. ``train`` checks the work dir and calls the run's
+    ``check()`` before its ``run()``, so bad input fails before any file is written.
     """
 
     run_class: Optional[type] = None
@@ -47,7 +49,10 @@ class Task(ABC):
         """Train and return the run summary (also written to ``work_dir/summary.json``)."""
         if self.run_class is None:
             raise NotImplementedError(f"{type(self).__name__} sets no run_class and does not override train()")
-        return self.run_class(loaded, work_dir, resume, launcher).run()
+        check_work_dir(work_dir)
+        run = self.run_class(loaded, work_dir, resume, launcher)
+        run.check()
+        return run.run()
 
     @abstractmethod
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:

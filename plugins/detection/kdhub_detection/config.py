@@ -14,87 +14,17 @@ are resolved against the working directory, then the config's folder; ``config``
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import List, Sequence
 
 from mmengine.config import Config, ConfigDict
 
 from kdhub.config import ConfigError, LoadedConfig
-from kdhub_openmmlab.options import parse_cfg_options
+from kdhub_openmmlab.options import merge_cfg_options
 from kdhub_openmmlab.teacher import resolve_specs
 
 DISTILL_TYPE = "KDDistillDetector"
 METHODS = {"GID": "gid", "DETRDistill": "detrdistill"}
-
-
-def _close(key: str, choices) -> str:
-    close = difflib.get_close_matches(key, list(choices), n=2, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-
-
-def apply_overrides(cfg: Config, overrides: Sequence[str], source: str) -> None:
-    """mmengine's ``key=value`` overrides. Every section on the way must exist; a new leaf key is
-    accepted only inside a constructor dict (one with ``type``), where it is a keyword argument."""
-    options = parse_cfg_options(overrides, source)
-    for key in options:
-        parts = key.split(".")
-        node: Any = cfg._cfg_dict if isinstance(cfg, Config) else cfg
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-                continue
-            if not isinstance(node, dict):
-                raise ConfigError(f"{source}: --cfg-options {key}: '{'.'.join(parts[:i])}' is a "
-                                  f"{type(node).__name__}, not a section")
-            if part not in node:
-                if last and "type" in node:
-                    _check_argument(node["type"], part, key, source)
-                    break
-                where = ".".join(parts[:i]) or "the top level"
-                raise ConfigError(f"{source}: --cfg-options {key}: no key '{part}' in {where}"
-                                  f"{_close(part, node)}; valid keys: {', '.join(map(str, node))}")
-            node = node[part]
-    cfg.merge_from_dict(options)
-
-
-def _registered_class(name):
-    """The class registered as ``name`` in one of mmdet's registries (None when not found)."""
-    if not isinstance(name, str):
-        return name
-    import mmdet.registry as reg
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    for attr in ("MODELS", "DATASETS", "TRANSFORMS", "LOOPS", "HOOKS", "METRICS", "OPTIMIZERS",
-                 "PARAM_SCHEDULERS", "OPTIM_WRAPPERS", "DATA_SAMPLERS", "TASK_UTILS", "VISUALIZERS"):
-        cls = getattr(reg, attr).get(name)
-        if cls is not None:
-            return cls
-    return None
-
-
-def _check_argument(type_name, arg: str, key: str, source: str) -> None:
-    """A new key inside a constructor dict must be a keyword argument of that constructor."""
-    import inspect
-    cls = _registered_class(type_name)
-    if cls is None:
-        return
-    params = {}
-    for klass in getattr(cls, "__mro__", [cls]):
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        sig = inspect.signature(init)
-        params.update({n: p for n, p in sig.parameters.items() if n != "self"})
-        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            break
-    else:
-        return
-    if arg not in params:
-        names = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        raise ConfigError(f"{source}: --cfg-options {key}: {type_name} has no argument '{arg}'{_close(arg, names)}; "
-                          f"its arguments: {', '.join(names)}")
 
 
 def load(path: Path, overrides: Sequence[str]) -> Config:
@@ -103,7 +33,7 @@ def load(path: Path, overrides: Sequence[str]) -> Config:
         cfg = Config.fromfile(source)
     except Exception as exc:  # syntax errors, missing _base_ files: mmengine's message is already specific
         raise ConfigError(f"{source}: cannot load the config: {type(exc).__name__}: {exc}") from None
-    apply_overrides(cfg, overrides, source)
+    merge_cfg_options(cfg, overrides, source, scope="mmdet", extra_keys=("baseline",))
     for key in ("model", "train_dataloader", "train_cfg", "optim_wrapper"):
         if key not in cfg:
             raise ConfigError(f"{source}: missing '{key}': a detection config needs model, train_dataloader, "

@@ -108,6 +108,25 @@ class DetectionRun(Stages):
         return result
 
     # the pipeline's stages ----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Before anything is written (keys, classes and the pairing were checked when the config was loaded): a
+        given teacher checkpoint fitted strictly to the teacher detector, or else the data of the teacher's own
+        config; then every split's data set built and its images readable."""
+        from kdhub_openmmlab.checks import build_model, check_datasets, fit_weights
+
+        if self.distilling:
+            given = self.teacher_checkpoint()
+            if given is not None:
+                fit_weights(build_model(self.teacher_model(), "mmdet"), given, "model.teacher.checkpoint", self.source)
+            else:
+                check_datasets(self.teacher_config(), "mmdet", self.cfg.model.teacher.config)
+        check_datasets(self.cfg, "mmdet", self.source)
+
+    def teacher_model(self):
+        """The teacher detector's model config: from ``model.teacher.config``, or given inline."""
+        teacher = self.cfg.model.teacher
+        return self.teacher_config().model if teacher.get("config") else teacher.model
+
     def teacher_checkpoint(self) -> Optional[Path]:
         ckpt = self.cfg.model.teacher.get("checkpoint")
         return Path(ckpt) if ckpt else None
@@ -137,8 +156,7 @@ class DetectionRun(Stages):
 
         from .config import student_config
         cfg = student_config(self.cfg)
-        teacher = self.cfg.model.teacher
-        cfg.model = ConfigDict(self.teacher_config().model if teacher.get("config") else teacher.model)
+        cfg.model = ConfigDict(self.teacher_model())
         return test_checkpoint(cfg, checkpoint, self.launcher)
 
     def inference(self, role: str, result: Mapping[str, Any]):
@@ -211,9 +229,6 @@ class DetectionTask(Task):
         from .config import student_config
         return test_checkpoint(student_config(loaded.cfg), Path(checkpoint))
 
-    def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
-        return DetectionRun(loaded, work_dir, resume, launcher).run()
-
     def demo(self, work_dir: Path) -> DemoResult:
         """GID on the embedded shapes set: one run of ``demo_gid_retinanet_synth.py`` through the same code path
         as ``kdhub train``, whose pipeline trains the RetinaNet teacher, the baseline student and the GID
@@ -222,6 +237,7 @@ class DetectionTask(Task):
         from .config import loaded as load
         cfg = load(DEMO_CONFIG, [])
         run = DetectionRun(cfg, Path(work_dir), resume=True)
+        run.check()
         summary = run.run()
         rows = demo_rows(summary, "AP", run, run.results,
                          roles=(("teacher", "teacher"), ("baseline", "baseline"), ("student", "GID student")))

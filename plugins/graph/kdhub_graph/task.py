@@ -16,7 +16,7 @@ from torch import nn
 from torch_geometric.data import Data
 
 from kdhub import Task, count_parameters, dist
-from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, state_mismatch
 from kdhub.config import ConfigError, LoadedConfig, require_file
 from kdhub.engine import Trainer
 from kdhub.pipeline import Pipeline, Stages, demo_rows
@@ -249,6 +249,10 @@ class SeedStages(Stages):
         return lambda: _no_grad(mlp, split.x)
 
 
+def _describe(arch: Mapping[str, Any]) -> str:
+    return f"{arch.get('model')}, hidden {arch.get('hidden')}, {arch.get('layers')} layers"
+
+
 def _no_grad(model: nn.Module, *inputs: Any) -> Any:
     with torch.no_grad():
         return model(*inputs)
@@ -269,17 +273,36 @@ class GraphRun:
     def arch(self) -> Dict[str, Any]:
         return {k: self.cfg["teacher"][k] for k in ARCH_KEYS}
 
+    def check(self) -> None:
+        """Before anything is written (the data was read and checked in ``__init__``): every seed's split, and
+        each seed's given teacher checkpoint read and fitted strictly to the configured teacher."""
+        for seed in self.cfg["seeds"]:
+            stages = self.stages(seed)
+            path = stages.teacher_checkpoint()
+            if path is not None:
+                self.load_teacher(path, stages.split)
+
     def load_teacher(self, path: Path, split: Data) -> GNN:
-        state = load_checkpoint(path)
+        """The configured teacher (the config's teacher section) with the weights of ``path``, loaded strictly."""
+        state = load_checkpoint(path, key=f"{self.source}: teacher.checkpoint")
         if not isinstance(state, dict) or "model" not in state:
-            raise CheckpointError(f"{path} is not a kdhub-graph teacher checkpoint (no 'model' entry)")
+            raise CheckpointError(f"{self.source}: teacher.checkpoint {path} is not a kdhub-graph teacher checkpoint "
+                                  f"(no 'model' entry); give the teacher.pth a graph run wrote")
         feats, classes = split.num_features, int(split.y.max()) + 1
         if (state.get("in_channels"), state.get("num_classes")) != (feats, classes):
             raise ConfigError(
                 f"{self.source}: teacher.checkpoint {path} was trained for {state.get('in_channels')} features "
                 f"and {state.get('num_classes')} classes, but the data has {feats} features and {classes} "
                 f"classes; use a teacher trained on this data set (or leave teacher.checkpoint empty to train one)")
-        teacher = build_teacher(state.get("arch", self.arch()), feats, classes)
+        teacher = build_teacher(self.arch(), feats, classes)
+        problem = state_mismatch(teacher.state_dict(), state["model"])
+        if problem:
+            saved = state.get("arch")
+            held = _describe(saved) if isinstance(saved, dict) and "model" in saved else "another model"
+            raise ConfigError(
+                f"{self.source}: teacher.checkpoint {path} does not fit the configured teacher ({_describe(self.arch())}"
+                f"; the file holds {held}): {problem}. Set the teacher section to the architecture it was trained "
+                f"with, or leave teacher.checkpoint empty to train one")
         teacher.load_state_dict(state["model"])
         return teacher
 
@@ -365,6 +388,7 @@ class GraphTask(Task):
             overrides = [f"method={method}"] + extra
             run = GraphRun(LoadedConfig("graph", load(path, overrides), path, method, overrides),
                            work_dir / method, resume=True)
+            run.check()
             summaries[method] = run.run()
         g, ff = summaries["glnn"], summaries["ffg2m"]
         stages = run.stages(run.cfg["seeds"][0])

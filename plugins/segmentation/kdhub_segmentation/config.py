@@ -34,7 +34,7 @@ def load(path: Path, overrides: Sequence[str]):
         cfg = Config.fromfile(source)
     except Exception as exc:  # syntax errors, missing _base_ files ...
         raise ConfigError(f"{source}: cannot load this mmengine config: {type(exc).__name__}: {exc}") from None
-    merge_cfg_options(cfg, overrides, source, extra_keys=("baseline",))
+    merge_cfg_options(cfg, overrides, source, scope="mmseg", extra_keys=("baseline",))
     if "model" not in cfg:
         raise ConfigError(f"{source}: no 'model' in this config; a segmentation config defines model = dict(...)")
     if not isinstance(cfg.get("baseline", False), bool):

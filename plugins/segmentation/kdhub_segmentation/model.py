@@ -18,9 +18,9 @@ from mmengine.model import BaseModel
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from kdhub.checkpoint import CheckpointError, load_checkpoint, sub_state_dict
 from kdhub.config import ConfigError
 from kdhub.algorithm import TeacherOwner
+from kdhub_openmmlab.checks import fit_weights
 from kdhub_openmmlab.teacher import model_config
 
 from .terms import TermsDistiller
@@ -31,21 +31,9 @@ MODELS.register_module("TermsDistiller", module=TermsDistiller)
 
 
 def load_segmentor_weights(model: torch.nn.Module, path: Union[str, Path], key: str) -> None:
-    """Load a plain mmseg checkpoint, or a distillation checkpoint's student, into ``model`` with
-    ``weights_only=True``; errors name ``key``."""
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-    state = ckpt.get("state_dict", ckpt)
-    if not any(k.startswith("backbone.") for k in state) and any(k.startswith("student.") for k in state):
-        state = sub_state_dict(state, "student.")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [x.strip() for x in str(exc).splitlines()[1:] if x.strip()]
-        raise ConfigError(f"{key}: {path} does not fit the configured model ({lines[0][:300] if lines else exc}); "
-                          f"check that the model config matches the one it was trained with") from None
+    """Load a plain mmseg checkpoint, or a distillation checkpoint's student, into ``model`` strictly with
+    ``weights_only=True``; errors name ``key`` and the first keys that do not fit."""
+    fit_weights(model, path, key, load=True)
 
 
 @MODELS.register_module()

@@ -63,9 +63,10 @@ def teacher_config(cfg, source: str):
     return load(Path(path), [])
 
 
-def check_pairing(cfg) -> None:
+def check_pairing(cfg):
     """Build the student, the teacher (untrained) and the distiller once, so that stage counts, strides,
-    widths or term paths the distiller cannot bridge are reported before any training starts."""
+    widths or term paths the distiller cannot bridge are reported before any training starts; returns the
+    teacher, for checking a given checkpoint against it."""
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
@@ -76,6 +77,7 @@ def check_pairing(cfg) -> None:
         student = MODELS.build(model_config(cfg.model.student, "model.student"))
         teacher = MODELS.build(model_config(cfg.model.teacher, "model.teacher"))
         MODELS.build(cfg.model.distiller, default_args=dict(student=student, teacher=teacher)).close()
+    return teacher
 
 
 def _embedded_specs(cfg):
@@ -143,6 +145,42 @@ class SegRun(Stages):
         return result
 
     # the pipeline's stages ----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Before anything is written. For distillation: the pairing (student, teacher and distiller built once),
+        then a given teacher checkpoint fitted strictly to the teacher, or else the data of the teacher's own
+        config. Then every split's data set and images (the embedded set generated first)."""
+        from kdhub_openmmlab.checks import fit_weights
+
+        try:
+            if is_distillation(self.cfg):
+                self.cfg = copy.deepcopy(self.cfg)
+                teacher = check_pairing(self.cfg)
+                given = self.teacher_checkpoint()
+                if given is not None:
+                    fit_weights(teacher, given, "model.teacher.checkpoint", self.source)
+                else:
+                    tcfg = teacher_config(self.cfg, self.source)
+                    self._check_data(tcfg, self.cfg.model.teacher.config)
+            self._check_data(self.cfg, self.source)
+        except ConfigError as exc:
+            raise self._named(exc) from None
+
+    @staticmethod
+    def _check_data(cfg, source: str) -> None:
+        """Each split's data set and images; a data set builds its embedded set itself when first checked, so
+        a bad training set is reported before the other splits are generated (under a launcher, rank 0
+        generates them all first, as for training)."""
+        from kdhub_openmmlab.checks import check_datasets
+
+        if dist.is_distributed():
+            prepare_embedded(cfg)
+        check_datasets(cfg, "mmseg", source)
+
+    def _named(self, exc: ConfigError) -> ConfigError:
+        """``exc`` with the config file in front, if it does not name a file yet."""
+        text = str(exc)
+        return type(exc)(text if text.startswith(self.source) else f"{self.source}: {text}")
+
     def teacher_checkpoint(self) -> Optional[Path]:
         from kdhub_openmmlab.teacher import teacher_checkpoint
         ckpt = teacher_checkpoint(self.cfg.model)
@@ -195,8 +233,7 @@ class SegRun(Stages):
         try:
             return self._run()
         except ConfigError as exc:
-            text = str(exc)
-            raise type(exc)(text if text.startswith(self.source) else f"{self.source}: {text}") from None
+            raise self._named(exc) from None
 
     def _run(self) -> Dict[str, Any]:
         prepare_embedded(self.cfg)
@@ -212,8 +249,6 @@ class SegRun(Stages):
             Pipeline.record(self.work_dir / "summary.json", summary)
             return ctx.end(summary)
         ctx.start()
-        self.cfg = copy.deepcopy(self.cfg)
-        check_pairing(self.cfg)  # before anything trains: a pair the distiller cannot bridge fails now
         self.baseline = bool(self.cfg.get("baseline", False))
         results = self.results = pipeline.run(self)
         student = results["student"]
@@ -260,6 +295,7 @@ class SegmentationTask(Task):
 
         loaded = kdhub_load_config(DEMO_CONFIG, [])
         run = SegRun(loaded, work_dir, resume=True)
+        run.check()
         summary = run.run()
         rows = demo_rows(summary, "mIoU", run, run.results)
         s = summary

@@ -18,12 +18,13 @@ import speechbrain as sb
 import torch
 
 from kdhub import dist
-from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, state_mismatch
 from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
 from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, Task
+from kdhub.taps import TapPathError, resolve
 
 from . import data as speech_data
 from .brain import AtomicCheckpointer, Distillation, RNGState, SeparationBrain
@@ -84,18 +85,18 @@ def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True) ->
 
 
 def load_separator(model: Separator, path: Path, key: str, source: str) -> Separator:
-    """Load a state dict (plain, or a kdhub checkpoint with 'model') into ``model``; errors name ``key``."""
+    """Load a state dict (plain, or a kdhub checkpoint with 'model') into ``model`` strictly; errors name
+    ``key`` and list the first keys or shapes that do not fit."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as exc:
         raise ConfigError(f"{source}: {key}: {exc}") from None
     state = state.get("model", state) if isinstance(state, dict) else state
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: {key}: {path} does not fit the configured model ({first}); "
-                          f"check that the model section matches the one the checkpoint was trained with") from None
+    problem = state_mismatch(model.state_dict(), state) if isinstance(state, dict) else "not a state dict"
+    if problem:
+        raise ConfigError(f"{source}: {key}: {path} does not fit the configured model: {problem}; check that the "
+                          f"model section matches the one the checkpoint was trained with")
+    model.load_state_dict(state)
     return model
 
 
@@ -106,6 +107,7 @@ class SpeechRun(Stages):
         self.loaded, self.cfg, self.source = loaded, loaded.cfg, str(loaded.path)
         self.work_dir, self.resume = Path(work_dir), resume
         self.batches_per_epoch: Dict[str, int] = {}   # per rank, for the sub-runs trained in this process
+        self.data: Optional[SpeechData] = None
         dist.init_distributed(launcher)
         self.device = resolve_device(self.cfg["device"])
         self.run_opts = {"device": self.device, "distributed_backend": "nccl" if "cuda" in self.device else "gloo",
@@ -115,6 +117,21 @@ class SpeechRun(Stages):
         self.baseline = self.distilling and self.cfg["baseline"] and not self.cfg["distill"]["teacher_only"]
 
     # the pipeline's stages -----------------------------------------------------------------------
+    def check(self) -> None:
+        """Before anything is written: the given teacher checkpoint read and fitted strictly to teacher_model,
+        the feature pairs' module paths in both models, then the manifests and every wav they name."""
+        given = self.teacher_checkpoint() if self.distilling else None
+        if given is not None:
+            load_separator(self.cfg["teacher_model"], given, "teacher_checkpoint", self.source)
+        if self.distilling and self.cfg["distill"]["features"]["weight"] > 0:
+            for student_path, teacher_path in self.cfg["distill"]["features"]["pairs"]:
+                try:
+                    resolve(self.cfg["student_model"], student_path)
+                    resolve(self.cfg["teacher_model"], teacher_path)
+                except TapPathError as exc:
+                    raise ConfigError(f"{self.source}: distill.features.pairs: {exc}") from None
+        self.prepare()
+
     def teacher_checkpoint(self) -> Optional[Path]:
         if not self.cfg["teacher_checkpoint"]:
             return None
@@ -263,7 +280,8 @@ class SpeechRun(Stages):
 
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
-        self.prepare()
+        if self.data is None:  # check() has not prepared it
+            self.prepare()
         ctx = RunContext(RunInfo(task="speech", method=cfg["method"], work_dir=self.work_dir,
                                  config_path=self.loaded.path, rank=dist.rank(), world_size=dist.world_size()))
         ctx.start()
@@ -307,6 +325,7 @@ class SpeechTask(Task):
         from .plugin import kdhub_load_config
         loaded = kdhub_load_config(CONFIG_DIR / "demo.yaml", [])
         run = SpeechRun(loaded, work_dir, resume=True)
+        run.check()
         summary = run.run()
         rows = demo_rows(summary, "si-snri", run, run.results, repeats=5)
         data = summary["student_data"]

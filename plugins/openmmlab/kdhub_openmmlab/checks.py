@@ -1,0 +1,96 @@
+"""Up-front checks of an mm run, made before anything is written (``Stages.check`` of both mm plugins).
+
+mmengine's Runner finds a missing annotation file when it builds the data loaders, an unreadable image
+when a worker first loads it, and a teacher checkpoint that does not fit only when the distillation model
+is built, each time after the work dir and its timestamped log folder exist, and often after a whole
+sub-run has trained. These functions find the same problems first and name the file and key.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from kdhub.checkpoint import load_checkpoint, state_mismatch, sub_state_dict
+from kdhub.config import ConfigError
+
+SPLITS = ("train_dataloader", "val_dataloader", "test_dataloader")
+
+
+def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS) -> None:
+    """Build each split's data set as the Runner will (its annotation files parsed and checked by the data set
+    class), then read the header of every image it lists."""
+    from mmengine.registry import DefaultScope
+    from PIL import Image
+
+    registry = importlib.import_module(f"{scope}.registry").DATASETS
+    for key in keys:
+        spec = (cfg.get(key) or {}).get("dataset")
+        if not spec:
+            continue
+        try:
+            with DefaultScope.overwrite_default_scope(cfg.get("default_scope") or scope):
+                dataset = registry.build(copy.deepcopy(spec))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {key}.dataset: {exc}") from None
+        except Exception as exc:  # a missing file, a bad JSON, an unknown type: mmengine's own words, one line
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(f"{source}: {key}.dataset cannot be loaded: {type(exc).__name__}: {first}") from None
+        for info in _data_infos(dataset):
+            path = info.get("img_path")
+            if path is None:
+                continue
+            try:
+                with Image.open(path) as image:
+                    image.size
+            except FileNotFoundError:
+                raise ConfigError(f"{source}: {key}.dataset: image not found: {path}; restore it or remove it "
+                                  f"from the data set") from None
+            except Exception as exc:
+                raise ConfigError(f"{source}: {key}.dataset: {path} is not a readable image "
+                                  f"({type(exc).__name__}); replace the file or remove it from the data set") from None
+
+
+def _data_infos(dataset) -> Iterator[dict]:
+    """The data infos of an mmengine data set, through wrappers (Concat, Repeat, ClassBalanced ...)."""
+    if hasattr(dataset, "datasets"):
+        for part in dataset.datasets:
+            yield from _data_infos(part)
+    elif hasattr(dataset, "dataset"):
+        yield from _data_infos(dataset.dataset)
+    else:
+        dataset.full_init()
+        for i in range(len(dataset)):
+            yield dataset.get_data_info(i)
+
+
+def build_model(model_cfg, scope: str) -> torch.nn.Module:
+    """``model_cfg`` built in ``scope`` without drawing from the global RNG (training's stream stays as it was)."""
+    from mmengine.registry import DefaultScope
+
+    models = importlib.import_module(f"{scope}.registry").MODELS
+    with torch.random.fork_rng(devices=[]), DefaultScope.overwrite_default_scope(scope):
+        return models.build(copy.deepcopy(model_cfg))
+
+
+def fit_weights(model: torch.nn.Module, checkpoint, key: str, source: str = "", load: bool = False) -> None:
+    """Read ``checkpoint`` with ``weights_only=True`` (a plain mm checkpoint with ``state_dict``, a bare state
+    dict, or a distillation checkpoint whose ``student.`` part is taken) and check that it fits ``model``
+    strictly, naming the first missing, unexpected and mis-shaped keys; with ``load``, load it."""
+    where = f"{source}: {key}" if source else key
+    ckpt = load_checkpoint(checkpoint, key=where)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where}: {checkpoint} holds no state dict; give a checkpoint written by mmengine or kdhub")
+    expected = model.state_dict()
+    if not any(k in expected for k in state) and any(k.startswith("student.") for k in state):
+        state = sub_state_dict(state, "student.")
+    problem = state_mismatch(expected, state)
+    if problem:
+        raise ConfigError(f"{where}: {Path(checkpoint)} does not fit the configured model: {problem}; give the "
+                          f"checkpoint of the model the config describes (or fix the model config)")
+    if load:
+        model.load_state_dict(state, strict=True)
