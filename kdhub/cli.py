@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,6 +20,12 @@ from .taps import TapPathError
 
 USER_ERRORS = (ConfigError, RegistryError, CheckpointError, TapPathError, NonFiniteLossError, FileNotFoundError,
                LaunchError)
+
+
+#: framework warnings that tell a kdhub user nothing (setuptools' notice about mmengine's use of pkg_resources,
+#: mmseg's own deprecations and loss default): hidden unless --verbose or PYTHONWARNINGS asks for warnings
+QUIET_WARNINGS = (r"pkg_resources is deprecated", r"``build_loss`` would be deprecated",
+                  r"Default ``avg_non_ignore`` is False")
 
 
 class UsageError(Exception):
@@ -215,6 +222,9 @@ def _verbose(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if not (getattr(args, "verbose", False) or sys.warnoptions):
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
     try:
         return args.func(args)
     except (UsageError,) + USER_ERRORS as exc:
