@@ -109,15 +109,20 @@ class DetectionRun(Stages):
 
     # the pipeline's stages ----------------------------------------------------------------------------
     def check(self) -> None:
-        """Before anything is written (keys, classes and the pairing were checked when the config was loaded): a
+        """Before anything is written (keys, classes and detector kinds were checked when the config was loaded):
+        the distiller set up once on the untrained student and teacher (its taps resolve, its adapters fit), a
         given teacher checkpoint fitted strictly to the teacher detector, or else the data of the teacher's own
         config; then every split's data set built and its images readable."""
         from kdhub_openmmlab.checks import build_model, check_datasets, fit_weights
 
         if self.distilling:
+            teacher = build_model(self.teacher_model(), "mmdet")
+            with torch.random.fork_rng(devices=[]):  # the distiller's taps and adapters on the untrained pair
+                build_model(self.cfg.model.distiller, "mmdet").setup(build_model(self.cfg.model.student, "mmdet"),
+                                                                     teacher)
             given = self.teacher_checkpoint()
             if given is not None:
-                fit_weights(build_model(self.teacher_model(), "mmdet"), given, "model.teacher.checkpoint", self.source)
+                fit_weights(teacher, given, "model.teacher.checkpoint", self.source)
             else:
                 check_datasets(self.teacher_config(), "mmdet", self.cfg.model.teacher.config)
         check_datasets(self.cfg, "mmdet", self.source)

@@ -108,6 +108,7 @@ class SpeechRun(Stages):
         self.work_dir, self.resume = Path(work_dir), resume
         self.batches_per_epoch: Dict[str, int] = {}   # per rank, for the sub-runs trained in this process
         self.data: Optional[SpeechData] = None
+        self.teacher_from: Optional[Path] = None  # the checkpoint loaded into teacher_model
         dist.init_distributed(launcher)
         self.device = resolve_device(self.cfg["device"])
         self.run_opts = {"device": self.device, "distributed_backend": "nccl" if "cuda" in self.device else "gloo",
@@ -122,7 +123,7 @@ class SpeechRun(Stages):
         the feature pairs' module paths in both models, then the manifests and every wav they name."""
         given = self.teacher_checkpoint() if self.distilling else None
         if given is not None:
-            load_separator(self.cfg["teacher_model"], given, "teacher_checkpoint", self.source)
+            self.use_teacher(given)
         if self.distilling and self.cfg["distill"]["features"]["weight"] > 0:
             for student_path, teacher_path in self.cfg["distill"]["features"]["pairs"]:
                 try:
@@ -139,11 +140,14 @@ class SpeechRun(Stages):
                             "train one with method: supervised, or set teacher_checkpoint: null to train it here")
 
     def use_teacher(self, checkpoint: Path) -> None:
-        load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
+        """Load ``checkpoint`` into teacher_model (once: check, test and use all hand the same one)."""
+        if self.teacher_from != checkpoint:
+            load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
+            self.teacher_from = checkpoint
 
     def test_teacher(self, checkpoint: Path) -> Dict[str, float]:
-        teacher = load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
-        return self.test(teacher, self.work_dir / "teacher")
+        self.use_teacher(checkpoint)
+        return self.test(self.cfg["teacher_model"], self.work_dir / "teacher")
 
     def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
         cfg = self.cfg
