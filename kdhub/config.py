@@ -45,37 +45,44 @@ class LoadedConfig:
 _TASK_LINE = re.compile(r"""^task\s*[:=]\s*["']?([A-Za-z0-9_.\-/]+)["']?\s*(?:#.*)?$""", re.M)
 
 
-def peek_task(path: Path, _seen: Optional[set] = None) -> Optional[str]:
+def peek_task(path: Path) -> Optional[str]:
     """The value of a top-level ``task`` key, read without executing the file.
 
     Works for YAML/hyperpyyaml (``task: graph``), mmengine ``.py`` (``task = 'graph'``) and JSON. A ``.py``
     config without one inherits it as mmengine does, from the files its ``_base_`` names (relative to it).
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
         except json.JSONDecodeError:
             return None
         return data.get("task") if isinstance(data, dict) else None
-    m = _TASK_LINE.search(text)
-    if m or path.suffix != ".py":
-        return m.group(1) if m else None
-    seen = (_seen or set()) | {path.resolve()}
-    for base in _bases(text, path):
-        if base.resolve() not in seen and base.is_file():
-            task = peek_task(base, seen)
-            if task:
-                return task
+    for file in inherited_files(path):
+        m = _TASK_LINE.search(file.read_text(encoding="utf-8", errors="replace"))
+        if m:
+            return m.group(1)
     return None
 
 
-def _bases(text: str, path: Path) -> List[Path]:
-    """The local files an mmengine ``.py`` config inherits (``_base_ = 'a.py'`` or a list), relative to it;
-    a library's configs (``mmdet::...``) define no kdhub task and are left out."""
+def inherited_files(path: Path) -> List[Path]:
+    """``path`` and, for an mmengine ``.py`` config, the local files it inherits through ``_base_`` (relative to
+    the file naming them; depth first, each once). A library's configs (``mmdet::...``) are left out."""
+    out: List[Path] = []
+    todo = [Path(path)]
+    while todo:
+        file = todo.pop(0)
+        if file.resolve() in {p.resolve() for p in out} or not file.is_file():
+            continue
+        out.append(file)
+        if file.suffix == ".py":
+            todo = _bases(file) + todo
+    return out
+
+
+def _bases(path: Path) -> List[Path]:
     try:
-        tree = ast.parse(text)
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
     except SyntaxError:
         return []
     for node in tree.body:
@@ -206,11 +213,15 @@ def validate(cfg: Mapping[str, Any], schema: Schema, source: str, prefix: str = 
 
 
 def resolve_path(path: str, source: str) -> Path:
-    """A path named in a config: as given (absolute, or relative to the working directory) if it exists,
-    else relative to the config file's folder."""
+    """A path named in a config: as given (absolute, or relative to the working directory) if it exists, else
+    relative to the config file's folder or, for a value an mmengine config inherits, to the folder of a file
+    it inherits through ``_base_``."""
     p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and (Path(source).parent / p).exists():
-        p = Path(source).parent / p
+    if p.is_absolute() or p.exists():
+        return p
+    for file in inherited_files(Path(source)) or [Path(source)]:
+        if (file.parent / p).exists():
+            return file.parent / p
     return p
 
 

@@ -279,3 +279,19 @@ def test_bad_input_fails_early_and_clearly(domain, case, tmp_path):
     assert not work.exists(), f"{work} was created\n{report}"       # nothing written, so nothing trained
     if locked is not None:
         assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize("domain", ("segmentation", "detection"))
+def test_a_user_config_inherits_the_task_through_base(domain, tmp_path):
+    """A config that inherits a shipped one through ``_base_`` and does not repeat ``task`` is the shipped one's
+    task: it gets as far as that domain's own checks (here: the teacher file it names does not exist)."""
+    kit = KITS[domain](tmp_path)
+    pytest.importorskip(kit.package)
+    missing = tmp_path / "teacher_i_forgot.pth"
+    mine = tmp_path / "my_config.py"
+    mine.write_text(f"_base_ = [{str(kit.config())!r}]\nmodel = dict(teacher=dict(checkpoint={str(missing)!r}))\n")
+    assert "task" not in mine.read_text()
+    proc = run_kdhub(["train", mine, "--work-dir", tmp_path / "work"], env={"KDHUB_DATA_DIR": str(tmp_path / "data")},
+                     check=False)
+    assert proc.returncode == 2 and str(missing) in proc.stderr, proc.stderr
+    assert "no 'task' key" not in proc.stderr and not (tmp_path / "work").exists()

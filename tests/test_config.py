@@ -48,3 +48,16 @@ def test_require_file_resolves_relative_to_config(tmp_path):
     assert require_file("w.pth", "teacher.checkpoint", str(tmp_path / "c.yaml")) == tmp_path / "w.pth"
     with pytest.raises(ConfigError, match="key 'teacher.checkpoint': file not found: missing.pth"):
         require_file("missing.pth", "teacher.checkpoint", str(tmp_path / "c.yaml"))
+
+
+def test_task_is_inherited_through_base_as_mmengine_does(tmp_path):
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "root.py").write_text("task = 'detection'\nmodel = dict(type='X')\n")
+    (tmp_path / "shipped" / "middle.py").write_text("_base_ = './root.py'\nmodel = dict(depth=2)\n")
+    (tmp_path / "mine.py").write_text("_base_ = ['mmdet::retinanet/x.py', './shipped/middle.py']\nlr = 0.1\n")
+    (tmp_path / "loop_a.py").write_text("_base_ = ['./loop_b.py']\n")
+    (tmp_path / "loop_b.py").write_text("_base_ = ['./loop_a.py']\n")
+    (tmp_path / "plain.yaml").write_text("_base_: ./shipped/root.py\nlr: 0.1\n")
+    assert peek_task(tmp_path / "mine.py") == "detection"      # two levels up, past a library's config
+    assert peek_task(tmp_path / "loop_a.py") is None            # a cycle ends, without a task
+    assert peek_task(tmp_path / "plain.yaml") is None           # YAML configs state their task themselves
