@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from kdhub.checkpoint import load_checkpoint, state_mismatch, sub_state_dict
+from kdhub.checkpoint import CheckpointError, load_checkpoint, state_mismatch, sub_state_dict
 from kdhub.config import ConfigError
 
 SPLITS = ("train_dataloader", "val_dataloader", "test_dataloader")
@@ -81,7 +81,10 @@ def fit_weights(model: torch.nn.Module, checkpoint, key: str, source: str = "", 
     dict, or a distillation checkpoint whose ``student.`` part is taken) and check that it fits ``model``
     strictly, naming the first missing, unexpected and mis-shaped keys; with ``load``, load it."""
     where = f"{source}: {key}" if source else key
-    ckpt = load_checkpoint(checkpoint, key=where)
+    try:
+        ckpt = load_checkpoint(checkpoint, key=where)
+    except CheckpointError as exc:
+        raise ConfigError(str(exc)) from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ConfigError(f"{where}: {checkpoint} holds no state dict; give a checkpoint written by mmengine or kdhub")

@@ -54,8 +54,9 @@ def parse_cfg_options(overrides: Sequence[str], source: str = "--cfg-options") -
 def check_keys(cfg, options: Dict[str, Any], source: str, scope: Optional[str] = None,
                extra_keys: Iterable[str] = ()) -> None:
     """Every section on the way to an overridden key must exist. A new key is accepted at the top level when
-    it is a Runner key or one of ``extra_keys``, and inside a constructor dict (one with ``type``) when it is
-    a keyword argument of that type in ``scope``'s registries (``mmdet``, ``mmseg``; unchecked if unknown)."""
+    it is a Runner key or one of ``extra_keys``, inside a constructor dict (one with ``type``) when it is a
+    keyword argument of that type in ``scope``'s registries (``mmdet``, ``mmseg``; unchecked if unknown), and
+    in a model given by file (``dict(config='file.py', ...)``) when that file's model has it."""
     top_known = set(RUNNER_KEYS) | set(extra_keys)
     for key in options:
         parts = key.split(".")
@@ -75,11 +76,24 @@ def check_keys(cfg, options: Dict[str, Any], source: str, scope: Optional[str] =
             if i == 0:
                 raise ConfigError(f"{source}: --cfg-options {key}: unknown key '{part}'"
                                   f"{_close(part, set(node) | top_known, 0.75)}")
+            if "config" in node and part in _file_model(node["config"], source):
+                break  # a model given as dict(config='file.py', ...): its keys override that file's model
             if i == len(parts) - 1 and "type" in node:
                 _check_argument(node["type"], part, key, source, scope)
                 break
             raise ConfigError(f"{source}: --cfg-options {key}: no key '{part}' in {'.'.join(parts[:i])}"
                               f"{_close(part, node)}; valid keys: {', '.join(map(str, node))}")
+
+
+def _file_model(name, source: str) -> dict:
+    """The ``model`` of the config file a model spec names (``dict(config=name, ...)``); empty if unreadable."""
+    from mmengine.config import Config
+
+    from .teacher import config_file
+    try:
+        return dict(Config.fromfile(str(config_file(name, source, "config"))).get("model") or {})
+    except Exception:  # reported, with its key, when the spec is resolved
+        return {}
 
 
 def _registered_class(name, scope: Optional[str]):
