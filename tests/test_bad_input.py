@@ -8,6 +8,7 @@ own generators write, then damaged.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -29,16 +30,28 @@ DOMAINS = ("graph", "speech", "segmentation", "detection")
 
 
 class Kit:
-    """One domain's demo config and how to make each bad input for it (overrides, and what the error names)."""
+    """One domain's demo config and how to make each bad input for it (overrides, and what the error names).
 
-    package = ""
-    teacher_key = ""
+    ``setting`` (from :data:`SETTINGS`): the plugin package, the teacher checkpoint's key, the demo config
+    (``"module:ATTRIBUTE[/file name]"``), the config loader, and the unknown-key and wrong-type overrides with
+    the key the error must name."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, setting: dict):
         self.tmp = tmp
+        self.package, self.teacher_key = setting["package"], setting["teacher_key"]
+        self.unknown_key, self.wrong_type = setting["unknown_key"], setting["wrong_type"]
+        self.setting = setting
 
     def config(self) -> Path:
-        raise NotImplementedError
+        module, _, attr = self.setting["demo"].partition(":")
+        attr, _, name = attr.partition("/")
+        path = getattr(importlib.import_module(module), attr)
+        return path / name if name else path
+
+    def load(self):
+        """The demo config as the plugin's own loader reads it."""
+        module, _, attr = self.setting["load"].partition(":")
+        return getattr(importlib.import_module(module), attr)(self.config(), [])
 
     def save_teacher(self, path: Path, other: bool) -> None:
         """The domain's teacher checkpoint (``other``: the student's weights in its place)."""
@@ -48,9 +61,6 @@ class Kit:
         """Overrides that make ``case`` (a data case) and the file the error must name."""
         raise NotImplementedError
 
-    unknown_key: Tuple[str, str] = ("", "")
-    wrong_type: Tuple[str, str] = ("", "")
-
     def teacher(self, name: str = "teacher.pth", other: bool = False) -> Path:
         path = self.tmp / name
         if not path.exists():
@@ -59,19 +69,9 @@ class Kit:
 
 
 class GraphKit(Kit):
-    package = "kdhub_graph"
-    teacher_key = "teacher.checkpoint"
-    unknown_key = ("student.hiden=64", "student.hiden")
-    wrong_type = ("student.hidden=wide", "student.hidden")
-
-    def config(self):
-        from kdhub_graph.config import CONFIG_DIR
-        return CONFIG_DIR / "demo.yaml"
-
     def save_teacher(self, path, other):
-        from kdhub_graph.config import load
         from kdhub_graph.models import build_teacher
-        cfg = load(self.config(), [])
+        cfg = self.load()
         arch = {k: cfg["teacher"][k] for k in ("model", "hidden", "layers", "dropout", "aggr", "heads", "attn_dropout")}
         arch["model"] = "gcn" if other else arch["model"]  # a GCN teacher where the config says GraphSAGE
         c = cfg["data"]["csbm"]
@@ -91,18 +91,8 @@ class GraphKit(Kit):
 
 
 class SpeechKit(Kit):
-    package = "kdhub_speech"
-    teacher_key = "teacher_checkpoint"
-    unknown_key = ("training.epoch=3", "training.epoch")
-    wrong_type = ("training.batch_size=two", "training.batch_size")
-
-    def config(self):
-        from kdhub_speech.task import CONFIG_DIR
-        return CONFIG_DIR / "demo.yaml"
-
     def save_teacher(self, path, other):
-        from kdhub_speech.config import load
-        cfg = load(self.config(), [])
+        cfg = self.load()
         torch.save(cfg["student_model" if other else "teacher_model"].state_dict(), path)
 
     def data(self, case):
@@ -134,22 +124,11 @@ class SpeechKit(Kit):
 
 
 class SegmentationKit(Kit):
-    package = "kdhub_segmentation"
-    teacher_key = "model.teacher.checkpoint"
-    unknown_key = ("model.teacher.chekpoint=t.pth", "chekpoint")
-    wrong_type = ("train_dataloader.batch_size=two", "train_dataloader.batch_size")
-
-    def config(self):
-        from kdhub_segmentation.task import DEMO_CONFIG
-        return DEMO_CONFIG
-
     def save_teacher(self, path, other):
         from mmengine.registry import init_default_scope
         from mmseg.registry import MODELS
-        import kdhub_segmentation.mm  # noqa: F401
-        from kdhub_segmentation.config import load
         from kdhub_segmentation.model import model_config
-        cfg = load(self.config(), [])
+        cfg = self.load()
         init_default_scope("mmseg")
         model = MODELS.build(model_config(cfg.model.student if other else cfg.model.teacher, "model"))
         torch.save({"meta": {}, "state_dict": model.state_dict()}, path)
@@ -169,21 +148,12 @@ class SegmentationKit(Kit):
 
 
 class DetectionKit(Kit):
-    package = "kdhub_detection"
-    teacher_key = "model.teacher.checkpoint"
-    unknown_key = ("model.teacher.chekpoint=t.pth", "chekpoint")
-    wrong_type = ("train_dataloader.batch_size=two", "train_dataloader.batch_size")
-
-    def config(self):
-        from kdhub_detection.task import DEMO_CONFIG
-        return DEMO_CONFIG
-
     def save_teacher(self, path, other):
         from mmdet.registry import MODELS
         from mmdet.utils import register_all_modules
         from kdhub_detection.config import load
         register_all_modules(init_default_scope=True)
-        cfg = load(self.config(), [])
+        cfg = self.load()
         spec = cfg.model.student if other else load(Path(cfg.model.teacher.config), []).model
         torch.save({"meta": {}, "state_dict": MODELS.build(spec).state_dict()}, path)
 
@@ -212,6 +182,20 @@ class DetectionKit(Kit):
 
 
 KITS = {"graph": GraphKit, "speech": SpeechKit, "segmentation": SegmentationKit, "detection": DetectionKit}
+MM_KEYS = dict(teacher_key="model.teacher.checkpoint", unknown_key=("model.teacher.chekpoint=t.pth", "chekpoint"),
+               wrong_type=("train_dataloader.batch_size=two", "train_dataloader.batch_size"))
+SETTINGS = {
+    "graph": dict(package="kdhub_graph", teacher_key="teacher.checkpoint", demo="kdhub_graph.config:CONFIG_DIR/demo.yaml",
+                  load="kdhub_graph.config:load", unknown_key=("student.hiden=64", "student.hiden"),
+                  wrong_type=("student.hidden=wide", "student.hidden")),
+    "speech": dict(package="kdhub_speech", teacher_key="teacher_checkpoint", demo="kdhub_speech.task:CONFIG_DIR/demo.yaml",
+                   load="kdhub_speech.config:load", unknown_key=("training.epoch=3", "training.epoch"),
+                   wrong_type=("training.batch_size=two", "training.batch_size")),
+    "segmentation": dict(MM_KEYS, package="kdhub_segmentation", demo="kdhub_segmentation.task:DEMO_CONFIG",
+                         load="kdhub_segmentation.config:load"),
+    "detection": dict(MM_KEYS, package="kdhub_detection", demo="kdhub_detection.task:DEMO_CONFIG",
+                      load="kdhub_detection.config:load"),
+}
 
 
 def _immutable(folder: Path, on: bool) -> bool:
@@ -251,7 +235,7 @@ def _case(kit: Kit, case: str) -> Tuple[List[str], str]:
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_bad_input_fails_early_and_clearly(domain, case, tmp_path):
-    kit = KITS[domain](tmp_path)
+    kit = KITS[domain](tmp_path, SETTINGS[domain])
     pytest.importorskip(kit.package)
     work = tmp_path / "work"
     locked = None
@@ -285,7 +269,7 @@ def test_bad_input_fails_early_and_clearly(domain, case, tmp_path):
 def test_a_user_config_inherits_the_task_through_base(domain, tmp_path):
     """A config that inherits a shipped one through ``_base_`` and does not repeat ``task`` is the shipped one's
     task: it gets as far as that domain's own checks (here: the teacher file it names does not exist)."""
-    kit = KITS[domain](tmp_path)
+    kit = KITS[domain](tmp_path, SETTINGS[domain])
     pytest.importorskip(kit.package)
     missing = tmp_path / "teacher_i_forgot.pth"
     mine = tmp_path / "my_config.py"
