@@ -73,13 +73,11 @@ class Stages(abc.ABC):
         do, for a domain whose student stage reads the checkpoint from the config)."""
 
     def started(self, work_dir: Path) -> bool:
-        """Whether ``work_dir`` already holds (part of) a run: the engine's latest-checkpoint record or a
-        checkpoint folder with something in it."""
-        for name in ("checkpoints", "save"):
-            folder = work_dir / name
-            if folder.is_dir() and any(folder.iterdir()):
-                return True
-        return (work_dir / "last_checkpoint").is_file()
+        """Whether ``work_dir`` already holds (part of) a run: a latest-checkpoint record (the core's
+        :class:`~kdhub.runs.RunContext` and mmengine both write ``last_checkpoint``) or a non-empty
+        ``checkpoints/`` folder. An engine that keeps its checkpoints elsewhere overrides this."""
+        folder = work_dir / "checkpoints"
+        return (work_dir / "last_checkpoint").is_file() or (folder.is_dir() and any(folder.iterdir()))
 
     def inference(self, role: str, result: Mapping[str, Any]) -> Optional[Callable[[], Any]]:
         """One inference of the exported ``role`` model on a typical input, for the demo's latency column

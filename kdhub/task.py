@@ -44,11 +44,14 @@ class Task(ABC):
 
     run_class: Optional[type] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.run_class is None and cls.train is Task.train:
+            raise TypeError(f"{cls.__qualname__} must set run_class (its kdhub train run) or override train()")
+
     def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False,
               launcher: str = "none") -> Dict[str, Any]:
         """Train and return the run summary (also written to ``work_dir/summary.json``)."""
-        if self.run_class is None:
-            raise NotImplementedError(f"{type(self).__name__} sets no run_class and does not override train()")
         check_work_dir(work_dir)
         run = self.run_class(loaded, work_dir, resume, launcher)
         run.check()

@@ -112,3 +112,12 @@ def test_demo_rows_take_metric_params_and_the_baselines_student_size(tmp_path):
     rows = demo_rows(summary, "acc")
     assert [(r.role, r.metric, r.params, r.latency_ms) for r in rows] == \
         [("teacher", 1.0, 9, None), ("baseline", 2.0, 3, None), ("distilled", 3.0, 3, None)]
+
+
+def test_a_task_without_run_class_or_train_is_refused_at_definition():
+    from kdhub.task import Task
+
+    with pytest.raises(TypeError, match="must set run_class"):
+        class Incomplete(Task):
+            def evaluate(self, loaded, checkpoint):
+                return {}

@@ -149,6 +149,11 @@ class SpeechRun(Stages):
         self.use_teacher(checkpoint)
         return self.test(self.cfg["teacher_model"], self.work_dir / "teacher")
 
+    def started(self, work_dir: Path) -> bool:
+        """SpeechBrain keeps a sub-run's checkpoints in ``save/``."""
+        save = work_dir / "save"
+        return save.is_dir() and any(save.iterdir())
+
     def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
         cfg = self.cfg
         if role == "teacher":
