@@ -19,6 +19,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 SETTINGS = ("transductive", "inductive", "production")
 TEACHERS = ("gcn", "sage", "gat")
+SCHEDULES = ("joint", "released")
 
 SCHEMA = {
     "task": Field(str, choices=("graph",)),
@@ -57,6 +58,10 @@ SCHEMA = {
         "norm": Field(str, "none", choices=("none", "batch", "layer")),
         "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-3),
         "epochs": Field(int, 500), "patience": Field(int, 50), "batch_size": Field(int, 4096),
+        "schedule": Field(str, "joint", choices=SCHEDULES,
+                          help="joint: one optimiser step per batch on the whole loss; released: GLNN's released "
+                               "code, per epoch a CE pass over the labelled nodes then a KD pass over the "
+                               "distillation nodes, each in its own mini-batches (glnn only)"),
     },
     "distill": {
         "lambda": Field(float, 0.0, help="weight of the hard-label loss"),
@@ -104,6 +109,9 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
                           f"features >= 1 and avg_degree > 0; got {c}")
     if not 0.0 <= d["inductive_fraction"] < 1.0:
         raise ConfigError(f"{source}: data.inductive_fraction must be in [0, 1), got {d['inductive_fraction']}")
+    if cfg["student"]["schedule"] == "released" and cfg["method"] not in ("glnn", "none"):
+        raise ConfigError(f"{source}: student.schedule 'released' is GLNN's released training loop (a CE pass, then a "
+                          f"KD pass); method {cfg['method']!r} trains on the joint loss: set student.schedule=joint")
     if not 0.0 <= cfg["distill"]["lambda"] <= 1.0:
         raise ConfigError(f"{source}: distill.lambda must be in [0, 1], got {cfg['distill']['lambda']}")
     return cfg

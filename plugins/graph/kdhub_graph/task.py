@@ -85,6 +85,14 @@ def _shards(nodes: torch.Tensor, batch_size: int, seed: int, epoch: int) -> Iter
     yield from perm.split(batch_size)
 
 
+def released_batches(nodes: torch.Tensor, batch_size: int, generator: torch.Generator) -> List[torch.Tensor]:
+    """One pass of GLNN's released ``train_mini_batch``: a fresh permutation, ``max(1, n // batch_size)`` batches
+    of ``batch_size`` nodes, the last partial batch dropped (all nodes in one batch when there are fewer)."""
+    count = max(1, len(nodes) // batch_size)
+    perm = nodes[torch.randperm(len(nodes), generator=generator)][: count * batch_size]
+    return list(perm.split(batch_size))
+
+
 def _mean_std(runs: List[Dict[str, float]]) -> Dict[str, float]:
     out = {}
     for k in runs[0]:
@@ -219,8 +227,19 @@ class SeedStages(Stages):
 
         full = s["batch_size"] >= len(nodes) and not dist.is_distributed()
         fixed = [make_batch(nodes)] if full else None  # one batch holding every node: build it once
+        released = method != "none" and s["schedule"] == "released"
+        if released and dist.is_distributed():
+            raise ConfigError(f"{run.source}: student.schedule 'released' is GLNN's single-process loop; use "
+                              f"student.schedule=joint under --launcher")
+        labelled_nodes = torch.nonzero(split.train_mask).flatten()
 
         def batches(epoch: int):
+            if released:  # GLNN's released loop: a CE pass over the labelled nodes, then a KD pass
+                g = torch.Generator().manual_seed(seed * 100003 + epoch)
+                for part, pool in (("ce", labelled_nodes), ("kd", nodes)):
+                    for targets in released_batches(pool, s["batch_size"], g):
+                        yield dict(make_batch(targets), part=part)
+                return
             if fixed is not None:
                 yield from fixed
                 return

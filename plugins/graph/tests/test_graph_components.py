@@ -146,3 +146,31 @@ def test_pyg_data_sets_by_name_from_a_local_root(tmp_path):
         load_pyg(str(tmp_path), "CS", "c.yaml")
     with pytest.raises(ConfigError, match="valid choices: Cora, CiteSeer, PubMed, Computers, Photo, CS, Physics"):
         load_pyg(str(tmp_path), "ogbn-arxiv", "c.yaml")
+
+
+def test_glnn_released_passes_by_hand():
+    """GLNN's released loop takes the CE and the KL term in separate passes. Student logits [0, ln 3] give
+    p_S = [1/4, 3/4]; label 1: CE = -ln(3/4) = 0.287682. Teacher logits [0, 0] give p_T = [1/2, 1/2]:
+    KL(p_T || p_S) = 0.5 ln 2 + 0.5 ln(2/3) = 0.143841. With lambda 0.25 the passes weigh 0.25 and 0.75."""
+    glnn = GLNN(torch.nn.Identity(), lam=0.25)
+    batch = dict(x=torch.tensor([[0.0, math.log(3.0)]]), y=torch.tensor([1]), labelled=torch.tensor([True]),
+                 teacher_logits=torch.zeros(1, 2))
+    ce, kd = glnn(**batch, part="ce"), glnn(**batch, part="kd")
+    assert list(ce) == ["loss_ce"] and list(kd) == ["loss_kd"]
+    assert ce["loss_ce"].item() == pytest.approx(0.25 * 0.287682, abs=1e-6)
+    assert kd["loss_kd"].item() == pytest.approx(0.75 * 0.143841, abs=1e-6)
+    both = glnn(**batch)
+    assert both["loss_ce"].item() + both["loss_kd"].item() == pytest.approx(0.071921 + 0.107881, abs=1e-6)
+
+
+def test_released_batches_drop_the_last_partial_batch():
+    """GLNN's train_mini_batch: max(1, N // batch) batches of a fresh permutation, the remainder dropped, and one
+    batch of every node when there are fewer than ``batch``."""
+    from kdhub_graph.task import released_batches
+    g = torch.Generator().manual_seed(0)
+    nodes = torch.arange(100, 105)
+    two = released_batches(nodes, 2, g)
+    assert [len(b) for b in two] == [2, 2] and len(set(torch.cat(two).tolist())) == 4
+    assert set(torch.cat(two).tolist()) <= set(nodes.tolist())
+    assert [len(b) for b in released_batches(nodes[:3], 4, g)] == [3]
+    assert [len(b) for b in released_batches(torch.arange(8), 4, g)] == [4, 4]

@@ -156,3 +156,16 @@ def test_resume_after_sigkill_ends_bit_identical(tiny, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((cut / "summary.json").read_text())["student"] == \
         json.loads((tmp_path / "straight" / "summary.json").read_text())["student"]
+
+
+def test_released_glnn_schedule_steps_a_ce_pass_then_a_kd_pass(tiny, tmp_path):
+    """student.schedule=released on the tiny graph (600 nodes, 3 classes x 10 labelled, transductive): one epoch is
+    max(1, 30 // 64) = 1 CE step plus 600 // 64 = 9 KD steps, so the epoch-1 checkpoint records 10 steps."""
+    cfg = tiny(student__epochs=1, student__batch_size=64, student__schedule="released", baseline=False)
+    work = tmp_path / "released"
+    run_cli(["train", cfg, "--work-dir", work])
+    state = torch.load(work / "seed_0" / "student" / "checkpoints" / "epoch_1.pth", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 10)
+    bad = run_cli(["train", tiny(method="ffg2m", student__schedule="released"), "--work-dir", tmp_path / "x"],
+                  check=False)
+    assert bad.returncode == 2 and "student.schedule 'released'" in bad.stderr and not (tmp_path / "x").exists()
