@@ -48,7 +48,7 @@ SCHEMA = {
         "aggr": Field(str, "gcn", choices=("gcn", "mean"),
                       help="SAGE aggregator: gcn = mean over neighbours and self (GLNN), mean = PyG default"),
         "heads": Field(int, 8), "attn_dropout": Field(float, 0.6, help="GAT; hidden is split across heads"),
-        "fanout": Field(list, [5, 5], help="GraphSAGE neighbours sampled per layer"),
+        "fanout": Field(list, [5, 5], help="GraphSAGE neighbours sampled per layer (sage only)"),
         "batch_size": Field(int, 512), "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-4),
         "epochs": Field(int, 200), "patience": Field(int, 50),
         "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced)"),
@@ -99,7 +99,7 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
         raise ConfigError(f"{source}: data.source is npz but data.path is empty; set it to the .npz file")
     if not cfg["seeds"] or not all(isinstance(s, int) for s in cfg["seeds"]):
         raise ConfigError(f"{source}: key 'seeds' must be a non-empty list of integers, got {cfg['seeds']!r}")
-    if len(cfg["teacher"]["fanout"]) != cfg["teacher"]["layers"]:
+    if cfg["teacher"]["model"] == "sage" and len(cfg["teacher"]["fanout"]) != cfg["teacher"]["layers"]:
         raise ConfigError(f"{source}: teacher.fanout has {len(cfg['teacher']['fanout'])} entries but "
                           f"teacher.layers is {cfg['teacher']['layers']}; give one fan-out per layer")
     c = d["csbm"]
