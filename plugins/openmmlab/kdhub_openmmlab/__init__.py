@@ -7,7 +7,10 @@ It imports mmengine and the kdhub core only, never a domain library (mmdet, mmse
 * :mod:`.hooks` -- ``KDHubLifecycleHook``: kdhub's lifecycle events and one resume policy;
 * :mod:`.fileio` -- the ``kdhub_atomic`` file backend (atomic ``put`` and ``put_text``);
 * :mod:`.ddp` -- ``KDHubDDP``, mmengine's DDP wrapper that also runs on CPU processes;
-* :mod:`.options` -- ``--cfg-options`` parsed by mmengine's ``DictAction``, with a typo check;
+* :mod:`.options` -- ``--cfg-options`` parsed by mmengine's ``DictAction``, every key and the common value types
+  checked;
+* :mod:`.checks` -- the up-front checks of a run: data sets and images, models built off the global RNG,
+  teacher weights fitted strictly;
 * :mod:`.teacher` -- the teacher keys ``model.teacher=dict(config=..., checkpoint=...)``.
 
 Importing :mod:`kdhub_openmmlab.register` registers the hook, the backend and the wrapper in mmengine's
