@@ -82,8 +82,9 @@ def train(config: Path, work: Path, options=(), log: Path = None) -> dict:
     return json.loads((work / "summary.json").read_text())
 
 
-def step_times(config: Path, options, repeats: int = 5) -> dict:
-    """Median seconds of a student training step, a teacher forward and a distillation training step."""
+def step_times(config: Path, options, repeats: int = 5, device: str = "cpu") -> dict:
+    """Median seconds of a student training step, a teacher forward and a distillation training step, on
+    ``device`` (the data preprocessor moves each batch to the model's device)."""
     import torch
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
@@ -97,7 +98,7 @@ def step_times(config: Path, options, repeats: int = 5) -> dict:
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()  # the student's initialisation (the teacher keeps its trained weights)
-    model.train()
+    model.to(device).train()
     ds = DATASETS.build(cfg.train_dataloader.dataset)
     batch = cfg.train_dataloader.batch_size
     data = model.data_preprocessor(pseudo_collate([ds[i] for i in range(batch)]), True)

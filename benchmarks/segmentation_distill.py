@@ -95,7 +95,8 @@ def train_methods(args, env) -> Dict:
 
 
 def step_times(args) -> Dict:
-    """Median wall time of one training step: student alone, teacher forward, TransKD (one process)."""
+    """Median wall time of one training step: student alone, teacher forward, TransKD (one process, on
+    ``args.device``)."""
     import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -143,6 +144,10 @@ def step_times(args) -> Dict:
         with torch.no_grad():
             teacher._forward(inputs)
 
+    device = torch.device(getattr(args, "device", "cpu"))
+    inputs, samples = inputs.to(device), [sample.to(device) for sample in samples]
+    for model in (student, teacher, distilled):
+        model.to(device)
     student.train()
     distilled.train()
     rounds = {"student_step": [], "teacher_forward_backbone": [], "teacher_forward_full": [], "transkd_step": []}

@@ -50,21 +50,23 @@ def train(work: Path, *options: str) -> dict:
     return json.loads((work / "summary.json").read_text())
 
 
-def step_times(teacher_path: Path, work: Path, repeats: int) -> dict:
-    """Median step times (ms) of plain, distilled and cached-distilled training on one batch."""
-    cfg = kdhub_load_config(CONFIG, []).cfg
-    teacher = load_separator(cfg["teacher_model"], teacher_path, "teacher", str(CONFIG)).eval()
-    data = load_data(cfg, str(CONFIG))
+def step_times(teacher_path: Path, work: Path, repeats: int, device: str = "cpu", config: Path = CONFIG,
+               overrides=()) -> dict:
+    """Median step times (ms) of plain, distilled and cached-distilled training on one batch of ``config``
+    (with ``overrides``), on ``device``."""
+    cfg = kdhub_load_config(config, list(overrides)).cfg
+    teacher = load_separator(cfg["teacher_model"], teacher_path, "teacher", str(config)).eval().to(device)
+    data = load_data(cfg, str(config))
     train_ds = dataset(data.train)
     hp = cfg["training"]
     batch = next(iter(sb.dataio.dataloader.make_dataloader(train_ds, batch_size=hp["batch_size"])))
     d = cfg["distill"]
     pairs = [tuple(p) for p in d["features"]["pairs"]]
     sh = ObjectiveShifting(**d["shifting"])
-    cache = TeacherCache.build(work / "timing_cache.pt", teacher, train_ds, [t for _, t in pairs], "cpu")
+    cache = TeacherCache.build(work / "timing_cache.pt", teacher, train_ds, [t for _, t in pairs], device)
 
     def brain(kd_on: bool, cached: bool, features: bool = True) -> SeparationBrain:
-        student = copy.deepcopy(cfg["student_model"])
+        student = copy.deepcopy(cfg["student_model"]).to(device)
         kd = None
         if kd_on:
             p = pairs if features else []
@@ -74,7 +76,7 @@ def step_times(teacher_path: Path, work: Path, repeats: int) -> dict:
                               if p else 0.0, pairs=p, shifting=sh, cache=cache if cached else None,
                               intermediate=inter)
         b = SeparationBrain(student, lr=hp["lr"], epochs=1, steps_per_epoch=100, num_spks=2, distillation=kd,
-                            run_opts={"device": "cpu", "noprogressbar": True})
+                            run_opts={"device": device, "noprogressbar": True})
         b.on_fit_start()
         b.on_stage_start(sb.Stage.TRAIN, 1)
         b.step = 1
@@ -85,7 +87,7 @@ def step_times(teacher_path: Path, work: Path, repeats: int) -> dict:
 
     def teacher_forward():
         with torch.no_grad():
-            teacher(batch.mix_sig.data)
+            teacher(batch.mix_sig.data.to(device))
 
     fns = {k: (lambda b=b: b.fit_batch(batch)) for k, b in runs.items()}
     fns["teacher_forward"] = teacher_forward

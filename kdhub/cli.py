@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import traceback
@@ -108,7 +109,7 @@ def cmd_train(args) -> int:
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / loaded.path.stem
     from . import dist
     try:
-        summary = task.train(loaded, work_dir, resume=args.resume, launcher=args.launcher)
+        summary = task.train(loaded, work_dir, resume=args.resume, launcher=args.launcher, **_amp(task, args))
     except BaseException:
         dist.shutdown(ok=False)
         raise
@@ -121,6 +122,16 @@ def cmd_train(args) -> int:
                 print(f"  {role}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in summary[role].items()))
     return 0
+
+
+def _amp(task, args) -> dict:
+    """``amp=True`` for ``--amp``, nothing otherwise: a third-party task's own ``train()`` may predate the
+    option, and then ``--amp`` is refused by name rather than by a TypeError."""
+    if not args.amp:
+        return {}
+    if "amp" not in inspect.signature(task.train).parameters:
+        raise UsageError(f"task {type(task).__name__} does not support --amp (its train() takes no amp argument)")
+    return {"amp": True}
 
 
 def cmd_eval(args) -> int:
@@ -197,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     s.add_argument("--launcher", choices=LAUNCHERS, default="none", help="'pytorch' under torchrun for DDP")
+    s.add_argument("--amp", action="store_true",
+                   help="mixed precision: mmengine's AmpOptimWrapper (mm domains, CUDA only), SpeechBrain's "
+                        "precision (fp16 on CUDA, bf16 on CPU), bf16 autocast (graph)")
     _verbose(s)
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="evaluate a student checkpoint")

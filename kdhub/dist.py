@@ -16,8 +16,7 @@ class LaunchError(RuntimeError):
 def init_distributed(launcher: str = "none") -> bool:
     """Join the process group set up by ``torchrun`` when ``launcher == 'pytorch'``.
 
-    Uses NCCL when CUDA is available and gloo otherwise (so two CPU processes work). Returns whether
-    the run is distributed.
+    The group's backend is :func:`backend_for` this machine. Returns whether the run is distributed.
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; valid choices: {', '.join(LAUNCHERS)}")
@@ -27,11 +26,21 @@ def init_distributed(launcher: str = "none") -> bool:
         raise LaunchError("--launcher pytorch needs the environment torchrun sets (RANK, WORLD_SIZE...); "
                            "start with: torchrun --nproc_per_node N -m kdhub train CONFIG --launcher pytorch")
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
+        backend = backend_for(torch.cuda.is_available())
+        if "nccl" in backend:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend=backend)
     return True
+
+
+def backend_for(cuda: bool) -> str:
+    """The process group's backend: gloo for CPU tensors always, NCCL for CUDA tensors when there is CUDA.
+
+    One group serves both: small control values (:func:`all_ranks_true`, :func:`gather_objects`, mmengine's
+    and SpeechBrain's bookkeeping) stay CPU tensors, which NCCL alone refuses, while DDP's gradients on
+    the GPU go through NCCL.
+    """
+    return "cpu:gloo,cuda:nccl" if cuda else "gloo"
 
 
 def shutdown(ok: bool = True) -> None:

@@ -56,7 +56,7 @@ class Trainer:
                  eval_interval: int = 1, checkpoint_interval: int = 1, select: Optional[str] = None,
                  patience: Optional[int] = None, ties_to_later: bool = False, grad_clip: Optional[float] = None,
                  keep_checkpoints: int = 2, progress: bool = True,
-                 desc: str = "train"):
+                 desc: str = "train", amp: bool = False):
         self.model, self.optimizer, self.scheduler, self.ctx = model, optimizer, scheduler, ctx
         self.epochs, self.batches, self.evaluate = int(epochs), batches, evaluate
         self.eval_interval, self.checkpoint_interval = max(1, eval_interval), max(1, checkpoint_interval)
@@ -64,6 +64,7 @@ class Trainer:
         self.patience, self.ties_to_later = patience, ties_to_later
         self.since_best = 0  # evaluations without improvement of ``select``
         self.progress, self.desc = progress, desc
+        self.amp = amp
         self.epoch = 0  # completed epochs
         self.written: list = []  # checkpoint files of this run (only these are pruned)
         self.step = 0
@@ -128,13 +129,22 @@ class Trainer:
             load_model_state(self.model, load_checkpoint(self.best_path)["model"], self.best_path)
 
     # the loop ---------------------------------------------------------------------------------
+    def _autocast(self):
+        """bf16 autocast of the forward pass when ``amp`` is on, on the device the model's weights are on.
+        bf16 keeps float32's exponent range, so no loss scaling is needed (unlike fp16)."""
+        param = next(self.model.parameters(), None)
+        device = param.device.type if param is not None else "cpu"
+        return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.amp)
+
     def _train_step(self, batch: Any) -> Dict[str, float]:
-        if isinstance(batch, dict):
-            losses = self.model(**batch)
-        elif isinstance(batch, (tuple, list)):
-            losses = self.model(*batch)
-        else:
-            losses = self.model(batch)
+        with self._autocast():
+            if isinstance(batch, dict):
+                losses = self.model(**batch)
+            elif isinstance(batch, (tuple, list)):
+                losses = self.model(*batch)
+            else:
+                losses = self.model(batch)
+        losses = {k: v.float() for k, v in losses.items()}
         total = sum(losses.values())
         if not dist.all_ranks_true(bool(torch.isfinite(total))):  # every rank stops, none waits in backward
             last = self.ctx.latest_checkpoint()

@@ -48,6 +48,9 @@ class Stages(abc.ABC):
     baseline: bool = False
     #: train the distilled student (False: the teacher and the baseline only)
     distil: bool = True
+    #: mixed precision (``kdhub train --amp``; set by ``Task.train`` before :meth:`check`): mmengine's
+    #: AmpOptimWrapper for the OpenMMLab domains, SpeechBrain's ``precision`` for speech, autocast for graph
+    amp: bool = False
 
     def check(self) -> None:
         """Verify, before anything is written or trained, everything the run will need: each given teacher

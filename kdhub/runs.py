@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
+import torch
+
 from . import dist
 from .checkpoint import atomic_write_text
 from .config import ConfigError
@@ -137,6 +139,7 @@ class RunContext:
         summary["params"] = dict(params)
         summary["student_checkpoint"] = str(student_checkpoint) if student_checkpoint else None
         summary["wall_time_s"] = round(time.perf_counter() - self.started, 3)
+        summary.update(cuda_usage())
         summary.update(extra)
         summary = _plain(summary)
         if self.main:
@@ -149,3 +152,13 @@ class RunContext:
         if self.main:
             self.plugins.notify("kdhub_run_end", run=self.info, summary=result)
         return result
+
+
+def cuda_usage() -> Dict[str, Any]:
+    """``{"cuda": {device, peak memory}}`` when this process ran work on a GPU (nothing otherwise), so a
+    summary shows where its run trained: rank 0's device and the most memory it held at once."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return {}
+    index = torch.cuda.current_device()
+    return {"cuda": {"device": torch.cuda.get_device_name(index),
+                     "max_memory_allocated_mib": round(torch.cuda.max_memory_allocated(index) / 2 ** 20, 1)}}

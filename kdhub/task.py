@@ -50,10 +50,12 @@ class Task(ABC):
             raise TypeError(f"{cls.__qualname__} must set run_class (its kdhub train run) or override train()")
 
     def train(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False,
-              launcher: str = "none") -> Dict[str, Any]:
-        """Train and return the run summary (also written to ``work_dir/summary.json``)."""
+              launcher: str = "none", amp: bool = False) -> Dict[str, Any]:
+        """Train and return the run summary (also written to ``work_dir/summary.json``); ``amp`` asks for
+        mixed precision (``kdhub train --amp``), which each domain maps to its framework's own form."""
         check_work_dir(work_dir)
         run = self.run_class(loaded, work_dir, resume, launcher)
+        run.amp = amp
         run.check()
         return run.run()
 

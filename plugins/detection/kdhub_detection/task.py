@@ -93,7 +93,7 @@ class DetectionRun(Stages):
         method = _method(cfg)
         cfg = runner_config(cfg, work_dir, task="detection", method=method, config_path=self.loaded.path,
                             resume=self.resume, launcher=self.launcher, role=role, default_scope="mmdet",
-                            find_unused_parameters=True)
+                            find_unused_parameters=True, amp=self.amp)
         runner = Runner.from_cfg(cfg)
         runner.train()
         model = unwrap(runner.model)
@@ -114,6 +114,9 @@ class DetectionRun(Stages):
         given teacher checkpoint fitted strictly to the teacher detector, or else the data of the teacher's own
         config; then every split's data set built and its images readable."""
         from kdhub_openmmlab.checks import build_model, check_datasets, fit_weights
+        from kdhub_openmmlab.runner import check_amp
+
+        check_amp(self.amp)
 
         if self.distilling:
             teacher = build_model(self.teacher_model(), "mmdet")

@@ -280,6 +280,9 @@ def _no_grad(model: nn.Module, *inputs: Any) -> Any:
 class GraphRun:
     """One ``kdhub train`` of the graph task: the pipeline once per seed, aggregated over seeds."""
 
+    #: bf16 autocast of the training forward passes (``kdhub train --amp``; set by ``Task.train``)
+    amp: bool = False
+
     def __init__(self, loaded: LoadedConfig, work_dir: Path, resume: bool = False, launcher: str = "none"):
         dist.init_distributed(launcher)
         self.cfg, self.source = loaded.cfg, str(loaded.path)
@@ -333,7 +336,7 @@ class GraphRun:
         opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         trainer = Trainer(model, opt, ctx, epochs=hp["epochs"], batches=batches, evaluate=evaluate,
                           select="val_acc", patience=hp["patience"], ties_to_later=True,
-                          checkpoint_interval=self.cfg["checkpoint_interval"], desc=desc)
+                          checkpoint_interval=self.cfg["checkpoint_interval"], desc=desc, amp=self.amp)
         trainer.fit(resume=self.resume)
         trainer.load_best()
         return trainer

@@ -8,6 +8,9 @@ from typing import Iterable, Optional
 
 import torch
 
+from kdhub.config import ConfigError
+from kdhub.dist import backend_for
+
 from .fileio import BACKEND
 
 _RUNS = itertools.count()
@@ -37,9 +40,14 @@ def _name(cfg, experiment_name: str) -> None:
 
 
 def _distributed(cfg, launcher: str, find_unused_parameters: bool) -> None:
-    """gloo without CUDA, and kdhub's DDP wrapper (which also wraps CPU models) for launched runs."""
+    """The process group's backend kdhub uses (gloo without CUDA; with CUDA, gloo for CPU tensors beside
+    mmengine's default NCCL, for a group mmengine starts itself, e.g. under ``--launcher slurm``), and kdhub's DDP
+    wrapper (which also wraps CPU models) for launched runs."""
+    dist_cfg = _section(_section(cfg, "env_cfg"), "dist_cfg")
     if not torch.cuda.is_available():
-        _section(_section(cfg, "env_cfg"), "dist_cfg")["backend"] = "gloo"
+        dist_cfg["backend"] = "gloo"
+    elif dist_cfg.get("backend", "nccl") == "nccl":
+        dist_cfg["backend"] = backend_for(True)
     if launcher != "none" and "model_wrapper_cfg" not in cfg:
         cfg.model_wrapper_cfg = dict(type="KDHubDDP", broadcast_buffers=False,
                                      find_unused_parameters=cfg.get("find_unused_parameters", find_unused_parameters))
@@ -48,12 +56,14 @@ def _distributed(cfg, launcher: str, find_unused_parameters: bool) -> None:
 def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: Optional[Path] = None,
                   resume: bool = False, launcher: str = "none", role: str = "student",
                   experiment_name: Optional[str] = None, default_scope: Optional[str] = None,
-                  extra_hooks: Iterable[dict] = (), find_unused_parameters: bool = False):
+                  extra_hooks: Iterable[dict] = (), find_unused_parameters: bool = False, amp: bool = False):
     """A copy of ``cfg`` ready for ``Runner.from_cfg``: work dir and launcher set; resume from the work dir's
     last checkpoint when asked and one exists (``load_from`` then ignored); kdhub's lifecycle hook (plus
     ``extra_hooks``) added; checkpoints written through the atomic backend; gloo and the CPU-capable DDP
     wrapper without CUDA. ``find_unused_parameters`` is the wrapper's default when the config sets none;
-    ``experiment_name`` defaults to :func:`run_name` of ``role``."""
+    ``experiment_name`` defaults to :func:`run_name` of ``role``; ``amp`` switches the optimiser wrapper to
+    mmengine's ``AmpOptimWrapper`` with a dynamic loss scale, as ``--amp`` does in mmdet's and mmseg's own
+    ``tools/train.py``."""
     from . import register  # noqa: F401  (the hook, backend and wrapper the config names)
 
     work_dir = Path(work_dir)
@@ -76,7 +86,21 @@ def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: O
         dict(type="KDHubLifecycleHook", task=task, method=method, role=role,
              config_path=str(config_path) if config_path else None)] + list(extra_hooks)
     _distributed(cfg, launcher, find_unused_parameters)
+    if amp:
+        wrapper = _section(cfg, "optim_wrapper")
+        if wrapper.get("type", "OptimWrapper") not in ("OptimWrapper", "AmpOptimWrapper"):
+            raise ConfigError(f"--amp: optim_wrapper.type is {wrapper['type']!r}; AMP replaces only OptimWrapper")
+        if wrapper.get("type") != "AmpOptimWrapper":
+            wrapper["type"] = "AmpOptimWrapper"
+            wrapper["loss_scale"] = "dynamic"
     return cfg
+
+
+def check_amp(amp: bool, key: str = "--amp") -> None:
+    """mmengine's AmpOptimWrapper runs on an accelerator only: refuse ``--amp`` up front without CUDA."""
+    if amp and not torch.cuda.is_available():
+        raise ConfigError(f"{key}: mixed precision of the OpenMMLab domains (mmengine's AmpOptimWrapper) needs a "
+                          f"CUDA device, and none is available; run without --amp")
 
 
 def eval_config(cfg, work_dir: Path, *, launcher: str = "none", load_from: Optional[str] = None,

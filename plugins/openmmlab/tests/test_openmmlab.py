@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 
@@ -11,7 +12,7 @@ from kdhub.config import ConfigError
 from kdhub_openmmlab.fileio import AtomicLocalBackend
 from kdhub_openmmlab.hooks import KDHubLifecycleHook
 from kdhub_openmmlab.options import merge_cfg_options, parse_cfg_options
-from kdhub_openmmlab.runner import eval_config, runner_config
+from kdhub_openmmlab.runner import check_amp, eval_config, runner_config
 from kdhub_openmmlab.teacher import model_config, package_config, resolve_specs
 
 
@@ -85,7 +86,6 @@ def test_runner_config_completes_the_config_for_a_run(tmp_path):
     assert [h["type"] for h in cfg.custom_hooks] == ["KDHubLifecycleHook", "TeacherEvalHook"]
     assert cfg.custom_hooks[0]["config_path"] == str(tmp_path / "c.py")
     assert cfg.model_wrapper_cfg == dict(type="KDHubDDP", broadcast_buffers=False, find_unused_parameters=True)
-    import torch
     if not torch.cuda.is_available():
         assert cfg.env_cfg.dist_cfg.backend == "gloo"
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_1.pth"))
@@ -96,6 +96,22 @@ def test_runner_config_completes_the_config_for_a_run(tmp_path):
                        load_from="w.pth", experiment_name="eval_3")
     assert test.load_from == "w.pth" and test.resume is False and "checkpoint" not in test.default_hooks
     assert test.experiment_name == test.visualizer.name == "eval_3"   # its own visualizer, not the last run's
+
+
+def test_amp_switches_to_mmengines_amp_wrapper_and_needs_cuda(tmp_path, monkeypatch):
+    cfg = runner_config(_config(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.1))),
+                        tmp_path, task="detection", method="gid", amp=True)
+    # what mmdet's and mmseg's own tools/train.py --amp do
+    assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.loss_scale == "dynamic"
+    assert cfg.optim_wrapper.optimizer == dict(type="SGD", lr=0.1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="--amp: .*needs a CUDA device"):
+        check_amp(True)
+    check_amp(False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check_amp(True)
+    on_gpu = runner_config(_config(), tmp_path, task="detection", method="gid", launcher="slurm")
+    assert on_gpu.env_cfg.dist_cfg.backend == "cpu:gloo,cuda:nccl"
 
 
 def test_cfg_options_are_parsed_by_mmengine_and_typos_named():

@@ -119,7 +119,7 @@ class SegRun(Stages):
         from kdhub_openmmlab.runner import runner_config
         runner = Runner.from_cfg(runner_config(
             cfg, work_dir, task="segmentation", method=method, config_path=self.source, resume=self.resume,
-            launcher=self.launcher, role=role,
+            launcher=self.launcher, role=role, amp=self.amp,
             extra_hooks=[dict(type="TeacherEvalHook")] if distilling else []))
         runner.train()
         metrics = {k: float(v) for k, v in runner.test().items()}
@@ -150,6 +150,9 @@ class SegRun(Stages):
         then a given teacher checkpoint fitted strictly to the teacher, or else the data of the teacher's own
         config. Then every split's data set and images (the embedded set generated first)."""
         from kdhub_openmmlab.checks import fit_weights
+        from kdhub_openmmlab.runner import check_amp
+
+        check_amp(self.amp)
 
         try:
             if is_distillation(self.cfg):

@@ -111,11 +111,20 @@ class SpeechRun(Stages):
         self.teacher_from: Optional[Path] = None  # the checkpoint loaded into teacher_model
         dist.init_distributed(launcher)
         self.device = resolve_device(self.cfg["device"])
-        self.run_opts = {"device": self.device, "distributed_backend": "nccl" if "cuda" in self.device else "gloo",
-                         "noprogressbar": True}
+        # the group's backend (kdhub.dist started it): SpeechBrain's DDP passes device_ids unless it is "gloo"
+        self.run_opts = {"device": self.device, "noprogressbar": True,
+                         "distributed_backend": dist.backend_for("cuda" in self.device)}
         self.distilling = self.cfg["method"] == "distill"
         # the baseline has every label the distilled student has; with teacher-only distillation it has none
         self.baseline = self.distilling and self.cfg["baseline"] and not self.cfg["distill"]["teacher_only"]
+
+    def precision(self) -> str:
+        """SpeechBrain's ``precision`` run option: fp32, or with ``--amp`` fp16 on CUDA (as SpeechBrain's
+        separation recipes' ``--precision fp16``, with Brain's own loss scaling) and bf16 on the CPU, where
+        SpeechBrain refuses fp16."""
+        if not self.amp:
+            return "fp32"
+        return "fp16" if "cuda" in self.device else "bf16"
 
     # the pipeline's stages -----------------------------------------------------------------------
     def check(self) -> None:
@@ -208,7 +217,8 @@ class SpeechRun(Stages):
         steps = math.ceil(len(train.rows) / (hp["batch_size"] * dist.world_size()))
         brain = SeparationBrain(model, lr=hp["lr"], epochs=hp["epochs"], steps_per_epoch=steps,
                                 num_spks=self.cfg["num_spks"], distillation=kd, ctx=ctx, role=role,
-                                run_opts=dict(self.run_opts, max_grad_norm=hp["max_grad_norm"]), checkpointer=ckpt)
+                                run_opts=dict(self.run_opts, max_grad_norm=hp["max_grad_norm"],
+                                              precision=self.precision()), checkpointer=ckpt)
         ctx.start()
         brain.fit(counter, train_ds, valid_ds, progressbar=False,
                   train_loader_kwargs={"batch_size": hp["batch_size"], "shuffle": True,
