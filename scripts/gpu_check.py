@@ -184,6 +184,7 @@ def main(argv=None) -> int:
 
     if result["run"]["commit"] == "unknown":  # a copy of the tree without its .git
         result["run"]["commit"] = os.environ.get("KDHUB_COMMIT", "unknown")
+        result["run"]["uncommitted_changes"] = None  # not knowable without .git
     runs = domain_runs(work, args.device)
     for domain in args.domains:
         spec, entry = runs[domain], result["domains"].setdefault(domain, {})
