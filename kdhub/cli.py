@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--launcher", choices=LAUNCHERS, default="none", help="'pytorch' under torchrun for DDP")
     s.add_argument("--amp", action="store_true",
                    help="mixed precision: mmengine's AmpOptimWrapper (mm domains, CUDA only), SpeechBrain's "
-                        "precision (fp16 on CUDA, bf16 on CPU), bf16 autocast (graph)")
+                        "precision bf16 (speech), bf16 autocast (graph)")
     _verbose(s)
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="evaluate a student checkpoint")

@@ -49,7 +49,8 @@ class Stages(abc.ABC):
     #: train the distilled student (False: the teacher and the baseline only)
     distil: bool = True
     #: mixed precision (``kdhub train --amp``; set by ``Task.train`` before :meth:`check`): mmengine's
-    #: AmpOptimWrapper for the OpenMMLab domains, SpeechBrain's ``precision`` for speech, autocast for graph
+    #: AmpOptimWrapper for the OpenMMLab domains, SpeechBrain's ``precision`` (bf16) for speech, bf16 autocast
+    #: for graph
     amp: bool = False
 
     def check(self) -> None:
