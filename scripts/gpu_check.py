@@ -17,6 +17,9 @@ The mm domains start from a randomly initialised teacher checkpoint of the right
 the path, not the accuracy); speech and graph train their teachers in the run.
 
     bash scripts/gpu_check.sh            # or: python scripts/gpu_check.py --domains graph speech
+
+The JSON names the checkout's commit; for a copy of the tree made elsewhere, set ``KDHUB_COMMIT`` to the commit
+the copy was made from.
 """
 from __future__ import annotations
 
@@ -137,9 +140,14 @@ def step_ratios(domain: str, work: Path, device: str) -> Dict[str, Any]:
     if domain == "detection":
         from detection_distill import step_times
         det = PLUGINS / "detection" / "configs"
-        return {name: step_times(det / cfg, [], repeats=5, device=device)
-                for name, cfg in (("gid_retinanet", "gid_retinanet_r18w32_r18w16_synth.py"),
-                                  ("detrdistill_deformable_detr", "detrdistill_deformable_detr_r18w32_r18w16_synth.py"))}
+        out = {}
+        pairs = (("gid_retinanet", "gid_retinanet_r18w32_r18w16_synth.py", "retinanet_r18w32_synth.py"),
+                 ("detrdistill_deformable_detr", "detrdistill_deformable_detr_r18w32_r18w16_synth.py",
+                  "deformable_detr_r18w32_synth.py"))
+        for name, cfg, teacher in pairs:
+            ckpt = random_mm_teacher("mmdet", det / teacher, work / f"{name}_teacher.pth")
+            out[name] = step_times(det / cfg, [f"model.teacher.checkpoint={ckpt}"], repeats=5, device=device)
+        return out
     raise ValueError(domain)
 
 
@@ -182,9 +190,9 @@ def main(argv=None) -> int:
         result["wall_s"] = round(time.perf_counter() - t0, 1)
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
 
-    if result["run"]["commit"] == "unknown":  # a copy of the tree without its .git
-        result["run"]["commit"] = os.environ.get("KDHUB_COMMIT", "unknown")
-        result["run"]["uncommitted_changes"] = None  # not knowable without .git
+    if os.environ.get("KDHUB_COMMIT"):  # a copied tree, whose .git (if any) need not be the tree's commit
+        result["run"]["commit"] = os.environ["KDHUB_COMMIT"]
+        result["run"]["uncommitted_changes"] = None
     runs = domain_runs(work, args.device)
     for domain in args.domains:
         spec, entry = runs[domain], result["domains"].setdefault(domain, {})
