@@ -9,16 +9,22 @@ A resumable run must survive SIGKILL at any moment: no handler runs, so only wha
 atomically is left. :func:`kill_when` starts the launcher in a process group of its own and kills the
 whole group as soon as a condition on the work dir holds (for example: the first checkpoint exists), so a
 test can then run ``--resume`` and compare the result with an uninterrupted run.
+
+A run over several machines is rehearsed on one: :func:`run_nodes` starts one ``torchrun`` agent per "node"
+on localhost, meeting through c10d rendezvous as separate machines would, and records which files each rank
+opened for writing (Python's audit hooks, installed through a ``sitecustomize`` on the path), so a test can
+check that no two ranks write the same file of a shared work dir.
 """
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 
 def pip_install_site(target: Path, *projects: Path) -> Dict[str, str]:
@@ -51,3 +57,65 @@ def kill_when(cmd: Sequence[str], ready: Callable[[], bool], env: Optional[Mappi
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+#: a ``sitecustomize`` that logs, in a torchrun worker (``RANK`` set), every path opened for writing and every
+#: rename target into ``$KDHUB_WRITE_AUDIT/rank<R>.<pid>.txt``
+_AUDIT = """import os, sys
+_dir = os.environ.get("KDHUB_WRITE_AUDIT")
+if _dir and "RANK" in os.environ:
+    _out = open(os.path.join(_dir, "rank%s.%d.txt" % (os.environ["RANK"], os.getpid())), "a", buffering=1)
+    _WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def _hook(event, args):
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            mode, flags = args[1], args[2]
+            if (mode and any(c in mode for c in "wax+")) or (not mode and isinstance(flags, int) and flags & _WRITE):
+                _out.write(os.path.realpath(os.fsdecode(args[0])) + "\\n")
+        elif event == "os.rename":
+            _out.write(os.path.realpath(os.fsdecode(args[1])) + "\\n")
+
+    sys.addaudithook(_hook)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_nodes(args: Sequence[str], audit: Path, nodes: int = 2, env: Optional[Mapping[str, str]] = None,
+              timeout: float = 600) -> Tuple[List[subprocess.CompletedProcess], Dict[int, Set[str]]]:
+    """``kdhub ARGS`` on ``nodes`` single-process torchrun "nodes" on localhost (c10d rendezvous, gloo): what
+    each agent returned, and per rank the files its worker opened for writing (recorded under ``audit``)."""
+    audit.mkdir(parents=True, exist_ok=True)
+    (audit / "sitecustomize.py").write_text(_AUDIT)
+    e = {**os.environ, "KDHUB_PROGRESS": "0", "OMP_NUM_THREADS": "1", **(env or {}), "KDHUB_WRITE_AUDIT": str(audit)}
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(audit), e.get("PYTHONPATH", "")) if p)
+    endpoint = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes),
+                               "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+                               "--rdzv-id", "kdhub-nodes", "-m", "kdhub", *map(str, args)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+             for _ in range(nodes)]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    writes: Dict[int, Set[str]] = {}
+    for log in audit.glob("rank*.txt"):
+        rank = int(log.name[4:].split(".")[0])
+        writes.setdefault(rank, set()).update(log.read_text().split("\n"))
+    return done, {r: {w for w in paths if w} for r, paths in writes.items()}
+
+
+def shared_writes(writes: Mapping[int, Set[str]], root: Path) -> Set[str]:
+    """Files under ``root`` that more than one rank opened for writing (or renamed into place); folders (opened
+    to fsync a rename into them) do not count."""
+    root_s = str(Path(root).resolve())
+    seen: Dict[str, int] = {}
+    for paths in writes.values():
+        for path in {p for p in paths if p.startswith(root_s) and not os.path.isdir(p)}:
+            seen[path] = seen.get(path, 0) + 1
+    return {p for p, n in seen.items() if n > 1}

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from kdhub import dist
 from kdhub.checkpoint import atomic_save, load_checkpoint
 
 from .data import fingerprint
@@ -41,10 +42,11 @@ def soft_labels(teacher: nn.Module, teacher_checkpoint: Path, x: torch.Tensor, e
     with torch.no_grad():
         logits = teacher(x, edge_index).detach().cpu()
     teacher.train(was_training)
-    for d in dirs:
-        try:
-            atomic_save({"logits": logits}, d / name)
-            break
-        except OSError:
-            continue
+    if dist.is_main():  # every rank computes the same logits; one writes them, so no two ranks write one file
+        for d in dirs:
+            try:
+                atomic_save({"logits": logits}, d / name)
+                break
+            except OSError:
+                continue
     return logits, False

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook, LoggerHook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
@@ -138,3 +139,16 @@ class KDHubLifecycleHook(Hook):
         if current and current != self._last_ckpt:
             self._last_ckpt = current
             self.ctx.checkpoint_saved(runner.iter, Path(current), record=False)
+
+
+@HOOKS.register_module()
+class KDHubLoggerHook(LoggerHook):
+    """mmengine's ``LoggerHook`` with the test metrics' JSON written by rank 0 only.
+
+    In mmengine 0.10.7 ``LoggerHook.after_test_epoch`` dumps ``<log_dir>/<timestamp>.json`` on every rank, and the
+    ranks share the timestamp: in a work dir on a shared filesystem two ranks would write the same file. The
+    other ranks' only loss is a console line (they keep no log file)."""
+
+    def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        if is_main_process():
+            super().after_test_epoch(runner, metrics)

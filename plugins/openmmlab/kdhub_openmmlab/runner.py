@@ -79,6 +79,8 @@ def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: O
     hooks = _section(cfg, "default_hooks")
     if "checkpoint" not in hooks:
         hooks["checkpoint"] = dict(type="CheckpointHook", interval=1)
+    if isinstance(hooks.get("logger"), dict) and hooks["logger"].get("type") == "LoggerHook":
+        hooks["logger"]["type"] = "KDHubLoggerHook"  # the test metrics' JSON from rank 0 only
     checkpoint = hooks["checkpoint"]
     if checkpoint is not None and not checkpoint.get("backend_args"):
         checkpoint["backend_args"] = dict(backend=BACKEND)
