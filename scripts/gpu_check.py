@@ -24,6 +24,7 @@ the copy was made from.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -49,23 +50,17 @@ PLUGINS = ROOT / "plugins"
 #: synthesised with are Debian programs a bare GPU machine may lack)
 SPEECH_DATA = ["data.embedded.train=120", "data.embedded.valid=30", "data.embedded.test=30"]
 
-
 def random_mm_teacher(scope: str, config: Path, out: Path) -> Path:
     """A randomly initialised checkpoint of the teacher model ``config`` describes (mmengine's layout)."""
     from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
 
-    init_default_scope(scope)
-    if scope == "mmdet":
-        import kdhub_detection.register  # noqa: F401
-    else:
-        import kdhub_segmentation.mm  # noqa: F401
+    from kdhub_openmmlab.checks import build_model
+    importlib.import_module("kdhub_detection.register" if scope == "mmdet" else "kdhub_segmentation.mm")
     torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(str(config)).model)
+    model = build_model(Config.fromfile(str(config)).model, scope)
     model.init_weights()
     atomic_save({"state_dict": model.state_dict(), "meta": {}}, out)
     return out
-
 
 def domain_runs(work: Path, device: str) -> Dict[str, Dict[str, Any]]:
     """Per domain: the config and the options that shorten it."""
@@ -85,7 +80,6 @@ def domain_runs(work: Path, device: str) -> Dict[str, Dict[str, Any]]:
                                                            work / "det_teacher.pth"),
                       "options": ["baseline=False", "train_cfg.max_epochs=1", "train_cfg.val_interval=1"]},
     }
-
 
 def kdhub_train(mode: str, config: Path, options: List[str], work: Path, timeout: int,
                 cuda: bool = True) -> Dict[str, Any]:
@@ -120,7 +114,6 @@ def kdhub_train(mode: str, config: Path, options: List[str], work: Path, timeout
         out["log_tail"] = log[-3000:]
     return out
 
-
 def step_ratios(domain: str, work: Path, device: str) -> Dict[str, Any]:
     """The domain's step-ratio measurement of ``benchmarks/`` on ``device``."""
     if domain == "graph":
@@ -150,7 +143,6 @@ def step_ratios(domain: str, work: Path, device: str) -> Dict[str, Any]:
         return out
     raise ValueError(domain)
 
-
 def guarded(fn: Callable[[], Any]) -> Dict[str, Any]:
     """``fn()``'s result, or what went wrong: one piece failing does not stop the others."""
     t0 = time.perf_counter()
@@ -159,7 +151,6 @@ def guarded(fn: Callable[[], Any]) -> Dict[str, Any]:
     except Exception as exc:  # recorded in the JSON, which is the point of this script
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:],
                 "wall_s": round(time.perf_counter() - t0, 1)}
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -217,7 +208,6 @@ def main(argv=None) -> int:
     save()
     print(json.dumps({d: {k: v.get("ok") for k, v in e.items()} for d, e in result["domains"].items()}, indent=1))
     return 0 if result["all_ok"] else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())
