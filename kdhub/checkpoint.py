@@ -32,7 +32,9 @@ def _temporary_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
 
 
-def _atomic_write(path: PathLike, write) -> Path:
+def atomic_write(path: PathLike, write) -> Path:
+    """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it over ``path``; if ``write``
+    raises, the temporary file is removed and ``path`` stays as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_name(path)
@@ -63,12 +65,12 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
 
 def atomic_save(obj: Any, path: PathLike) -> Path:
     """``torch.save`` that never leaves a partial file at ``path``."""
-    return _atomic_write(path, lambda f: torch.save(obj, f))
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    return _atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:

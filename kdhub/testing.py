@@ -14,14 +14,19 @@ A run over several machines is rehearsed on one: :func:`run_nodes` starts one ``
 on localhost, meeting through c10d rendezvous as separate machines would, and records which files each rank
 opened for writing (Python's audit hooks, installed through a ``sitecustomize`` on the path), so a test can
 check that no two ranks write the same file of a shared work dir.
+
+Checkpoints named by URL are fetched from :class:`FileServer`, an HTTP server on localhost that serves
+given bytes, can cut a body off half-way (a dropped connection) and counts requests.
 """
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -119,3 +124,51 @@ def shared_writes(writes: Mapping[int, Set[str]], root: Path) -> Set[str]:
         for path in {p for p in paths if p.startswith(root_s) and not os.path.isdir(p)}:
             seen[path] = seen.get(path, 0) + 1
     return {p for p, n in seen.items() if n > 1}
+
+
+class FileServer:
+    """An HTTP server on localhost (a context manager): ``files`` maps a URL path to its body; a path in ``cut``
+    announces its whole length but sends only half of it before closing; ``requests`` lists the paths asked for
+    (query strings dropped)."""
+
+    def __init__(self, files: Optional[Mapping[str, bytes]] = None):
+        self.files: Dict[str, bytes] = dict(files or {})
+        self.cut: Set[str] = set()
+        self.requests: List[str] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _handler(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                path = self.path.split("?")[0]
+                server.requests.append(path)
+                body = server.files.get(path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if path in server.cut else body)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                """Quiet: a test's output stays its own."""
+
+        return Handler
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> "FileServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -22,6 +22,7 @@ from mmdet.registry import MODELS
 
 from kdhub.config import ConfigError
 from kdhub.algorithm import TeacherOwner
+from kdhub_openmmlab.teacher import local_checkpoint
 
 
 
@@ -63,8 +64,8 @@ class KDDistillDetector(TeacherOwner, BaseModel):
                               f"{s_key}={s_num}; distillation needs the same classes in the same order")
         self.student = MODELS.build(student)
         self.set_teachers(MODELS.build(t_cfg))
-        ckpt = teacher.get("checkpoint")
-        if not ckpt or not Path(ckpt).is_file():
+        ckpt = local_checkpoint(teacher["checkpoint"]) if teacher.get("checkpoint") else None
+        if not ckpt or not ckpt.is_file():
             raise ConfigError(f"model.teacher.checkpoint: teacher checkpoint not found: {ckpt!r}; train the teacher "
                               f"first (kdhub train <teacher config>) and point teacher.checkpoint at its .pth")
         self.teacher_checkpoint = str(ckpt)

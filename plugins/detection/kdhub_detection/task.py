@@ -136,8 +136,9 @@ class DetectionRun(Stages):
         return self.teacher_config().model if teacher.get("config") else teacher.model
 
     def teacher_checkpoint(self) -> Optional[Path]:
+        from kdhub_openmmlab.teacher import local_checkpoint
         ckpt = self.cfg.model.teacher.get("checkpoint")
-        return Path(ckpt) if ckpt else None
+        return local_checkpoint(ckpt) if ckpt else None
 
     def use_teacher(self, checkpoint: Path) -> None:
         self.cfg.model.teacher.checkpoint = str(checkpoint)

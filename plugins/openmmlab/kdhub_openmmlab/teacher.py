@@ -5,7 +5,9 @@
 ``config`` names the teacher's own config file: a path (as given if it exists, else relative to the config
 that names it) or a config shipped with an OpenMMLab library (``mmdet::retinanet/x.py``,
 ``mmseg::segformer/y.py``); the teacher is that file's ``model``, with any other keys given next to
-``config`` merged over it. ``checkpoint`` names the trained teacher's weights (resolved the same way).
+``config`` merged over it. ``checkpoint`` names the trained teacher's weights: a path (resolved the same way)
+or an ``https://`` URL such as a checkpoint OpenMMLab publishes, downloaded once into torch.hub's cache and
+verified against the hash its file name carries (:mod:`kdhub.hub`).
 A model config given inline (no ``config``) is accepted where a domain allows it.
 """
 from __future__ import annotations
@@ -15,7 +17,9 @@ import importlib.util
 from pathlib import Path
 from typing import Optional
 
+from kdhub.checkpoint import CheckpointError
 from kdhub.config import ConfigError, resolve_path
+from kdhub.hub import fetch, is_url
 
 PACKAGE_PREFIXES = ("mmdet", "mmseg")
 NOT_MODEL_KEYS = ("config", "checkpoint")
@@ -49,17 +53,24 @@ def resolve_specs(model, roles, source: str) -> None:
         spec = model.get(role)
         if isinstance(spec, dict) and spec.get("config"):
             spec["config"] = str(config_file(spec["config"], source, f"model.{role}.config"))
-    teacher = model.get("teacher")
-    checkpoint = teacher.get("checkpoint") if isinstance(teacher, dict) else None
-    if checkpoint:
+    checkpoint = teacher_checkpoint(model)
+    if checkpoint and not is_url(checkpoint):
         path = resolve_path(str(checkpoint), source)
-        teacher["checkpoint"] = str(path.resolve()) if path.exists() else str(checkpoint)
+        model["teacher"]["checkpoint"] = str(path.resolve()) if path.exists() else str(checkpoint)
 
 
 def teacher_checkpoint(model) -> Optional[str]:
-    """``model.teacher.checkpoint`` (None when not given)."""
+    """``model.teacher.checkpoint`` as given (None when not given)."""
     teacher = model.get("teacher")
     return teacher.get("checkpoint") if isinstance(teacher, dict) else None
+
+
+def local_checkpoint(location, key: str = "model.teacher.checkpoint") -> Path:
+    """The local file of a teacher checkpoint given as a path or a URL (fetched into the cache once)."""
+    try:
+        return fetch(location, key)
+    except CheckpointError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def model_config(spec, key: str):

@@ -21,7 +21,7 @@ from torch import Tensor
 from kdhub.config import ConfigError
 from kdhub.algorithm import TeacherOwner
 from kdhub_openmmlab.checks import fit_weights
-from kdhub_openmmlab.teacher import model_config
+from kdhub_openmmlab.teacher import local_checkpoint, model_config
 
 from .terms import TermsDistiller
 from .transkd import TransKDDistiller
@@ -65,7 +65,7 @@ class SegDistiller(TeacherOwner, BaseModel):
         # nothing below may draw from the global RNG: the student then starts exactly as a baseline run's
         with torch.random.fork_rng(devices=[]):
             teacher_model = MODELS.build(teacher_cfg)
-            load_segmentor_weights(teacher_model, teacher_checkpoint, "model.teacher.checkpoint")
+            load_segmentor_weights(teacher_model, local_checkpoint(teacher_checkpoint), "model.teacher.checkpoint")
             self.set_teachers(teacher_model)
             self.distiller = MODELS.build(distiller, default_args=dict(student=self.student, teacher=teacher_model))
 

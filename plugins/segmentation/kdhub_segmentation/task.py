@@ -185,11 +185,12 @@ class SegRun(Stages):
         return type(exc)(text if text.startswith(self.source) else f"{self.source}: {text}")
 
     def teacher_checkpoint(self) -> Optional[Path]:
-        from kdhub_openmmlab.teacher import teacher_checkpoint
-        ckpt = teacher_checkpoint(self.cfg.model)
-        if ckpt is None:
+        from kdhub_openmmlab.teacher import local_checkpoint, teacher_checkpoint
+        given = teacher_checkpoint(self.cfg.model)
+        if given is None:
             return None
-        if not Path(ckpt).is_file():
+        ckpt = local_checkpoint(given)
+        if not ckpt.is_file():
             raise ConfigError(f"key 'model.teacher.checkpoint': file not found: {ckpt}; train the teacher with "
                               f"`kdhub train TEACHER_CONFIG` (it writes model_mmseg.pth), or set "
                               f"model.teacher.checkpoint=None to train it here from model.teacher.config")

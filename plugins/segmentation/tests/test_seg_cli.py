@@ -71,6 +71,29 @@ def kdhub_main(args, capsys):
     return code, out, err
 
 
+def test_a_teacher_checkpoint_url_is_fetched_once_verified_and_used(trained, tmp_path):
+    """The trained teacher's export served over HTTP as a released checkpoint would be (hash in its name): the
+    run downloads it into torch.hub's cache once and tests the same teacher (same mIoU) as the local file."""
+    import hashlib
+
+    from kdhub.testing import FileServer
+    cfg, work, _ = trained
+    body = (work / "teacher" / "model_mmseg.pth").read_bytes()
+    name = f"segformer_teacher-{hashlib.sha256(body).hexdigest()[:8]}.pth"
+    env = {"TORCH_HOME": str(tmp_path / "torch")}
+    with FileServer({f"/released/{name}": body}) as server:
+        url = server.url(f"/released/{name}")
+        args = ["train", cfg, "--work-dir", tmp_path / "w", "--cfg-options", f"model.teacher.checkpoint={url}",
+                "baseline=False"]
+        run_cli(args, env=env)
+        run_cli(args + ["--resume"], env=env)
+        assert server.requests == [f"/released/{name}"]
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / name
+    assert summary["teacher_checkpoint"] == str(cached) and cached.read_bytes() == body
+    assert summary["teacher"] == json.loads((work / "summary.json").read_text())["teacher"]
+
+
 def test_resume_continues_exactly(tmp_path, capsys):
     write_configs(tmp_path)
     cfg = tmp_path / "student.py"
