@@ -13,6 +13,7 @@ from torch import nn
 
 from kdhub.config import ConfigError, Field, apply_overrides, validate
 
+from .device import check_device_name
 from .methods import build_method, method_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -25,7 +26,8 @@ SCHEMA = {
     "task": Field(str, choices=("graph",)),
     "setting": Field(str, "transductive", choices=SETTINGS),
     "seeds": Field(list, [0], help="one run per seed (split, initialisation); mean and std are reported"),
-    "device": Field(str, "cpu", choices=("cpu", "cuda", "auto")),
+    "device": Field(str, "auto", help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; under "
+                                      "torchrun each rank uses the GPU of its LOCAL_RANK"),
     "baseline": Field(bool, True, help="also train the student architecture on labels alone"),
     "checkpoint_interval": Field(int, 50),
     "data": {
@@ -45,13 +47,19 @@ SCHEMA = {
     "teacher": {
         "model": Field(str, "sage", choices=TEACHERS),
         "hidden": Field(int, 128), "layers": Field(int, 2), "dropout": Field(float, 0.0),
+        "act": Field(str, "relu", choices=("relu", "elu"),
+                     help="activation between layers (PyG's own models: relu; PyG's GAT example: elu)"),
         "aggr": Field(str, "gcn", choices=("gcn", "mean"),
                       help="SAGE aggregator: gcn = mean over neighbours and self (GLNN), mean = PyG default"),
         "heads": Field(int, 8), "attn_dropout": Field(float, 0.6, help="GAT; hidden is split across heads"),
+        "out_heads": Field(int, 1, help="GAT: heads of the output layer, averaged (PyG's own GAT model uses "
+                                        "'heads' there; GLNN and PyG's example GAT use 1)"),
         "fanout": Field(list, [5, 5], help="GraphSAGE neighbours sampled per layer (sage only)"),
         "batch_size": Field(int, 512), "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-4),
         "epochs": Field(int, 200), "patience": Field(int, 50),
-        "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced)"),
+        "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced): a "
+                                          "graph run's teacher.pth or a state dict saved by your own PyG code "
+                                          "(see kdhub_graph.teacher_state)"),
     },
     "student": {
         "hidden": Field(int, 128), "layers": Field(int, 2), "dropout": Field(float, 0.6),
@@ -91,6 +99,7 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
             build_method(cfg["method"], nn.Identity(), cfg["distill"])
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    check_device_name(cfg["device"], source)
     d = cfg["data"]
     if d["source"] in ("pyg", "planetoid") and not d["root"]:
         raise ConfigError(f"{source}: data.source is {d['source']} but data.root is empty; set it to the folder "

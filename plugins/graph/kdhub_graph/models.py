@@ -30,16 +30,22 @@ class MLP(nn.Module):
         return self.lins[-1](x)
 
 
+ACTIVATIONS = {"relu": F.relu, "elu": F.elu}
+
+
 class GNN(nn.Module):
-    """A stack of PyG message-passing layers with ReLU and dropout between them.
+    """A stack of PyG message-passing layers with an activation (ReLU by default, as PyG's own models; ELU
+    as PyG's GAT example) and dropout between them.
 
     ``self_loops`` adds each node to its own neighbourhood before every layer (GraphSAGE's "gcn"
-    aggregator: W * mean(neighbours and self)).
+    aggregator: W * mean(neighbours and self)). The activation is not part of a state dict, so a teacher
+    trained elsewhere must name its own in the config (``teacher.act``).
     """
 
-    def __init__(self, convs: nn.ModuleList, dropout: float, self_loops: bool = False):
+    def __init__(self, convs: nn.ModuleList, dropout: float, self_loops: bool = False, act: str = "relu"):
         super().__init__()
         self.convs, self.dropout, self.self_loops = convs, dropout, self_loops
+        self.act = ACTIVATIONS[act]
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         if self.self_loops:
@@ -48,7 +54,7 @@ class GNN(nn.Module):
             x = F.dropout(x, self.dropout, self.training)
             x = conv(x, edge_index)
             if i < len(self.convs) - 1:
-                x = F.relu(x)
+                x = self.act(x)
         return x
 
     def forward_sampled(self, x: torch.Tensor, sub: SampledSubgraph) -> torch.Tensor:
@@ -57,8 +63,12 @@ class GNN(nn.Module):
 
 
 def build_teacher(arch: Dict[str, Any], in_channels: int, out_channels: int) -> GNN:
-    """``arch``: model (gcn | sage | gat), hidden, layers, dropout, aggr (sage: gcn | mean), heads and
-    attn_dropout (gat; ``hidden`` is split across the heads)."""
+    """``arch``: model (gcn | sage | gat), hidden, layers, dropout, act (relu | elu), aggr (sage: gcn | mean), heads,
+    out_heads and attn_dropout (gat; ``hidden`` is split across the heads of the hidden layers, the output
+    layer averages ``out_heads`` heads).
+
+    Layers are held in ``convs`` (``convs.0``, ``convs.1``, ...), the naming of PyG's own ``GCN``,
+    ``GraphSAGE`` and ``GAT`` models, so their state dicts load into these teachers as they are."""
     h, n = arch["hidden"], arch["layers"]
     dims = [in_channels] + [h] * (n - 1) + [out_channels]
     if arch["model"] == "gcn":
@@ -66,7 +76,7 @@ def build_teacher(arch: Dict[str, Any], in_channels: int, out_channels: int) -> 
     elif arch["model"] == "sage":
         gcn_aggr = arch.get("aggr", "gcn") == "gcn"
         convs = [SAGEConv(a, b, aggr="mean", root_weight=not gcn_aggr) for a, b in zip(dims[:-1], dims[1:])]
-        return GNN(nn.ModuleList(convs), arch["dropout"], self_loops=gcn_aggr)
+        return GNN(nn.ModuleList(convs), arch["dropout"], self_loops=gcn_aggr, act=arch.get("act", "relu"))
     else:
         heads = arch["heads"]
         per_head = max(1, h // heads)
@@ -74,6 +84,6 @@ def build_teacher(arch: Dict[str, Any], in_channels: int, out_channels: int) -> 
         convs = []
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             last = i == n - 1
-            convs.append(GATConv(a if i == 0 else a * heads, b, heads=1 if last else heads, concat=not last,
-                                 dropout=arch["attn_dropout"]))
-    return GNN(nn.ModuleList(convs), arch["dropout"])
+            convs.append(GATConv(a if i == 0 else a * heads, b, heads=arch.get("out_heads", 1) if last else heads,
+                                 concat=not last, dropout=arch["attn_dropout"]))
+    return GNN(nn.ModuleList(convs), arch["dropout"], act=arch.get("act", "relu"))

@@ -25,12 +25,14 @@ from kdhub.task import DemoResult
 
 from .data import load_graph, prepare
 from .glnn import labelled_ce
+from .device import resolve_device
 from .models import MLP, GNN, build_teacher
 from .methods import build_method
 from .sampler import CSR, sample
 from .soft_labels import soft_labels
+from .teacher_state import LAYOUTS, mismatch_hints, read_teacher_state
 
-ARCH_KEYS = ("model", "hidden", "layers", "dropout", "aggr", "heads", "attn_dropout")
+ARCH_KEYS = ("model", "hidden", "layers", "dropout", "act", "aggr", "heads", "out_heads", "attn_dropout")
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
@@ -269,7 +271,12 @@ class SeedStages(Stages):
 
 
 def _describe(arch: Mapping[str, Any]) -> str:
-    return f"{arch.get('model')}, hidden {arch.get('hidden')}, {arch.get('layers')} layers"
+    text = f"{arch.get('model')}, hidden {arch.get('hidden')}, {arch.get('layers')} layers"
+    if arch.get("model") == "sage":
+        text += f", aggr {arch.get('aggr')}"
+    if arch.get("model") == "gat":
+        text += f", {arch.get('heads')} heads, {arch.get('out_heads', 1)} output head(s)"
+    return text
 
 
 def _no_grad(model: nn.Module, *inputs: Any) -> Any:
@@ -287,8 +294,7 @@ class GraphRun:
         dist.init_distributed(launcher)
         self.cfg, self.source = loaded.cfg, str(loaded.path)
         self.work_dir, self.resume = Path(work_dir), resume
-        dev = self.cfg["device"]
-        self.device = torch.device("cuda" if dev == "cuda" or (dev == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(self.cfg["device"], self.source)
         self.data = load_graph(self.cfg["data"], self.source)
         self.setting, self.method = self.cfg["setting"], self.cfg["method"]
 
@@ -305,27 +311,31 @@ class GraphRun:
                 self.load_teacher(path, stages.split)
 
     def load_teacher(self, path: Path, split: Data) -> GNN:
-        """The configured teacher (the config's teacher section) with the weights of ``path``, loaded strictly."""
-        state = load_checkpoint(path, key=f"{self.source}: teacher.checkpoint")
-        if not isinstance(state, dict) or "model" not in state:
-            raise CheckpointError(f"{self.source}: teacher.checkpoint {path} is not a kdhub-graph teacher checkpoint "
-                                  f"(no 'model' entry); give the teacher.pth a graph run wrote")
+        """The configured teacher (the config's teacher section) with the weights of ``path``, loaded strictly:
+        a graph run's ``teacher.pth`` or a state dict saved by the user's own PyG code, in a layout
+        :mod:`kdhub_graph.teacher_state` accepts. A file that does not fit names the first differing keys
+        and shapes, and the config change that fits it where its keys tell."""
+        key = f"{self.source}: teacher.checkpoint"
+        given, meta = read_teacher_state(path, key)
         feats, classes = split.num_features, int(split.y.max()) + 1
-        if (state.get("in_channels"), state.get("num_classes")) != (feats, classes):
+        if {"in_channels", "num_classes"} <= set(meta) and (meta["in_channels"], meta["num_classes"]) != (feats, classes):
             raise ConfigError(
-                f"{self.source}: teacher.checkpoint {path} was trained for {state.get('in_channels')} features "
-                f"and {state.get('num_classes')} classes, but the data has {feats} features and {classes} "
+                f"{self.source}: teacher.checkpoint {path} was trained for {meta['in_channels']} features "
+                f"and {meta['num_classes']} classes, but the data has {feats} features and {classes} "
                 f"classes; use a teacher trained on this data set (or leave teacher.checkpoint empty to train one)")
         teacher = build_teacher(self.arch(), feats, classes)
-        problem = state_mismatch(teacher.state_dict(), state["model"])
+        expected = teacher.state_dict()
+        problem = state_mismatch(expected, given)
         if problem:
-            saved = state.get("arch")
-            held = _describe(saved) if isinstance(saved, dict) and "model" in saved else "another model"
+            saved = meta.get("arch")
+            held = f"; the file holds {_describe(saved)}" if isinstance(saved, dict) and "model" in saved else ""
+            hints = mismatch_hints(expected, given, self.arch(), feats, classes)
+            fix = "; ".join(hints) if hints else "set the teacher section to the architecture it was trained with"
             raise ConfigError(
-                f"{self.source}: teacher.checkpoint {path} does not fit the configured teacher ({_describe(self.arch())}"
-                f"; the file holds {held}): {problem}. Set the teacher section to the architecture it was trained "
-                f"with, or leave teacher.checkpoint empty to train one")
-        teacher.load_state_dict(state["model"])
+                f"{key} {path} does not fit the configured teacher ({_describe(self.arch())}, built for the data's "
+                f"{feats} features and {classes} classes{held}): {problem}. Fix: {fix} (or leave "
+                f"teacher.checkpoint empty to train one). Accepted files: {LAYOUTS}")
+        teacher.load_state_dict(given)
         return teacher
 
     def fit(self, objective: nn.Module, net: nn.Module, hp: Dict[str, Any], ctx: RunContext,
