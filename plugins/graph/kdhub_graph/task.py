@@ -382,7 +382,7 @@ class GraphRun:
         ckpt = per_seed[0].get("student", per_seed[0].get("baseline", {})).get("checkpoint")
         return ctx.finish(teacher=teacher, student=student, baseline=baseline, params=per_seed[0]["params"],
                           student_checkpoint=ckpt, setting=self.setting, seeds=self.cfg["seeds"],
-                          teacher_model=self.cfg["teacher"]["model"], per_seed=per_seed)
+                          device=str(self.device), teacher_model=self.cfg["teacher"]["model"], per_seed=per_seed)
 
 
 class GraphTask(Task):

@@ -102,10 +102,11 @@ def test_planetoid_from_read_only_root(tiny, tmp_path):
 def test_two_nodes_match_one_process_and_share_no_file(tiny, tmp_path):
     """Two single-process torchrun "nodes" (c10d rendezvous on localhost, gloo) sharing one work dir, as on a
     shared filesystem: the student ends within a few points of the one-process run, and no file is written by
-    both ranks."""
+    both ranks. Both "nodes" pin the CPU: on a one-GPU machine they would otherwise share its GPU, which NCCL
+    refuses."""
     from kdhub.testing import run_nodes, shared_writes
 
-    cfg = tiny(**{"student__batch_size": 64, "student__epochs": 20, "teacher__epochs": 10})
+    cfg = tiny(device="cpu", **{"student__batch_size": 64, "student__epochs": 20, "teacher__epochs": 10})
     run_cli(["train", cfg, "--work-dir", tmp_path / "one"])
     procs, writes = run_nodes(["train", cfg, "--work-dir", tmp_path / "nodes", "--launcher", "pytorch"],
                               tmp_path / "audit")
