@@ -21,7 +21,40 @@ CLASSES, FEATURES = 3, 8
 
 
 def test_every_shipped_recipe_is_found():
-    assert len(RECIPES) >= 8 and (CONFIG_DIR / "demo.yaml") in RECIPES
+    assert len(RECIPES) >= 9 and (CONFIG_DIR / "demo.yaml") in RECIPES
+
+
+def test_tiny_planetoid_files_read_back_with_pyg(tmp_path):
+    """The test's Planetoid writer, read by PyG's own reader (read_planetoid_data and the Planetoid data set):
+    every node's features and label, every edge in both directions; each file holds the same Python types as
+    the released Cora files, where the project's copy of them is at hand."""
+    import pickle
+    import warnings
+
+    from torch_geometric.datasets import Planetoid
+    from torch_geometric.io import read_planetoid_data
+
+    from graph_helpers import SHARED
+
+    x, y, pairs = tiny_graph(CLASSES, 180, FEATURES)
+    raw = write_planetoid_raw(tmp_path / "Cora" / "raw", "Cora", x, y, pairs, labelled=12, tests=60)
+    data = read_planetoid_data(str(raw), "cora")
+    assert torch.equal(data.x, torch.from_numpy(x)) and torch.equal(data.y, torch.from_numpy(y))
+    edges = {tuple(e) for e in data.edge_index.t().tolist()}
+    assert edges == {(int(a), int(b)) for a, b in pairs} | {(int(b), int(a)) for a, b in pairs}
+    assert int(data.train_mask.sum()) == 12 and int(data.test_mask.sum()) == 60
+    dataset = Planetoid(str(tmp_path), "Cora")[0]
+    assert torch.equal(dataset.x, data.x) and torch.equal(dataset.edge_index, data.edge_index)
+    released = SHARED / "planetoid" / "Cora" / "raw"
+    if released.is_dir():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for suffix in ("x", "tx", "allx", "y", "ty", "ally", "graph"):
+                with open(released / f"ind.cora.{suffix}", "rb") as f:
+                    theirs = pickle.load(f, encoding="latin1")
+                with open(raw / f"ind.cora.{suffix}", "rb") as f:
+                    ours = pickle.load(f)
+                assert type(ours).__name__ == type(theirs).__name__, suffix
 
 
 def _data_overrides(source: str, name: str, tmp_path):
