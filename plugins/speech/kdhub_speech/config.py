@@ -37,6 +37,10 @@ SCHEMA = {
     "baseline": Field(bool, True, help="also train student_model on the references alone, same init and budget"),
     "teacher_checkpoint": Field((str, type(None)), None,
                                 help="a separator state dict for teacher_model; null trains the teacher first"),
+    "teacher": {"source": Field((str, type(None)), None,
+                                help="a SpeechBrain pretrained separator for teacher_model: a model-hub folder "
+                                     "(hyperparams.yaml, encoder/masknet/decoder.ckpt) or a recipe's "
+                                     "save/CKPT+... folder; instead of teacher_checkpoint")},
     "student_model": Field(torch.nn.Module),
     "teacher_model": Field((torch.nn.Module, type(None)), None),
     "data": {
@@ -121,6 +125,12 @@ def check(cfg: Dict[str, Any], source: str) -> None:
     if cfg["method"] == "distill" and cfg["teacher_model"] is None:
         raise ConfigError(f"{source}: method 'distill' needs 'teacher_model' (and teacher_checkpoint, or it is "
                           f"trained first)")
+    if cfg["teacher"]["source"] and cfg["teacher_checkpoint"]:
+        raise ConfigError(f"{source}: both teacher_checkpoint and teacher.source name a teacher; keep one (e.g. "
+                          f"--cfg-options teacher.source=null to use teacher_checkpoint)")
+    if cfg["teacher"]["source"] and cfg["method"] != "distill":
+        raise ConfigError(f"{source}: teacher.source is set but method is {cfg['method']!r}, which has no "
+                          f"teacher; set method: distill or teacher.source=null")
     if cfg["data"]["source"] == "csv":
         for k in ("train_csv", "valid_csv", "test_csv"):
             if not cfg["data"][k]:

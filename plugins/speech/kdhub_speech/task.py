@@ -33,6 +33,7 @@ from .intermediate import IntermediateDistillation
 from .metrics import evaluate
 from .models import Separator
 from .objective_shifting import ObjectiveShifting
+from .pretrained import find_folder, load_pretrained
 from .synth import SynthSpec, ensure_embedded
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -141,15 +142,23 @@ class SpeechRun(Stages):
         self.prepare()
 
     def teacher_checkpoint(self) -> Optional[Path]:
+        """The given teacher: a SpeechBrain folder (``teacher.source``), a state dict (``teacher_checkpoint``),
+        or None to train it in ``teacher/``."""
+        if self.cfg["teacher"]["source"]:
+            return find_folder(self.cfg["teacher"]["source"], self.source)
         if not self.cfg["teacher_checkpoint"]:
             return None
         return require_file(self.cfg["teacher_checkpoint"], "teacher_checkpoint", self.source,
                             "train one with method: supervised, or set teacher_checkpoint: null to train it here")
 
     def use_teacher(self, checkpoint: Path) -> None:
-        """Load ``checkpoint`` into teacher_model (once: check, test and use all hand the same one)."""
+        """Load ``checkpoint`` (a state dict file, or a SpeechBrain folder) into teacher_model (once: check,
+        test and use all hand the same one)."""
         if self.teacher_from != checkpoint:
-            load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
+            if checkpoint.is_dir():
+                load_pretrained(self.cfg["teacher_model"], str(checkpoint), self.source)
+            else:
+                load_separator(self.cfg["teacher_model"], checkpoint, "teacher_checkpoint", self.source)
             self.teacher_from = checkpoint
 
     def test_teacher(self, checkpoint: Path) -> Dict[str, float]:

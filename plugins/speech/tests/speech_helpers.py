@@ -84,3 +84,82 @@ def write_manifest(path: Path, rows, header="ID,duration,mix_wav,s1_wav,s2_wav")
 
 def yaml_dump(obj) -> str:
     return yaml.safe_dump(obj)
+
+
+def recipe_hparams(channels: int = 16, layers: int = 1, nhead: int = 2, d_ffn: int = 64, K: int = 50) -> str:
+    """The model part of a SpeechBrain SepFormer separation recipe / model-hub ``hyperparams.yaml``
+    (recipes/LibriMix/separation/hparams/sepformer-libri2mix.yaml's names and layout) at the given sizes, with
+    its epoch counter, Checkpointer (``save_folder`` to be overridden) and hub Pretrainer."""
+    return f"""num_spks: 2
+N_encoder_out: {channels}
+out_channels: {channels}
+kernel_size: 16
+kernel_stride: 8
+d_ffn: {d_ffn}
+save_folder: save
+Encoder: !new:speechbrain.lobes.models.dual_path.Encoder
+    kernel_size: !ref <kernel_size>
+    out_channels: !ref <N_encoder_out>
+SBtfintra: !new:speechbrain.lobes.models.dual_path.SBTransformerBlock
+    num_layers: {layers}
+    d_model: !ref <out_channels>
+    nhead: {nhead}
+    d_ffn: !ref <d_ffn>
+    dropout: 0
+    use_positional_encoding: True
+    norm_before: True
+SBtfinter: !new:speechbrain.lobes.models.dual_path.SBTransformerBlock
+    num_layers: {layers}
+    d_model: !ref <out_channels>
+    nhead: {nhead}
+    d_ffn: !ref <d_ffn>
+    dropout: 0
+    use_positional_encoding: True
+    norm_before: True
+MaskNet: !new:speechbrain.lobes.models.dual_path.Dual_Path_Model
+    num_spks: !ref <num_spks>
+    in_channels: !ref <N_encoder_out>
+    out_channels: !ref <out_channels>
+    num_layers: 2
+    K: {K}
+    intra_model: !ref <SBtfintra>
+    inter_model: !ref <SBtfinter>
+    norm: ln
+    linear_layer_after_inter_intra: False
+    skip_around_intra: True
+Decoder: !new:speechbrain.lobes.models.dual_path.Decoder
+    in_channels: !ref <N_encoder_out>
+    out_channels: 1
+    kernel_size: !ref <kernel_size>
+    stride: !ref <kernel_stride>
+    bias: False
+epoch_counter: !new:speechbrain.utils.epoch_loop.EpochCounter
+    limit: 200
+modules:
+    encoder: !ref <Encoder>
+    decoder: !ref <Decoder>
+    masknet: !ref <MaskNet>
+checkpointer: !new:speechbrain.utils.checkpoints.Checkpointer
+    checkpoints_dir: !ref <save_folder>
+    recoverables:
+        encoder: !ref <Encoder>
+        decoder: !ref <Decoder>
+        masknet: !ref <MaskNet>
+        counter: !ref <epoch_counter>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        encoder: !ref <Encoder>
+        masknet: !ref <MaskNet>
+        decoder: !ref <Decoder>
+"""
+
+
+def write_hub_folder(folder: Path, hparams: str, modules) -> Path:
+    """A SpeechBrain model-hub folder: ``hyperparams.yaml`` and each module's checkpoint as SpeechBrain's
+    default save hook (``speechbrain.utils.checkpoints.torch_save``) writes it."""
+    from speechbrain.utils.checkpoints import torch_save
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hyperparams.yaml").write_text(hparams)
+    for name, module in modules.items():
+        torch_save(module, folder / f"{name}.ckpt")
+    return folder

@@ -4,7 +4,8 @@ validation pass each and the test split, through ``kdhub train``, on a tiny data
 The LibriMix recipes read SpeechBrain-recipe CSV manifests (the columns SpeechBrain's LibriMix preparation
 writes) over short 8 kHz wav files this test writes; the configs on the embedded data read the embedded
 generator's output at a tiny size. Teachers are randomly initialised separators of the config's own
-``teacher_model`` architecture, saved as a user's teacher is saved (``torch.save(model.state_dict())``).
+``teacher_model`` architecture, saved as a user's teacher is: a SpeechBrain model-hub folder for the LibriMix
+recipes (``teacher.source``), a separator state dict (``teacher_checkpoint``) for the others.
 Only data locations, sizes and the schedule are overridden: models, losses, pipeline and evaluator are the
 recipe's, at the recipe's sizes.
 """
@@ -19,7 +20,7 @@ import soundfile as sf
 import torch
 
 from kdhub.checkpoint import load_checkpoint, state_mismatch
-from speech_helpers import load
+from speech_helpers import load, recipe_hparams, write_hub_folder
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 #: SpeechBrain's LibriMix preparation (recipes/LibriMix/prepare_data.py) writes these columns
@@ -94,13 +95,17 @@ def test_shipped_recipe_trains_validates_and_tests(recipe, tmp_path, librimix):
 
     options = tiny_overrides(load(recipe).cfg, librimix)
     cfg = load(recipe, options).cfg
-    torch.manual_seed(0)
-    teacher = tmp_path / "teacher.pth"
-    torch.save(cfg["teacher_model"].state_dict(), teacher)   # a user's trained teacher, here random
+    teacher = cfg["teacher_model"]                           # a user's trained teacher, here random
+    if cfg["teacher"]["source"]:   # a SpeechBrain model-hub folder, as for speechbrain/sepformer-libri2mix
+        hub = write_hub_folder(tmp_path / "sepformer-hub", recipe_hparams(256, 8, 8, 1024, 250),
+                               {"encoder": teacher.encoder, "masknet": teacher.masknet, "decoder": teacher.decoder})
+        given = f"teacher.source={hub}"
+    else:                          # a separator state dict
+        torch.save(teacher.state_dict(), tmp_path / "teacher.pth")
+        given = f"teacher_checkpoint={tmp_path / 'teacher.pth'}"
 
     work = tmp_path / "work"
-    assert main(["train", str(recipe), "--work-dir", str(work),
-                 "--cfg-options", *options, f"teacher_checkpoint={teacher}"]) == 0
+    assert main(["train", str(recipe), "--work-dir", str(work), "--cfg-options", *options, given]) == 0
 
     summary = json.loads((work / "summary.json").read_text())
     for role in ("teacher", "baseline", "student"):
