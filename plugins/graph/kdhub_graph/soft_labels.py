@@ -1,7 +1,9 @@
 """Teacher soft labels, computed once per (teacher checkpoint, graph) and cached on disk.
 
-The key hashes the teacher checkpoint file and the features and edges the teacher sees, so several
-students distilled from one teacher reuse one inference, and any change to either recomputes.
+The key hashes the teacher checkpoint file, the features and edges the teacher sees and, when given, a
+``variant`` text (the graph task passes the configured teacher architecture: a state dict does not hold its
+activation, so the same file read as another teacher must not reuse its logits). Several students distilled
+from one teacher reuse one inference, and any change to any of these recomputes.
 """
 from __future__ import annotations
 
@@ -18,19 +20,20 @@ from kdhub.checkpoint import atomic_save, load_checkpoint
 from .data import fingerprint
 
 
-def cache_key(teacher_checkpoint: Path, x: torch.Tensor, edge_index: torch.Tensor) -> str:
-    h = hashlib.sha256(Path(teacher_checkpoint).read_bytes()).hexdigest()[:20]
+def cache_key(teacher_checkpoint: Path, x: torch.Tensor, edge_index: torch.Tensor, variant: str = "") -> str:
+    h = hashlib.sha256(Path(teacher_checkpoint).read_bytes() + variant.encode()).hexdigest()[:20]
     return f"{h}-{fingerprint(x, edge_index)}"
 
 
 def soft_labels(teacher: nn.Module, teacher_checkpoint: Path, x: torch.Tensor, edge_index: torch.Tensor,
-                cache_dir: Optional[Path] = None, fallback_dir: Optional[Path] = None) -> Tuple[torch.Tensor, bool]:
+                cache_dir: Optional[Path] = None, fallback_dir: Optional[Path] = None,
+                variant: str = "") -> Tuple[torch.Tensor, bool]:
     """Teacher logits for every node (frozen teacher, no grad); returns (logits, came_from_cache).
 
     The cache lives in ``cache_dir`` (default: beside the teacher checkpoint); when that folder is not
     writable (a shared, read-only teacher), ``fallback_dir`` is used instead.
     """
-    name = f"{cache_key(teacher_checkpoint, x, edge_index)}.pt"
+    name = f"{cache_key(teacher_checkpoint, x, edge_index, variant)}.pt"
     dirs = [Path(cache_dir) if cache_dir else Path(teacher_checkpoint).parent / "soft_labels"]
     if fallback_dir is not None:
         dirs.append(Path(fallback_dir))

@@ -7,6 +7,7 @@ Layout of a work dir: ``seed_<s>/{teacher,baseline,student}/`` are the pipeline'
 """
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
@@ -138,7 +139,8 @@ class SeedStages(Stages):
             teacher = self.run.load_teacher(self.teacher_path, self.split).to(self.run.device).eval()
             x, ei = self.split.x.to(self.run.device), self.split.obs_edge_index.to(self.run.device)
             observed, cached = soft_labels(teacher, self.teacher_path, x, ei, self.cfg["distill"]["cache_dir"] or None,
-                                           fallback_dir=self.seed_dir / "soft_labels")
+                                           fallback_dir=self.seed_dir / "soft_labels",
+                                           variant=json.dumps(self.run.arch(), sort_keys=True))
             self._soft = (teacher, observed, cached)
         return self._soft
 

@@ -47,7 +47,7 @@ class ExampleGAT(nn.Module):
         return self.conv2(x, edge_index)
 
 
-def user_trains(model, root, epochs=40):
+def user_trains(model, root, epochs):
     """The user's own loop: PyG's Planetoid reader on their own copy, Adam, cross-entropy on the public
     training nodes, full batch. Returns the PyG Data object it trained on."""
     mine = root.parent / f"{root.name}_user_copy"
@@ -84,24 +84,24 @@ def _kdhub_style(model):
 
 
 CASES = {
-    # recipe, the user's model (PyG's own classes or an example-style module), how it is saved, overrides
-    "gcn_bare": ("glnn_cora_gcn.yaml", lambda: GCN(FEATURES, 64, 2, CLASSES), _bare, []),
+    # recipe, the user's model (PyG's own classes or an example-style module), how it is saved, overrides, epochs
+    "gcn_bare": ("glnn_cora_gcn.yaml", lambda: GCN(FEATURES, 64, 2, CLASSES), _bare, [], 40),
     "sage_ddp": ("glnn_cora_sage.yaml", lambda: GraphSAGE(FEATURES, 128, 2, CLASSES), _ddp_style_under_state_dict,
-                 ["teacher.aggr=mean"]),
+                 ["teacher.aggr=mean"], 40),
     "gat_example": ("glnn_cora_gat.yaml", lambda: ExampleGAT(FEATURES, 16, CLASSES, heads=8), _kdhub_style,
-                    ["teacher.act=elu"]),
+                    ["teacher.act=elu"], 40),
     "pyg_gat": ("ffg2m_cora_gat.yaml", lambda: GAT(FEATURES, 128, 2, CLASSES, heads=8), _bare,
-                ["teacher.out_heads=8"]),
+                ["teacher.out_heads=8"], 40),
     "gcn_3x512_compiled": ("ffg2m_cora_gcn_authors.yaml", lambda: GCN(FEATURES, 512, 3, CLASSES),
-                           _tutorial_checkpoint_compiled, []),
+                           _tutorial_checkpoint_compiled, [], 15),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_distils_from_exactly_the_users_weights(case, planetoid, tmp_path):
-    recipe, make, save, extra = CASES[case]
+    recipe, make, save, extra, epochs = CASES[case]
     model = make()
-    data = user_trains(model, planetoid)
+    data = user_trains(model, planetoid, epochs)
     path = tmp_path / "users" / "teacher.pt"
     path.parent.mkdir()
     torch.save(save(model), path)
@@ -117,7 +117,7 @@ def test_distils_from_exactly_the_users_weights(case, planetoid, tmp_path):
 
     # the soft labels kdhub distilled from are the user's model's logits
     cached = list((path.parent / "soft_labels").glob("*.pt"))
-    assert len(cached) == 1
+    assert len(cached) == 1 and summary["per_seed"][0]["soft_labels_cached"] is False
     soft = torch.load(cached[0], weights_only=True)["logits"]
     assert torch.allclose(soft, logits, atol=1e-5), (soft - logits).abs().max()
     # and the teacher accuracy kdhub reports is the user's model's own on the recipe's split (seed 0, GLNN's
@@ -128,6 +128,14 @@ def test_distils_from_exactly_the_users_weights(case, planetoid, tmp_path):
         assert summary["teacher"][metric] == pytest.approx(mine, abs=1e-9), metric
     assert summary["teacher"]["test_acc"] > 60  # the user's teacher learnt something on this graph
     assert summary["params"]["teacher"] == sum(p.numel() for p in model.parameters())
+
+    if "teacher.act=elu" in extra:  # the activation is not in the file: read as another teacher, no cache reuse
+        again = tmp_path / "relu"
+        assert kdhub_main(["train", str(CONFIG_DIR / recipe), "--work-dir", str(again), "--cfg-options",
+                           "data.source=pyg", "data.name=Cora", f"data.root={planetoid}", "seeds=[0]",
+                           "student.epochs=2", "device=cpu", f"teacher.checkpoint={path}", "baseline=false"]) == 0
+        assert json.loads((again / "summary.json").read_text())["per_seed"][0]["soft_labels_cached"] is False
+        assert len(list((path.parent / "soft_labels").glob("*.pt"))) == 2
 
 
 def _refused(capsys, recipe, path, planetoid, work, *extra):
