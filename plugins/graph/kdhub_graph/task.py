@@ -320,7 +320,8 @@ class GraphRun:
         key = f"{self.source}: teacher.checkpoint"
         given, meta = read_teacher_state(path, key)
         feats, classes = split.num_features, int(split.y.max()) + 1
-        if {"in_channels", "num_classes"} <= set(meta) and (meta["in_channels"], meta["num_classes"]) != (feats, classes):
+        saved_for = (meta.get("in_channels"), meta.get("num_classes"))
+        if None not in saved_for and saved_for != (feats, classes):
             raise ConfigError(
                 f"{self.source}: teacher.checkpoint {path} was trained for {meta['in_channels']} features "
                 f"and {meta['num_classes']} classes, but the data has {feats} features and {classes} "

@@ -62,7 +62,7 @@ def user_trains(model, root, epochs):
         out = model(data.x, data.edge_index)
         F.cross_entropy(out[data.train_mask], data.y[data.train_mask]).backward()
         opt.step()
-    return data.eval() if hasattr(data, "eval") else data
+    return data
 
 
 def _bare(model):
