@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--work-dir", help="where checkpoints and summary.json go (default work_dirs/<config name>)")
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
-    s.add_argument("--launcher", choices=LAUNCHERS, default="none", help="'pytorch' under torchrun for DDP")
+    s.add_argument("--launcher", choices=LAUNCHERS, default="none", help="'pytorch' under torchrun, 'slurm' under srun, 'mpi' under mpirun (DDP)")
     s.add_argument("--amp", action="store_true",
                    help="mixed precision: mmengine's AmpOptimWrapper (mm domains, CUDA only), SpeechBrain's "
                         "precision bf16 (speech), bf16 autocast (graph)")

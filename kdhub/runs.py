@@ -131,6 +131,7 @@ class RunContext:
         summary: Dict[str, Any] = {
             "task": self.info.task,
             "method": self.info.method,
+            "world_size": self.info.world_size,
             "teacher": dict(teacher),
             "student": dict(student),
         }
