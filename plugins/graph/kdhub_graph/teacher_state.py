@@ -63,11 +63,11 @@ def normalise_keys(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     while changed:
         changed = False
         for prefix in WRAPPER_PREFIXES:
-            if all(k.startswith(prefix) for k in state):
+            if state and all(k.startswith(prefix) for k in state):
                 state = {k[len(prefix):]: v for k, v in state.items()}
                 changed = True
     matches = [_NUMBERED.fullmatch(k) for k in state]
-    if all(matches):
+    if matches and all(matches):
         numbers = sorted({int(m.group(1)) for m in matches})
         if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
             order = {n: i for i, n in enumerate(numbers)}
