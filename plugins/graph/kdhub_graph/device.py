@@ -3,9 +3,10 @@
 The convention is the other domains' (speech's ``device``, mmengine's choice for the mm plugins): ``auto``
 (the default) is CUDA when this process sees a CUDA device and the CPU otherwise; ``cpu``, ``cuda`` and
 ``cuda:N`` ask for one device, and a CUDA device that is not there is refused before anything is written.
-Under torchrun (``--launcher pytorch``) every rank uses the GPU of its ``LOCAL_RANK``, the GPU the core
-made current when it joined the process group, so ``cuda`` and ``auto`` need no index there, and a
-``cuda:N`` naming another GPU than the rank's own is refused (choose GPUs with ``CUDA_VISIBLE_DEVICES``).
+Under torchrun (``--launcher pytorch``, and ``slurm`` or ``mpi``, whose task variables the core turns into
+torchrun's) every rank uses the GPU of its ``LOCAL_RANK``, the GPU the core made current when it joined the
+process group, so ``cuda`` and ``auto`` need no index there, and a ``cuda:N`` naming another GPU than the
+rank's own is refused (choose GPUs with ``CUDA_VISIBLE_DEVICES``).
 """
 from __future__ import annotations
 

@@ -25,8 +25,8 @@ from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult
 
 from .data import load_graph, prepare
-from .glnn import labelled_ce
 from .device import resolve_device
+from .glnn import labelled_ce
 from .models import MLP, GNN, build_teacher
 from .methods import build_method
 from .sampler import CSR, sample
@@ -329,8 +329,8 @@ class GraphRun:
         teacher = build_teacher(self.arch(), feats, classes)
         expected = teacher.state_dict()
         problem = state_mismatch(expected, given)
+        saved = meta.get("arch")
         if problem:
-            saved = meta.get("arch")
             held = f"; the file holds {_describe(saved)}" if isinstance(saved, dict) and "model" in saved else ""
             hints = mismatch_hints(expected, given, self.arch(), feats, classes)
             fix = "; ".join(hints) if hints else "set the teacher section to the architecture it was trained with"
@@ -338,6 +338,10 @@ class GraphRun:
                 f"{key} {path} does not fit the configured teacher ({_describe(self.arch())}, built for the data's "
                 f"{feats} features and {classes} classes{held}): {problem}. Fix: {fix} (or leave "
                 f"teacher.checkpoint empty to train one). Accepted files: {LAYOUTS}")
+        if isinstance(saved, dict) and saved.get("act", "relu") != self.arch()["act"]:  # not visible in the weights
+            raise ConfigError(
+                f"{key} {path} was trained with teacher.act={saved.get('act', 'relu')}, but the config says "
+                f"{self.arch()['act']}; set teacher.act={saved.get('act', 'relu')}")
         teacher.load_state_dict(given)
         return teacher
 

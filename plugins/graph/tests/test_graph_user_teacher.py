@@ -17,8 +17,9 @@ from torch_geometric.nn import GAT, GATConv, GCN, GraphSAGE
 
 from graph_helpers import tiny_graph, write_planetoid_raw
 from kdhub.cli import main as kdhub_main
-from kdhub_graph.config import CONFIG_DIR
+from kdhub_graph.config import CONFIG_DIR, load
 from kdhub_graph.data import glnn_split
+from kdhub_graph.models import build_teacher
 
 CLASSES, FEATURES = 3, 8
 
@@ -186,6 +187,13 @@ def test_a_teacher_that_does_not_fit_is_refused_up_front(planetoid, tmp_path, ca
     torch.save(GCN(FEATURES, 64, 2, CLASSES), pickled)
     err = _refused(capsys, "glnn_cora_gcn.yaml", pickled, planetoid, work)
     assert "holds a pickled Python object" in err and "save the model's state_dict() instead" in err
+
+    elu = tmp_path / "elu_teacher.pth"  # a graph run's own teacher file records its activation; the config's differs
+    arch = {**load(CONFIG_DIR / "glnn_cora_gcn.yaml", ["data.path=x.npz"])["teacher"], "act": "elu"}
+    torch.save({"model": build_teacher(arch, FEATURES, CLASSES).state_dict(), "arch": arch, "in_channels": FEATURES,
+                "num_classes": CLASSES}, elu)
+    err = _refused(capsys, "glnn_cora_gcn.yaml", elu, planetoid, work)
+    assert "was trained with teacher.act=elu, but the config says relu; set teacher.act=elu" in err
 
     other_layout = tmp_path / "weights.pt"
     torch.save({"epoch": 3, "weights": [torch.zeros(2)]}, other_layout)
