@@ -16,9 +16,10 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import speechbrain as sb
+import speechbrain.nnet.schedulers as schedulers
 import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
@@ -78,13 +79,17 @@ class AtomicCheckpointer(sb.utils.checkpoints.Checkpointer):
         return self._staged(super()._custom_checkpoint_dirpath(name))
 
     def save_checkpoint(self, *args, **kwargs):
+        """Save under the staging name, rename into place on the main process, then wait for every rank: in
+        ``save_and_keep_only`` each rank lists the checkpoints to decide how many to delete (one broadcast
+        per deletion), so a rank listing before the rename would make fewer broadcasts and deadlock the group."""
         saved = super().save_checkpoint(*args, **kwargs)
-        if saved is None:  # not the main process: it wrote nothing of its own
-            return None
-        final, self._final = self._final, None
-        os.replace(saved.path, final)
-        return sb.utils.checkpoints.Checkpoint(final, saved.meta, {k: final / Path(v).name
-                                                                   for k, v in saved.paramfiles.items()})
+        if saved is not None:
+            final, self._final = self._final, None
+            os.replace(saved.path, final)
+            saved = sb.utils.checkpoints.Checkpoint(final, saved.meta, {k: final / Path(v).name
+                                                                        for k, v in saved.paramfiles.items()})
+        sb.utils.distributed.ddp_barrier()
+        return saved  # None on the other ranks: they wrote nothing of their own
 
 
 @dataclass
@@ -116,16 +121,22 @@ class Distillation(TeacherOwner, torch.nn.Module):
 class SeparationBrain(sb.Brain):
     """Trains ``modules.model`` (a Separator) with PIT SI-SNR, plus the distillation terms when given."""
 
-    def __init__(self, model: Separator, *, lr: float, epochs: int, steps_per_epoch: int, num_spks: int,
+    def __init__(self, model: Separator, *, lr: float = 1e-3, epochs: int, steps_per_epoch: int, num_spks: int,
                  distillation: Optional[Distillation] = None, ctx: Optional[RunContext] = None,
                  role: str = "student", run_opts: Optional[Dict[str, Any]] = None,
-                 checkpointer: Optional[sb.utils.checkpoints.Checkpointer] = None):
+                 checkpointer: Optional[sb.utils.checkpoints.Checkpointer] = None,
+                 opt_class: Optional[Callable[..., torch.optim.Optimizer]] = None, lr_scheduler: Any = None,
+                 train_logger: Optional[sb.utils.train_logger.TrainLogger] = None):
+        """``opt_class`` is the recipe's optimiser factory (default Adam at ``lr``); ``lr_scheduler`` a
+        SpeechBrain ReduceLROnPlateau or NewBobScheduler stepped on each validation loss; ``train_logger``
+        gets one line per epoch (epoch, lr, train and valid stats), as in SpeechBrain's recipes."""
         modules: Dict[str, torch.nn.Module] = {"model": model}
         kd = distillation
         if kd is not None and kd.intermediate is not None:
             modules["distill"] = kd.intermediate
-        super().__init__(modules=modules, opt_class=functools.partial(torch.optim.Adam, lr=lr), hparams={},
-                         run_opts=run_opts or {}, checkpointer=checkpointer)
+        super().__init__(modules=modules, opt_class=opt_class or functools.partial(torch.optim.Adam, lr=lr),
+                         hparams={}, run_opts=run_opts or {}, checkpointer=checkpointer)
+        self.lr_scheduler, self.train_logger = lr_scheduler, train_logger
         self.kd, self.ctx, self.role = kd, ctx, role
         self.epochs, self.steps_per_epoch, self.num_spks = epochs, max(1, steps_per_epoch), num_spks
         self.epoch, self.train_stats, self.batches_seen = 0, {}, 0
@@ -165,6 +176,21 @@ class SeparationBrain(sb.Brain):
         for k, v in terms.items():
             self._sums[k] = self._sums.get(k, 0.0) + float(v.detach())
         return terms["loss"]
+
+    def anneal(self, valid_loss: float, epoch: int) -> Tuple[float, float]:
+        """Step the scheduler on this epoch's validation loss, as SpeechBrain's separation recipes do
+        (recipes/LibriMix/separation/train.py), and set the optimiser's next learning rate; returns the learning
+        rate this epoch trained with and the next one."""
+        sched = self.lr_scheduler
+        if isinstance(sched, schedulers.ReduceLROnPlateau):
+            current, following = sched([self.optimizer], epoch, valid_loss)
+        elif isinstance(sched, schedulers.NewBobScheduler):
+            current, following = sched(valid_loss)
+        else:
+            current = following = self.optimizer.param_groups[0]["lr"]
+            return current, following
+        schedulers.update_learning_rate(self.optimizer, following)
+        return current, following
 
     def progress(self) -> float:
         """Fraction of training done at the current step (for the objective-shifting schedule)."""
@@ -247,6 +273,10 @@ class SeparationBrain(sb.Brain):
         if stage != sb.Stage.VALID:
             return
         metrics = {"si-snr": -float(stage_loss)}
+        current_lr, _ = self.anneal(float(stage_loss), epoch)
+        if self.train_logger is not None:
+            self.train_logger.log_stats(stats_meta={"epoch": epoch, "lr": current_lr}, train_stats=self.train_stats,
+                                        valid_stats={"loss": float(stage_loss), **metrics}, verbose=False)
         if self.ctx is not None:
             self.ctx.log_metrics(epoch, self.train_stats)
             self.ctx.evaluation_done(self.role, epoch, metrics)

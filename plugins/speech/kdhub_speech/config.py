@@ -41,6 +41,14 @@ SCHEMA = {
                                 help="a SpeechBrain pretrained separator for teacher_model: a model-hub folder "
                                      "(hyperparams.yaml, encoder/masknet/decoder.ckpt) or a recipe's "
                                      "save/CKPT+... folder; instead of teacher_checkpoint")},
+    "optimizer": Field(object, None, help="the optimiser as in SpeechBrain's recipes: a !name: factory called on the "
+                                          "parameters, e.g. !name:torch.optim.Adam {lr: 1.5e-4, weight_decay: 0}; "
+                                          "null: Adam with training.lr"),
+    "lr_scheduler": Field(object, None, help="a speechbrain.nnet.schedulers ReduceLROnPlateau or NewBobScheduler "
+                                             "(!new:), stepped once per epoch on the validation loss; null: a "
+                                             "constant learning rate"),
+    "teacher_optimizer": Field(object, None, help="the teacher's own training (null: optimizer)"),
+    "teacher_lr_scheduler": Field(object, None, help="the teacher's own training (null: lr_scheduler)"),
     "student_model": Field(torch.nn.Module),
     "teacher_model": Field((torch.nn.Module, type(None)), None),
     "data": {
@@ -98,8 +106,9 @@ def load(path: Path, overrides: Sequence[str] = ()) -> Dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     torch.manual_seed(0)  # models built with !new: get a deterministic init even without __set_seed
+    nested = _nested(overrides, list(SCHEMA) + top, source)
     try:
-        raw = load_hyperpyyaml(text, _nested(overrides, list(SCHEMA) + top, source), overrides_must_match=False)
+        raw = load_hyperpyyaml(text, nested, overrides_must_match=False)
     except ConfigError:
         raise
     except Exception as exc:
@@ -111,8 +120,51 @@ def load(path: Path, overrides: Sequence[str] = ()) -> Dict[str, Any]:
                 raise ConfigError(f"{source}: unknown section '{key}' (did you mean '{close[0]}'?)")
     cfg = validate({k: v for k, v in raw.items() if k in SCHEMA}, SCHEMA, source)
     cfg["_extra"] = {k: v for k, v in raw.items() if k not in SCHEMA}
+    cfg["_overrides"] = nested   # for the resolved copy each sub-run keeps (hyperparams.yaml)
     check(cfg, source)
+    for section, key in (("training", "optimizer"), ("teacher_training", "teacher_optimizer")):
+        given = "lr" in (raw.get(section) or {})
+        if given and optimizer_for(cfg, key) is not None:
+            raise ConfigError(f"{source}: {section}.lr is set, but the learning rate comes from '{key}' here "
+                              f"(its lr: argument, e.g. --cfg-options lr=... where it reads !ref <lr>); drop "
+                              f"{section}.lr, or set {key}: null to train with Adam at {section}.lr")
     return cfg
+
+
+def optimizer_for(cfg: Dict[str, Any], key: str) -> Any:
+    """The optimiser factory of ``optimizer`` or ``teacher_optimizer`` (which falls back to ``optimizer``)."""
+    return cfg[key] if cfg[key] is not None or key == "optimizer" else cfg["optimizer"]
+
+
+def scheduler_for(cfg: Dict[str, Any], key: str) -> Any:
+    """The scheduler of ``lr_scheduler`` or ``teacher_lr_scheduler`` (which falls back to ``lr_scheduler``)."""
+    return cfg[key] if cfg[key] is not None or key == "lr_scheduler" else cfg["lr_scheduler"]
+
+
+def _check_training_objects(cfg: Dict[str, Any], source: str) -> None:
+    """Optimiser factories must build a torch optimiser; schedulers must be ones stepped on a loss."""
+    from speechbrain.nnet.schedulers import NewBobScheduler, ReduceLROnPlateau
+
+    for key in ("optimizer", "teacher_optimizer"):
+        factory = cfg[key]
+        if factory is None:
+            continue
+        try:
+            built = factory([torch.nn.Parameter(torch.zeros(1))]) if callable(factory) else None
+        except Exception as exc:
+            raise ConfigError(f"{source}: '{key}' could not build an optimiser: {type(exc).__name__}: {exc}; "
+                              f"write it as in SpeechBrain's recipes, e.g. {key}: !name:torch.optim.Adam "
+                              f"{{lr: 0.00015, weight_decay: 0}}") from None
+        if not isinstance(built, torch.optim.Optimizer):
+            raise ConfigError(f"{source}: '{key}' must be a !name: factory of a torch.optim optimiser (e.g. "
+                              f"!name:torch.optim.Adam {{lr: 0.00015, weight_decay: 0}}), got "
+                              f"{type(factory).__name__}")
+    for key in ("lr_scheduler", "teacher_lr_scheduler"):
+        sched = cfg[key]
+        if sched is not None and not isinstance(sched, (ReduceLROnPlateau, NewBobScheduler)):
+            raise ConfigError(f"{source}: '{key}' is a {type(sched).__name__}; kdhub steps a scheduler once per "
+                              f"epoch on the validation loss, as SpeechBrain's separation recipes do: use "
+                              f"!new:speechbrain.nnet.schedulers.ReduceLROnPlateau (or NewBobScheduler), or null")
 
 
 def check(cfg: Dict[str, Any], source: str) -> None:
@@ -121,6 +173,7 @@ def check(cfg: Dict[str, Any], source: str) -> None:
         if cfg[key] is not None and not isinstance(cfg[key], Separator):
             raise ConfigError(f"{source}: '{key}' must be a !new:kdhub_speech.models.Separator (encoder, masknet, "
                               f"decoder from SpeechBrain lobes), got {type(cfg[key]).__name__}")
+    _check_training_objects(cfg, source)
     d = cfg["distill"]
     if cfg["method"] == "distill" and cfg["teacher_model"] is None:
         raise ConfigError(f"{source}: method 'distill' needs 'teacher_model' (and teacher_checkpoint, or it is "

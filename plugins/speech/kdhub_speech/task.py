@@ -1,8 +1,10 @@
 """The speech task: the core pipeline's teacher, baseline and distilled student on SpeechBrain Brains.
 
 ``work_dir/{teacher,baseline,student}/`` are the pipeline's sub-runs: each holds SpeechBrain checkpoints
-(``save/``), the exported separator (``model.pth``, a plain state dict), the per-utterance test CSV and
-``result.json``. A finished sub-run is reused on ``--resume``; an unfinished one continues from its last
+(``save/``), ``train_log.txt`` (SpeechBrain's FileTrainLogger: one line per epoch), ``hyperparams.yaml`` (the
+resolved config, as SpeechBrain's experiment directory keeps it), the exported separator (``model.pth``, a
+plain state dict), the per-utterance test CSV and ``result.json``. The optimiser and the learning-rate
+scheduler come from the config (``optimizer``, ``lr_scheduler``) as in SpeechBrain's recipes. A finished sub-run is reused on ``--resume``; an unfinished one continues from its last
 checkpoint. The baseline starts from
 the same initial weights as the distilled student and trains with the same budget and seed.
 """
@@ -11,17 +13,21 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import speechbrain as sb
 import torch
+from hyperpyyaml import resolve_references
+from speechbrain.utils.train_logger import FileTrainLogger
 
 from kdhub import dist
-from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, state_mismatch
+from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, state_mismatch
 from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
 from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
+from kdhub.progress import is_enabled as progress_enabled
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult, Task
 from kdhub.taps import TapPathError, resolve
@@ -29,6 +35,7 @@ from kdhub.taps import TapPathError, resolve
 from . import data as speech_data
 from .brain import AtomicCheckpointer, Distillation, RNGState, SeparationBrain
 from .cache import TeacherCache, fingerprint
+from .config import optimizer_for, scheduler_for
 from .intermediate import IntermediateDistillation
 from .metrics import evaluate
 from .models import Separator
@@ -113,7 +120,8 @@ class SpeechRun(Stages):
         dist.init_distributed(launcher)
         self.device = resolve_device(self.cfg["device"])
         # the group's backend (kdhub.dist started it): SpeechBrain's DDP passes device_ids unless it is "gloo"
-        self.run_opts = {"device": self.device, "noprogressbar": True,
+        # Brain's per-batch progress bar (tqdm), off with KDHUB_PROGRESS=0 like every kdhub progress display
+        self.run_opts = {"device": self.device, "noprogressbar": not progress_enabled(),
                          "distributed_backend": dist.backend_for("cuda" in self.device)}
         self.distilling = self.cfg["method"] == "distill"
         # the baseline has every label the distilled student has; with teacher-only distillation it has none
@@ -217,17 +225,26 @@ class SpeechRun(Stages):
         recoverables = {"model": model, "counter": counter, "rng": RNGState()}
         if kd is not None and kd.intermediate is not None:
             recoverables["distill"] = kd.intermediate
+        prefix = "teacher_" if role == "teacher" else ""
+        # each sub-run anneals from the config's pristine scheduler, and checkpoints its state for --resume
+        scheduler = copy.deepcopy(scheduler_for(self.cfg, prefix + "lr_scheduler"))
+        if scheduler is not None:
+            recoverables["lr_scheduler"] = scheduler
         ckpt = AtomicCheckpointer(sub / "save", recoverables=recoverables)
         method = "supervised" if kd is None else "distill"
         ctx = RunContext(RunInfo(task="speech", method=method, work_dir=sub, config_path=self.loaded.path,
                                  rank=dist.rank(), world_size=dist.world_size(), extra={"role": role}))
         steps = math.ceil(len(train.rows) / (hp["batch_size"] * dist.world_size()))
+        if dist.is_main():
+            self.write_hyperparams(sub)
         brain = SeparationBrain(model, lr=hp["lr"], epochs=hp["epochs"], steps_per_epoch=steps,
                                 num_spks=self.cfg["num_spks"], distillation=kd, ctx=ctx, role=role,
                                 run_opts=dict(self.run_opts, max_grad_norm=hp["max_grad_norm"],
-                                              precision=self.precision()), checkpointer=ckpt)
+                                              precision=self.precision()), checkpointer=ckpt,
+                                opt_class=optimizer_for(self.cfg, prefix + "optimizer"), lr_scheduler=scheduler,
+                                train_logger=FileTrainLogger(str(sub / "train_log.txt")))
         ctx.start()
-        brain.fit(counter, train_ds, valid_ds, progressbar=False,
+        brain.fit(counter, train_ds, valid_ds, progressbar=progress_enabled(),
                   train_loader_kwargs={"batch_size": hp["batch_size"], "shuffle": True,
                                        "num_workers": hp["num_workers"]},
                   valid_loader_kwargs={"batch_size": hp["batch_size"]})
@@ -240,6 +257,15 @@ class SpeechRun(Stages):
             ctx.end({"role": role, "checkpoint": final})
         dist.barrier()
         return final
+
+    def write_hyperparams(self, sub: Path) -> Path:
+        """``sub/hyperparams.yaml``: the config with ``--cfg-options`` applied and references resolved, as
+        SpeechBrain's ``create_experiment_directory`` keeps it (hyperpyyaml's ``resolve_references``, the same
+        header); it loads again as this run's config."""
+        with open(self.loaded.path, encoding="utf-8") as f:
+            resolved = resolve_references(f, self.cfg["_overrides"]).getvalue()
+        header = f"# Generated {date.today()} from:\n# {Path(self.loaded.path).resolve()}\n# yamllint disable\n"
+        return atomic_write_text(sub / "hyperparams.yaml", header + resolved)
 
     def test(self, model: Separator, sub: Path) -> Dict[str, Any]:
         """Test metrics of ``model`` on every rank (rank 0 evaluates and writes the per-utterance CSV and the

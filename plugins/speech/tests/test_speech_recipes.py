@@ -90,7 +90,7 @@ def tiny_overrides(cfg, librimix):
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_shipped_recipe_trains_validates_and_tests(recipe, tmp_path, librimix):
+def test_shipped_recipe_trains_validates_and_tests(recipe, tmp_path, librimix, capsys, monkeypatch):
     from kdhub.cli import main
 
     options = tiny_overrides(load(recipe).cfg, librimix)
@@ -105,7 +105,9 @@ def test_shipped_recipe_trains_validates_and_tests(recipe, tmp_path, librimix):
         given = f"teacher_checkpoint={tmp_path / 'teacher.pth'}"
 
     work = tmp_path / "work"
+    monkeypatch.setenv("KDHUB_PROGRESS", "0")
     assert main(["train", str(recipe), "--work-dir", str(work), "--cfg-options", *options, given]) == 0
+    assert "it/s]" not in capsys.readouterr().err                   # no progress bar with KDHUB_PROGRESS=0
 
     summary = json.loads((work / "summary.json").read_text())
     for role in ("teacher", "baseline", "student"):
@@ -122,3 +124,5 @@ def test_shipped_recipe_trains_validates_and_tests(recipe, tmp_path, librimix):
         assert state_mismatch(cfg["student_model"].state_dict(), exported) is None
         rows = (work / role / "test_results.csv").read_text().splitlines()
         assert rows[0] == "ID,si-snr,si-snri,sdr,sdri" and len(rows) == 3
+        assert len((work / role / "train_log.txt").read_text().splitlines()) == epochs
+        assert (work / role / "hyperparams.yaml").is_file()
