@@ -128,7 +128,7 @@ class SeparationBrain(sb.Brain):
                  opt_class: Optional[Callable[..., torch.optim.Optimizer]] = None, lr_scheduler: Any = None,
                  train_logger: Optional[sb.utils.train_logger.TrainLogger] = None):
         """``opt_class`` is the recipe's optimiser factory (default Adam at ``lr``); ``lr_scheduler`` a
-        SpeechBrain ReduceLROnPlateau or NewBobScheduler stepped on each validation loss; ``train_logger``
+        SpeechBrain ReduceLROnPlateau stepped on each validation loss; ``train_logger``
         gets one line per epoch (epoch, lr, train and valid stats), as in SpeechBrain's recipes."""
         modules: Dict[str, torch.nn.Module] = {"model": model}
         kd = distillation
@@ -181,14 +181,10 @@ class SeparationBrain(sb.Brain):
         """Step the scheduler on this epoch's validation loss, as SpeechBrain's separation recipes do
         (recipes/LibriMix/separation/train.py), and set the optimiser's next learning rate; returns the learning
         rate this epoch trained with and the next one."""
-        sched = self.lr_scheduler
-        if isinstance(sched, schedulers.ReduceLROnPlateau):
-            current, following = sched([self.optimizer], epoch, valid_loss)
-        elif isinstance(sched, schedulers.NewBobScheduler):
-            current, following = sched(valid_loss)
-        else:
-            current = following = self.optimizer.param_groups[0]["lr"]
-            return current, following
+        if not isinstance(self.lr_scheduler, schedulers.ReduceLROnPlateau):
+            current = self.optimizer.param_groups[0]["lr"]
+            return current, current
+        current, following = self.lr_scheduler([self.optimizer], epoch, valid_loss)
         schedulers.update_learning_rate(self.optimizer, following)
         return current, following
 

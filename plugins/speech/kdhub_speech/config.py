@@ -1,7 +1,9 @@
 """The speech task's hyperpyyaml config: loading with ``--cfg-options``, the schema and its checks.
 
 Models are built by hyperpyyaml itself (``!new:kdhub_speech.models.Separator`` over SpeechBrain lobes), as
-in SpeechBrain's recipes; the kdhub sections (``data``, ``training``, ``teacher_training``, ``distill``,
+in SpeechBrain's recipes, and so are the optimiser (``optimizer: !name:torch.optim.Adam {...}``) and the
+learning-rate scheduler (``lr_scheduler: !new:speechbrain.nnet.schedulers.ReduceLROnPlateau {...}``); the
+kdhub sections (``data``, ``training``, ``teacher_training``, ``distill``,
 ``evaluation``) are checked against the schema below. Other top-level scalars are the file's own
 variables (``!ref <N>``) and are left alone.
 """
@@ -44,9 +46,9 @@ SCHEMA = {
     "optimizer": Field(object, None, help="the optimiser as in SpeechBrain's recipes: a !name: factory called on the "
                                           "parameters, e.g. !name:torch.optim.Adam {lr: 1.5e-4, weight_decay: 0}; "
                                           "null: Adam with training.lr"),
-    "lr_scheduler": Field(object, None, help="a speechbrain.nnet.schedulers ReduceLROnPlateau or NewBobScheduler "
-                                             "(!new:), stepped once per epoch on the validation loss; null: a "
-                                             "constant learning rate"),
+    "lr_scheduler": Field(object, None, help="a speechbrain.nnet.schedulers.ReduceLROnPlateau (!new:), stepped "
+                                             "once per epoch on the validation loss; null: a constant learning "
+                                             "rate"),
     "teacher_optimizer": Field(object, None, help="the teacher's own training (null: optimizer)"),
     "teacher_lr_scheduler": Field(object, None, help="the teacher's own training (null: lr_scheduler)"),
     "student_model": Field(torch.nn.Module),
@@ -142,8 +144,8 @@ def scheduler_for(cfg: Dict[str, Any], key: str) -> Any:
 
 
 def _check_training_objects(cfg: Dict[str, Any], source: str) -> None:
-    """Optimiser factories must build a torch optimiser; schedulers must be ones stepped on a loss."""
-    from speechbrain.nnet.schedulers import NewBobScheduler, ReduceLROnPlateau
+    """Optimiser factories must build a torch optimiser; schedulers must be SpeechBrain's ReduceLROnPlateau."""
+    from speechbrain.nnet.schedulers import ReduceLROnPlateau
 
     for key in ("optimizer", "teacher_optimizer"):
         factory = cfg[key]
@@ -161,10 +163,12 @@ def _check_training_objects(cfg: Dict[str, Any], source: str) -> None:
                               f"{type(factory).__name__}")
     for key in ("lr_scheduler", "teacher_lr_scheduler"):
         sched = cfg[key]
-        if sched is not None and not isinstance(sched, (ReduceLROnPlateau, NewBobScheduler)):
+        if sched is not None and not isinstance(sched, ReduceLROnPlateau):
+            # NewBobScheduler is not offered: it measures relative improvement, which flips sign on the
+            # negative SI-SNR loss, so every improving epoch would count as a plateau
             raise ConfigError(f"{source}: '{key}' is a {type(sched).__name__}; kdhub steps a scheduler once per "
                               f"epoch on the validation loss, as SpeechBrain's separation recipes do: use "
-                              f"!new:speechbrain.nnet.schedulers.ReduceLROnPlateau (or NewBobScheduler), or null")
+                              f"!new:speechbrain.nnet.schedulers.ReduceLROnPlateau, or null")
 
 
 def check(cfg: Dict[str, Any], source: str) -> None:

@@ -101,6 +101,9 @@ def test_kdhub_train_takes_optimiser_scheduler_and_keeps_train_log_and_hyperpara
     ("optimizer: !name:torch.optim.Adam {betas: 3}\n", [], "'optimizer' could not build an optimiser"),
     ("lr_scheduler: !new:speechbrain.nnet.schedulers.NoamScheduler {lr_initial: 1, n_warmup_steps: 4}\n", [],
      "'lr_scheduler' is a NoamScheduler; kdhub steps a scheduler once per epoch on the validation loss"),
+    ("lr_scheduler: !new:speechbrain.nnet.schedulers.NewBobScheduler {initial_value: 0.001}\n", [],
+     "'lr_scheduler' is a NewBobScheduler; kdhub steps a scheduler once per epoch on the validation loss, as "
+     "SpeechBrain's separation recipes do: use !new:speechbrain.nnet.schedulers.ReduceLROnPlateau, or null"),
 ])
 def test_bad_optimiser_or_scheduler_is_named(tmp_path, capsys, extra, options, message):
     from kdhub.cli import main
