@@ -49,7 +49,8 @@ SCHEMA = {
     "lr_scheduler": Field(object, None, help="a speechbrain.nnet.schedulers.ReduceLROnPlateau (!new:), stepped "
                                              "once per epoch on the validation loss; null: a constant learning "
                                              "rate"),
-    "teacher_optimizer": Field(object, None, help="the teacher's own training (null: optimizer)"),
+    "teacher_optimizer": Field(object, None, help="the teacher's own training (null: Adam at teacher_training.lr "
+                                                  "where that is set, else optimizer)"),
     "teacher_lr_scheduler": Field(object, None, help="the teacher's own training (null: lr_scheduler)"),
     "student_model": Field(torch.nn.Module),
     "teacher_model": Field((torch.nn.Module, type(None)), None),
@@ -123,10 +124,10 @@ def load(path: Path, overrides: Sequence[str] = ()) -> Dict[str, Any]:
     cfg = validate({k: v for k, v in raw.items() if k in SCHEMA}, SCHEMA, source)
     cfg["_extra"] = {k: v for k, v in raw.items() if k not in SCHEMA}
     cfg["_overrides"] = nested   # for the resolved copy each sub-run keeps (hyperparams.yaml)
+    cfg["_lr_given"] = {k: "lr" in (raw.get(k) or {}) for k in ("training", "teacher_training")}
     check(cfg, source)
     for section, key in (("training", "optimizer"), ("teacher_training", "teacher_optimizer")):
-        given = "lr" in (raw.get(section) or {})
-        if given and optimizer_for(cfg, key) is not None:
+        if cfg["_lr_given"][section] and cfg[key] is not None:
             raise ConfigError(f"{source}: {section}.lr is set, but the learning rate comes from '{key}' here "
                               f"(its lr: argument, e.g. --cfg-options lr=... where it reads !ref <lr>); drop "
                               f"{section}.lr, or set {key}: null to train with Adam at {section}.lr")
@@ -134,8 +135,11 @@ def load(path: Path, overrides: Sequence[str] = ()) -> Dict[str, Any]:
 
 
 def optimizer_for(cfg: Dict[str, Any], key: str) -> Any:
-    """The optimiser factory of ``optimizer`` or ``teacher_optimizer`` (which falls back to ``optimizer``)."""
-    return cfg[key] if cfg[key] is not None or key == "optimizer" else cfg["optimizer"]
+    """The optimiser factory for the students (``optimizer``) or the teacher (``teacher_optimizer``); None means
+    Adam at the section's ``lr``. The teacher falls back to ``optimizer`` unless ``teacher_training.lr`` is set."""
+    if key == "optimizer" or cfg[key] is not None:
+        return cfg[key]
+    return None if cfg["_lr_given"]["teacher_training"] else cfg["optimizer"]
 
 
 def scheduler_for(cfg: Dict[str, Any], key: str) -> Any:

@@ -4,9 +4,11 @@
 (``save/``), ``train_log.txt`` (SpeechBrain's FileTrainLogger: one line per epoch), ``hyperparams.yaml`` (the
 resolved config, as SpeechBrain's experiment directory keeps it), the exported separator (``model.pth``, a
 plain state dict), the per-utterance test CSV and ``result.json``. The optimiser and the learning-rate
-scheduler come from the config (``optimizer``, ``lr_scheduler``) as in SpeechBrain's recipes. A finished sub-run is reused on ``--resume``; an unfinished one continues from its last
-checkpoint. The baseline starts from
-the same initial weights as the distilled student and trains with the same budget and seed.
+scheduler come from the config (``optimizer``, ``lr_scheduler``) as in SpeechBrain's recipes. A finished
+sub-run is reused on ``--resume``; an unfinished one continues from its last checkpoint. The baseline starts
+from the same initial weights as the distilled student and trains with the same budget and seed. A given
+teacher is a state dict (``teacher_checkpoint``) or a SpeechBrain pretrained separator (``teacher.source``,
+see :mod:`kdhub_speech.pretrained`).
 """
 from __future__ import annotations
 

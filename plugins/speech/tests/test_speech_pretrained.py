@@ -113,6 +113,7 @@ def _pickled(folder, name):
     ("save folder", "is a Checkpointer's save folder holding 1 checkpoint(s) (CKPT+"),
     ("empty folder", "holds neither hyperparams.yaml (a SpeechBrain model-hub folder) nor CKPT.yaml"),
     ("both", "both teacher_checkpoint and teacher.source name a teacher; keep one"),
+    ("supervised", "teacher.source is set but method is 'supervised', which has no teacher"),
 ])
 def test_bad_teacher_folders_stop_before_anything_is_written(tmp_path, capsys, case, message):
     from kdhub.cli import main
@@ -139,6 +140,8 @@ def test_bad_teacher_folders_stop_before_anything_is_written(tmp_path, capsys, c
         options = [f"teacher.source={tmp_path / 'empty'}"]
     elif case == "both":
         options.append(f"teacher_checkpoint={folder / 'encoder.ckpt'}")
+    elif case == "supervised":
+        options.append("method=supervised")
     work = tmp_path / "w"
     assert main(["train", str(tiny_config(tmp_path)), "--work-dir", str(work), "--cfg-options", *options]) == 2
     err = capsys.readouterr().err

@@ -95,8 +95,8 @@ def test_kdhub_train_takes_optimiser_scheduler_and_keeps_train_log_and_hyperpara
 
 @pytest.mark.parametrize("extra, options, message", [
     (RECIPE_TRAINING, ["training.lr=0.01"], "training.lr is set, but the learning rate comes from 'optimizer'"),
-    (RECIPE_TRAINING, ["teacher_training.lr=0.01"], "teacher_training.lr is set, but the learning rate comes "
-                                                    "from 'teacher_optimizer'"),
+    (RECIPE_TRAINING + "teacher_optimizer: !name:torch.optim.SGD {lr: 0.1}\n", ["teacher_training.lr=0.01"],
+     "teacher_training.lr is set, but the learning rate comes from 'teacher_optimizer'"),
     ("optimizer: 3\n", [], "'optimizer' must be a !name: factory of a torch.optim optimiser"),
     ("optimizer: !name:torch.optim.Adam {betas: 3}\n", [], "'optimizer' could not build an optimiser"),
     ("lr_scheduler: !new:speechbrain.nnet.schedulers.NoamScheduler {lr_initial: 1, n_warmup_steps: 4}\n", [],
@@ -112,6 +112,23 @@ def test_bad_optimiser_or_scheduler_is_named(tmp_path, capsys, extra, options, m
     assert main(args + (["--cfg-options", *options] if options else [])) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("extra, options, students, teacher", [
+    (RECIPE_TRAINING, [], ("Adam", 0.001), ("Adam", 0.001)),                  # the teacher falls back to optimizer
+    (RECIPE_TRAINING, ["teacher_training.lr=0.01"], ("Adam", 0.001), None),    # Adam at teacher_training.lr
+    (RECIPE_TRAINING + "teacher_optimizer: !name:torch.optim.SGD {lr: 0.1}\n", [], ("Adam", 0.001), ("SGD", 0.1)),
+    ("", [], None, None),                                                       # Adam at each section's lr
+])
+def test_which_optimiser_each_sub_run_gets(tmp_path, extra, options, students, teacher):
+    from kdhub_speech.config import optimizer_for
+
+    cfg = load(recipe_config(tmp_path, extra), options).cfg
+
+    def described(factory):
+        return None if factory is None else (factory.func.__name__, factory.keywords["lr"])
+    assert described(optimizer_for(cfg, "optimizer")) == students
+    assert described(optimizer_for(cfg, "teacher_optimizer")) == teacher
 
 
 def test_configs_without_optimiser_train_with_adam_at_the_sections_lr(tmp_path):
