@@ -13,7 +13,7 @@ from torch import nn
 
 from kdhub.config import ConfigError, Field, apply_overrides, validate
 
-from .device import check_device_name
+from kdhub.device import check_device_name
 from .methods import build_method, method_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

@@ -25,7 +25,7 @@ from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult
 
 from .data import load_graph, prepare
-from .device import resolve_device
+from kdhub.device import resolve_device
 from .glnn import labelled_ce
 from .models import MLP, GNN, build_teacher
 from .methods import build_method

@@ -9,7 +9,7 @@ import torch
 from kdhub.cli import main as kdhub_main
 from kdhub.config import ConfigError
 from kdhub_graph.config import CONFIG_DIR, load
-from kdhub_graph.device import resolve_device
+from kdhub.device import resolve_device
 
 NO_CUDA = not torch.cuda.is_available()
 

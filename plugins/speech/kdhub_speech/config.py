@@ -18,6 +18,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from kdhub.config import ConfigError, Field, parse_overrides, validate
+from kdhub.device import check_device_name
 
 from .models import Separator
 
@@ -35,7 +36,7 @@ SCHEMA = {
     "seed": Field(int, 1234),
     "sample_rate": Field(int, 8000),
     "num_spks": Field(int, 2),
-    "device": Field(str, "auto", choices=("auto", "cpu", "cuda")),
+    "device": Field(str, "auto", help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N"),
     "baseline": Field(bool, True, help="also train student_model on the references alone, same init and budget"),
     "teacher_checkpoint": Field((str, type(None)), None,
                                 help="a separator state dict for teacher_model; null trains the teacher first"),
@@ -181,6 +182,7 @@ def check(cfg: Dict[str, Any], source: str) -> None:
         if cfg[key] is not None and not isinstance(cfg[key], Separator):
             raise ConfigError(f"{source}: '{key}' must be a !new:kdhub_speech.models.Separator (encoder, masknet, "
                               f"decoder from SpeechBrain lobes), got {type(cfg[key]).__name__}")
+    check_device_name(cfg["device"], source)
     _check_training_objects(cfg, source)
     d = cfg["distill"]
     if cfg["method"] == "distill" and cfg["teacher_model"] is None:

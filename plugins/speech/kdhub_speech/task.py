@@ -27,6 +27,7 @@ from speechbrain.utils.train_logger import FileTrainLogger
 from kdhub import dist
 from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, state_mismatch
 from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
+from kdhub.device import resolve_device
 from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.progress import is_enabled as progress_enabled
@@ -58,14 +59,6 @@ class SpeechData:
     @property
     def skipped(self):
         return [m for man in (self.train, self.valid, self.test, self.unlabelled) if man for m in man.skipped]
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device is 'cuda' but no CUDA device is available; set device=cpu or auto")
-    return "cuda:0" if name == "cuda" else name
 
 
 def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True) -> SpeechData:
@@ -120,7 +113,7 @@ class SpeechRun(Stages):
         self.data: Optional[SpeechData] = None
         self.teacher_from: Optional[Path] = None  # the checkpoint loaded into teacher_model
         dist.init_distributed(launcher)
-        self.device = resolve_device(self.cfg["device"])
+        self.device = str(resolve_device(self.cfg["device"], self.source))
         # the group's backend (kdhub.dist started it): SpeechBrain's DDP passes device_ids unless it is "gloo"
         # Brain's per-batch progress bar (tqdm), off with KDHUB_PROGRESS=0 like every kdhub progress display
         self.run_opts = {"device": self.device, "noprogressbar": not progress_enabled(),
@@ -371,7 +364,7 @@ class SpeechTask(Task):
         cfg = loaded.cfg
         model = load_separator(cfg["student_model"], Path(checkpoint), "checkpoint", str(loaded.path))
         data = load_data(cfg, str(loaded.path))
-        device = resolve_device(cfg["device"])
+        device = str(resolve_device(cfg["device"], str(loaded.path)))
         return evaluate(model.to(device), speech_data.dataset(data.test), cfg["num_spks"], cfg["sample_rate"],
                         device, sdr=cfg["evaluation"]["sdr"])
 

@@ -1,7 +1,7 @@
-"""The ``device`` key of a graph config: which device a run trains and infers on.
+"""The ``device`` key of a graph or speech config: which device a run trains and infers on.
 
-The convention is the other domains' (speech's ``device``, mmengine's choice for the mm plugins): ``auto``
-(the default) is CUDA when this process sees a CUDA device and the CPU otherwise; ``cpu``, ``cuda`` and
+One convention for the domains that choose their device themselves, the one mmengine follows for the mm
+plugins: ``auto`` (the default) is CUDA when this process sees a CUDA device and the CPU otherwise; ``cpu``, ``cuda`` and
 ``cuda:N`` ask for one device, and a CUDA device that is not there is refused before anything is written.
 Under torchrun (``--launcher pytorch``, and ``slurm`` or ``mpi``, whose task variables the core turns into
 torchrun's) every rank uses the GPU of its ``LOCAL_RANK``, the GPU the core made current when it joined the
@@ -15,8 +15,8 @@ import re
 
 import torch
 
-from kdhub import dist
-from kdhub.config import ConfigError
+from . import dist
+from .config import ConfigError
 
 FORMS = "auto, cpu, cuda or cuda:N"
 _PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
