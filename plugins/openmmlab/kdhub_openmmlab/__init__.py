@@ -11,7 +11,11 @@ It imports mmengine and the kdhub core only, never a domain library (mmdet, mmse
   checked;
 * :mod:`.checks` -- the up-front checks of a run: data sets and images, models built off the global RNG,
   teacher weights fitted strictly;
-* :mod:`.teacher` -- the teacher keys ``model.teacher=dict(config=..., checkpoint=...)``.
+* :mod:`.teacher` -- the teacher keys ``model.teacher=dict(config=..., checkpoint=...)``, the checkpoint a
+  path or a URL;
+* :mod:`.metafiles` -- the libraries' model-index metafiles parsed once per process (mmengine parses them for
+  every ``mmdet::`` / ``mmseg::`` name);
+* :mod:`.testing` -- shipped recipes shrunk to tiny data for tests, random teachers and pretrained stand-ins.
 
 Importing :mod:`kdhub_openmmlab.register` registers the hook, the backend and the wrapper in mmengine's
 root registries, which every scope's child registry (mmdet, mmseg) falls back to.

@@ -12,6 +12,10 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 
 from kdhub.config import ConfigError
 
+from .metafiles import install
+
+install()  # every mm config is loaded after this module: parse the libraries' model index once
+
 # top-level keys mmengine's Runner (and the OpenMMLab configs) use, plus kdhub's ``task``
 RUNNER_KEYS = frozenset({
     "model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg",

@@ -146,3 +146,38 @@ def test_teacher_keys_resolve_against_the_config_folder(tmp_path, monkeypatch):
     assert package_config("other::x.py") is None
     mmdet = pytest.importorskip("mmdet")
     assert package_config("mmdet::retinanet/r.py") == Path(mmdet.__file__).parent / ".mim" / "configs" / "retinanet/r.py"
+
+
+def test_model_index_answers_as_mmengine_parses_it():
+    """The per-process index answers every lookup as mmengine's own function does (a pristine copy of its
+    module, loaded aside): the same entry, or the same ValueError that makes mmengine fall back to the file
+    under .mim/configs; and configs naming library bases still load."""
+    import importlib.util
+    import os.path as osp
+
+    import mmdet
+    import mmseg
+    from mmengine.config import Config, utils
+
+    from kdhub_openmmlab.metafiles import cfg_metainfo, install
+    spec = importlib.util.spec_from_file_location("pristine_mmengine_config_utils", utils.__file__)
+    pristine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pristine)
+    install()
+    assert utils._get_cfg_metainfo is cfg_metainfo
+    lookups = [(mmdet, "retinanet/retinanet_r101_fpn_1x_coco"), (mmdet, "retinanet/retinanet_r101_fpn_1x_coco.py"),
+               (mmdet, "dino/dino-4scale_r50_8xb2-12e_coco.py"), (mmseg, "segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py"),
+               (mmseg, "_base_/models/segformer_mit-b0")]
+    for package, name in lookups:
+        path = osp.dirname(package.__file__)
+        try:
+            expected = pristine._get_cfg_metainfo(path, name)
+        except ValueError as exc:
+            with pytest.raises(ValueError) as got:
+                cfg_metainfo(path, name)
+            assert str(got.value) == str(exc)
+        else:
+            assert cfg_metainfo(path, name) == expected
+    cfg = Config.fromfile(str(osp.join(osp.dirname(mmdet.__file__), ".mim", "configs", "retinanet",
+                                       "retinanet_r101_fpn_1x_coco.py")))
+    assert cfg.model.backbone.depth == 101
