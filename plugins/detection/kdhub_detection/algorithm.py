@@ -11,31 +11,28 @@ hold the student and the distiller's adapters, never the teacher, while device m
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import load_checkpoint
 from mmdet.registry import MODELS
 
 from kdhub.config import ConfigError
 from kdhub.algorithm import TeacherOwner
-from kdhub_openmmlab.teacher import local_checkpoint
+from kdhub_openmmlab.teacher import local_checkpoint, model_config
 
 
 
 def _model_cfg(spec: Union[dict, ConfigDict], key: str) -> dict:
-    """A detector config from ``dict(config='file.py')`` (that file's ``model``) or ``dict(model=...)``."""
+    """A detector config from ``dict(config='file.py', **overrides)`` (that file's ``model`` with the overrides
+    merged over it, :func:`kdhub_openmmlab.teacher.model_config`) or ``dict(model=...)``."""
     if spec.get("model") is not None:
         return ConfigDict(copy.deepcopy(dict(spec["model"])))
-    path = spec.get("config")
-    if not path:
+    if not spec.get("config"):
         raise ConfigError(f"model.{key}: give config='<detector config .py>' or model=dict(...)")
-    if not Path(path).is_file():
-        raise ConfigError(f"model.{key}.config: file not found: {path}")
-    return ConfigDict(Config.fromfile(path).model.to_dict())
+    return ConfigDict(model_config(spec, f"model.{key}").to_dict())
 
 
 def class_count(model_cfg: dict) -> Tuple[str, Optional[int]]:

@@ -22,7 +22,7 @@ from mmengine.config import Config, ConfigDict
 from kdhub.config import ConfigError, LoadedConfig
 from kdhub.hub import is_url
 from kdhub_openmmlab.options import merge_cfg_options
-from kdhub_openmmlab.teacher import resolve_specs
+from kdhub_openmmlab.teacher import model_config, resolve_specs
 
 DISTILL_TYPE = "KDDistillDetector"
 METHODS = {"GID": "gid", "DETRDistill": "detrdistill"}
@@ -81,12 +81,12 @@ def check_distillation(cfg: Config, source: str) -> None:
     teacher = model.teacher
     resolve_specs(model, ("teacher",), source)
     unknown = set(teacher) - {"config", "checkpoint", "model"}
-    if unknown:
+    if unknown and not teacher.get("config"):
         raise ConfigError(f"{source}: unknown key(s) in model.teacher: {', '.join(sorted(unknown))}; valid keys: "
-                          f"config, checkpoint, model")
+                          f"config, checkpoint, model (and, next to config, keys of the teacher's model to override)")
     if teacher.get("config"):
         t_cfg = Config.fromfile(teacher.config)
-        t_model = t_cfg.model
+        t_model = model_config(teacher, "model.teacher")
         if "train_dataloader" in t_cfg and "train_dataloader" in cfg:
             t_classes, s_classes = dataset_classes(t_cfg), dataset_classes(cfg)
             if t_classes and s_classes and list(t_classes) != list(s_classes):

@@ -131,7 +131,8 @@ class DetectionRun(Stages):
         check_datasets(self.cfg, "mmdet", self.source)
 
     def teacher_model(self):
-        """The teacher detector's model config: from ``model.teacher.config``, or given inline."""
+        """The teacher detector's model config: from ``model.teacher.config`` (with the keys given next to it
+        merged over it), or given inline."""
         teacher = self.cfg.model.teacher
         return self.teacher_config().model if teacher.get("config") else teacher.model
 
@@ -151,7 +152,10 @@ class DetectionRun(Stages):
             raise ConfigError(f"{self.source}: model.teacher.checkpoint is empty, so the teacher is trained here from "
                               f"its own config, but model.teacher has no config; give model.teacher.config or a "
                               f"trained model.teacher.checkpoint")
-        return load(Path(path), [])
+        from kdhub_openmmlab.teacher import model_config
+        cfg = load(Path(path), [])
+        cfg.model = model_config(self.cfg.model.teacher, "model.teacher")
+        return cfg
 
     def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
         from .config import student_config
