@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -112,7 +113,9 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", key: str = "") ->
     if not path.is_file():
         raise CheckpointError(f"{where}checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's note on odd pickle protocols of a corrupt file: the error says it
+            warnings.filterwarnings("ignore", message=r".*weights_only Unpickler", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{where}{path}: {_unreadable(exc)}") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -214,7 +215,9 @@ def _case(kit: Kit, case: str) -> Tuple[List[str], str]:
         return [f"{kit.teacher_key}={missing}"], str(missing)
     if case == "corrupt_teacher":
         path = kit.tmp / "corrupt.pth"
-        path.write_bytes(os.urandom(4096))
+        # garbage that opens like a pickle of protocol 197: torch's unpickler warns about it (with its own
+        # weights_only advice, which kdhub must not pass on) before failing
+        path.write_bytes(b"\x80\xc5" + random.Random(0).randbytes(4094))
         return [f"{kit.teacher_key}={path}"], str(path)
     if case == "truncated_teacher":
         real = kit.teacher().read_bytes()
