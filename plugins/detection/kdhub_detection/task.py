@@ -152,9 +152,9 @@ class DetectionRun(Stages):
             raise ConfigError(f"{self.source}: model.teacher.checkpoint is empty, so the teacher is trained here from "
                               f"its own config, but model.teacher has no config; give model.teacher.config or a "
                               f"trained model.teacher.checkpoint")
-        from kdhub_openmmlab.teacher import model_config
+        from kdhub_openmmlab.teacher import with_overrides
         cfg = load(Path(path), [])
-        cfg.model = model_config(self.cfg.model.teacher, "model.teacher")
+        cfg.model = with_overrides(cfg.model, self.cfg.model.teacher)
         return cfg
 
     def train(self, role: str, work_dir: Path) -> Dict[str, Any]:

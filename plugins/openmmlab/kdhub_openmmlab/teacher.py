@@ -89,7 +89,14 @@ def model_config(spec, key: str):
     cfg = Config.fromfile(str(file))
     if "model" not in cfg:
         raise ConfigError(f"{key}.config: {path} defines no 'model'")
-    return _merged(copy.deepcopy(cfg.model), spec)
+    return with_overrides(cfg.model, spec)
+
+
+def with_overrides(model, spec):
+    """A copy of ``model`` with the keys of a ``dict(config=..., checkpoint=..., **overrides)`` spec other than
+    ``config`` and ``checkpoint`` merged over it (for a caller that already loaded the spec's config file)."""
+    extra = {k: v for k, v in dict(spec).items() if k not in NOT_MODEL_KEYS}
+    return _merged(copy.deepcopy(model), extra)
 
 
 def _merged(base, extra: dict):
