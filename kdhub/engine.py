@@ -8,7 +8,6 @@ stays on disk.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
@@ -17,9 +16,12 @@ from torch import nn
 
 from . import dist
 from .checkpoint import CheckpointError, atomic_save, load_checkpoint, rng_state, set_rng_state
+from .logs import get_logger, log_once
 from .progress import Progress
 from .runs import RunContext
 from .taps import unwrap
+
+log = get_logger()
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -102,8 +104,8 @@ class Trainer:
         path = path or self.ctx.latest_checkpoint()
         if path is None:
             if self.ctx.main:
-                print(f"kdhub: --resume: no checkpoint in {self.ctx.checkpoint_dir}; starting from scratch",
-                      file=sys.stderr)
+                log_once(log, "resume-fresh", f"--resume: no checkpoint in {self.ctx.checkpoint_dir}; starting "
+                                              f"from scratch")
             return False
         state = load_checkpoint(path)
         load_model_state(self.model, state["model"], path)
@@ -202,7 +204,7 @@ class Trainer:
         with torch.no_grad():
             metrics = dist.gather_objects(dict(self.evaluate()))[0]  # rank 0 decides for all ranks
         self.last_metrics = metrics
-        self.ctx.evaluation_done("student", self.step, metrics)
+        self.ctx.evaluation_done(self.ctx.info.role, self.step, metrics)
         if self.select:
             if self.select not in metrics:
                 raise KeyError(f"select metric {self.select!r} not among evaluation metrics {sorted(metrics)}")

@@ -24,7 +24,7 @@ from .registry import Registry
 
 ENTRY_POINT_GROUP = "kdhub"
 DISABLE_ENV = "KDHUB_DISABLE_PLUGINS"
-BUILTIN_PLUGINS = ("kdhub.builtin",)
+BUILTIN_PLUGINS = ("kdhub.builtin", "kdhub.tensorboard")
 # The observer hooks engines call during a run; each implementation is called on its own (see Plugins.notify).
 LIFECYCLE_HOOKS = ("kdhub_run_start", "kdhub_metrics_logged", "kdhub_evaluation_done", "kdhub_checkpoint_saved",
                    "kdhub_run_end")

@@ -8,6 +8,7 @@ reported and switched off, and the run goes on (:meth:`kdhub.plugins.Plugins.not
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,12 +20,14 @@ import torch
 from . import dist
 from .checkpoint import atomic_write_text
 from .config import ConfigError
+from .logs import RUN, format_metrics
 
 if TYPE_CHECKING:
     from .plugins import Plugins
 
 SUMMARY_FILE = "summary.json"
 LAST_CHECKPOINT_FILE = "last_checkpoint"
+log = logging.getLogger(RUN)  # train.log only: the lines of what observers are told
 
 
 @dataclass
@@ -38,6 +41,8 @@ class RunInfo:
     rank: int = 0
     world_size: int = 1
     extra: Dict[str, Any] = field(default_factory=dict)
+    #: the model this run trains: ``teacher``, ``baseline`` or ``student``
+    role: str = "student"
 
 
 def check_work_dir(work_dir: Path) -> None:
@@ -92,18 +97,29 @@ class RunContext:
     def main(self) -> bool:
         return dist.is_main()
 
+    @property
+    def label(self) -> str:
+        """How log lines name this run: its work dir's folder (``teacher``, ``student``, a seed ...)."""
+        return self.work_dir.name
+
     def start(self) -> None:
         if self.main:
+            log.info(f"[{self.label}] {self.info.task} {self.info.method} run in {self.work_dir}")
             self.plugins.notify("kdhub_run_start", run=self.info)
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Training metrics at optimisation step ``step``: one line in ``train.log`` and the same values to the
+        lifecycle hooks."""
         if self.main:
-            self.plugins.notify("kdhub_metrics_logged", run=self.info, step=int(step), metrics=_plain(dict(metrics)))
+            metrics = _plain(dict(metrics))
+            log.info(f"[{self.label}] step {int(step)}: {format_metrics(metrics)}")
+            self.plugins.notify("kdhub_metrics_logged", run=self.info, step=int(step), metrics=metrics)
 
     def evaluation_done(self, role: str, step: int, metrics: Mapping[str, float]) -> None:
         if self.main:
-            self.plugins.notify("kdhub_evaluation_done", run=self.info, role=role, step=int(step),
-                                metrics=_plain(dict(metrics)))
+            metrics = _plain(dict(metrics))
+            log.info(f"[{self.label}] {role} evaluation at step {int(step)}: {format_metrics(metrics)}")
+            self.plugins.notify("kdhub_evaluation_done", run=self.info, role=role, step=int(step), metrics=metrics)
 
     def checkpoint_saved(self, step: int, path: Path, record: bool = True) -> None:
         """Record ``path`` as the latest checkpoint (atomically) and tell observers. Engines that keep
@@ -112,6 +128,7 @@ class RunContext:
             if record:
                 rel = Path(path).resolve().relative_to(self.work_dir.resolve())  # survives moving the work dir
                 atomic_write_text(self.work_dir / LAST_CHECKPOINT_FILE, str(rel) + "\n")
+            log.debug(f"[{self.label}] checkpoint at step {int(step)}: {path}")
             self.plugins.notify("kdhub_checkpoint_saved", run=self.info, step=int(step), path=Path(path))
 
     def latest_checkpoint(self) -> Optional[Path]:

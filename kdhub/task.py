@@ -1,12 +1,16 @@
 """The Task interface: what a domain plugin registers so the launcher can train, evaluate and demo it."""
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from . import tensorboard
+from .checkpoint import atomic_write_text
 from .config import LoadedConfig
+from .logs import launch_rank, run_log
 from .runs import check_work_dir
 
 
@@ -39,7 +43,8 @@ class Task(ABC):
     the domain's main job on its embedded data set. A domain on the core pipeline sets ``run_class``: its
     run of one ``kdhub train`` (a :class:`kdhub.pipeline.Stages` with ``run()``), built from ``(loaded,
     work_dir, resume, launcher)`` without writing anything. ``train`` checks the work dir and calls the run's
-    ``check()`` before its ``run()``, so bad input fails before any file is written.
+    ``check()`` before its ``run()``, so bad input fails before any file is written. Then, on the main process,
+    the run logs to ``work_dir/train.log`` and leaves a copy of its resolved config (:meth:`dump_config`).
     """
 
     run_class: Optional[type] = None
@@ -53,11 +58,22 @@ class Task(ABC):
               launcher: str = "none", amp: bool = False) -> Dict[str, Any]:
         """Train and return the run summary (also written to ``work_dir/summary.json``); ``amp`` asks for
         mixed precision (``kdhub train --amp``), which each domain maps to its framework's own form."""
+        tensorboard.check()
         check_work_dir(work_dir)
         run = self.run_class(loaded, work_dir, resume, launcher)
         run.amp = amp
         run.check()
-        return run.run()
+        with run_log(work_dir):
+            if launch_rank() == 0:
+                self.dump_config(loaded, work_dir)
+            return run.run()
+
+    def dump_config(self, loaded: LoadedConfig, work_dir: Path) -> None:
+        """Keep the resolved config (``--cfg-options`` applied) in ``work_dir``, so a run says what it ran.
+        Default: ``config.json`` for a config loaded as a plain dict; a domain whose native format the
+        framework itself dumps (mmengine's Runner, SpeechBrain's ``hyperparams.yaml``) overrides this."""
+        if isinstance(loaded.cfg, dict):
+            atomic_write_text(Path(work_dir) / "config.json", json.dumps(loaded.cfg, indent=2, default=str) + "\n")
 
     @abstractmethod
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:

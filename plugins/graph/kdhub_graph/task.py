@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import torch
+import yaml
 from torch import nn
 from torch_geometric.data import Data
 
 from kdhub import Task, count_parameters, dist
-from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, state_mismatch
+from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, state_mismatch
 from kdhub.config import ConfigError, LoadedConfig, require_file
 from kdhub.engine import Trainer
 from kdhub.pipeline import Pipeline, Stages, demo_rows
@@ -118,7 +119,7 @@ class SeedStages(Stages):
 
     def _ctx(self, role: str, work_dir: Path) -> RunContext:
         return RunContext(RunInfo("graph", f"{self.run.method}:{role}", work_dir, Path(self.run.source),
-                                  dist.rank(), dist.world_size()))
+                                  dist.rank(), dist.world_size(), role=role))
 
     # teacher ------------------------------------------------------------------------------------------
     def teacher_checkpoint(self) -> Optional[Path]:
@@ -396,6 +397,11 @@ class GraphTask(Task):
     """GNN-to-MLP distillation on torch-geometric graphs; the method is any registered graph distiller."""
 
     run_class = GraphRun
+
+    def dump_config(self, loaded: LoadedConfig, work_dir: Path) -> None:
+        """``config.yaml``: the config as the run read it (defaults filled in, ``--cfg-options`` applied), in
+        the domain's own format, so ``kdhub train work_dir/config.yaml`` repeats the run."""
+        atomic_write_text(Path(work_dir) / "config.yaml", yaml.safe_dump(loaded.cfg, sort_keys=False))
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         cfg = loaded.cfg

@@ -83,7 +83,7 @@ class KDHubLifecycleHook(Hook):
     def before_run(self, runner) -> None:
         info = RunInfo(task=self.task, method=self.method, work_dir=Path(runner.work_dir),
                        config_path=self.config_path, rank=runner.rank, world_size=runner.world_size,
-                       extra=self.extra)
+                       extra=self.extra, role=self.role)
         self.ctx = RunContext(info)
         marker = Path(runner.work_dir) / "last_checkpoint"
         self._last_ckpt = marker.read_text().strip() if marker.is_file() else None
@@ -99,7 +99,8 @@ class KDHubLifecycleHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.ctx is not None:
-            self.ctx.log_metrics(runner.iter + 1, _scalars(outputs))
+            lrs = {key: values[0] for key, values in runner.optim_wrapper.get_lr().items() if values}
+            self.ctx.log_metrics(runner.iter + 1, {**_scalars(outputs), **_scalars(lrs)})
             self._report_checkpoint(runner)
 
     def after_train_epoch(self, runner) -> None:

@@ -228,7 +228,7 @@ class SpeechRun(Stages):
         ckpt = AtomicCheckpointer(sub / "save", recoverables=recoverables)
         method = "supervised" if kd is None else "distill"
         ctx = RunContext(RunInfo(task="speech", method=method, work_dir=sub, config_path=self.loaded.path,
-                                 rank=dist.rank(), world_size=dist.world_size(), extra={"role": role}))
+                                 rank=dist.rank(), world_size=dist.world_size(), role=role))
         steps = math.ceil(len(train.rows) / (hp["batch_size"] * dist.world_size()))
         if dist.is_main():
             self.write_hyperparams(sub)
@@ -359,6 +359,9 @@ class SpeechTask(Task):
     """Speech separation on SpeechBrain: separators trained by Brains, distilled from a frozen teacher."""
 
     run_class = SpeechRun
+
+    def dump_config(self, loaded: LoadedConfig, work_dir: Path) -> None:
+        """Nothing at the top: each sub-run keeps its resolved ``hyperparams.yaml``, as SpeechBrain recipes do."""
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         cfg = loaded.cfg
