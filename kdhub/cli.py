@@ -1,4 +1,4 @@
-"""The ``kdhub`` launcher: plugins, list, train, eval, demo, doctor."""
+"""The ``kdhub`` launcher: plugins, list, configs, train, eval, demo, doctor."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,8 @@ from typing import List, Optional
 
 from . import __version__
 from .checkpoint import CheckpointError
-from .config import KNOWN_TASK_PACKAGES, ConfigError, LoadedConfig, peek_task
+from .config import (KNOWN_TASK_PACKAGES, SCOPE_SEP, ConfigError, LoadedConfig, config_folder, install_hint, peek_task,
+                     resolve_config, shipped_configs)
 from .dist import LAUNCHERS, LaunchError
 from .engine import NonFiniteLossError
 from .plugins import DISABLE_ENV, get_plugins
@@ -30,12 +31,16 @@ QUIET_WARNINGS = (r"pkg_resources is deprecated", r"``build_loss`` would be depr
                   r"Default ``avg_non_ignore`` is False")
 
 
+CONFIG_HELP = "a config file, or DOMAIN::NAME for one an installed plugin ships (see kdhub configs)"
+
+
 class UsageError(Exception):
     """A launcher-level problem (unknown task, missing config) with the fix in the message."""
 
 
 def _load(config: str, overrides: List[str]) -> LoadedConfig:
-    path = Path(config)
+    """Load a config file, or one a plugin ships (``graph::demo.yaml``), through the plugin that owns it."""
+    path = resolve_config(config)
     if not path.is_file():
         raise UsageError(f"config file not found: {config}")
     plugins = get_plugins()
@@ -51,13 +56,9 @@ def _no_owner_message(path: Path, task: Optional[str]) -> str:
     tasks = plugins.registry.tables["tasks"]
     if task and task in tasks:
         return f"{path}: task {task!r} is installed but no plugin recognised this file's format"
-    if task in KNOWN_TASK_PACKAGES:
-        pkg = KNOWN_TASK_PACKAGES[task]
-        broken = [i for i in plugins.broken if i.distribution == pkg or i.name == task]
-        if broken:
-            return f"{path}: task {task!r} belongs to {pkg}, which is installed but broken: {broken[0].error}"
-        return (f"{path}: task {task!r} is provided by the {pkg} package, which is not installed. "
-                f"Install it: pip install {pkg} (from a checkout: pip install -e plugins/{task})")
+    hint = install_hint(task, plugins) if task else None
+    if hint:
+        return f"{path}: task {task!r} {hint}"
     if task:
         return f"{path}: {unknown_name_message('task', task, tasks)}. Install the plugin that provides it."
     return (f"{path}: no installed plugin recognises this config and it has no 'task' key (nor do the files it "
@@ -101,6 +102,28 @@ def cmd_list(args) -> int:
             print("  (none)")
         for e in entries:
             print(f"  {e.name:<22} {e.domain or '-':<13} [{e.plugin}] {e.help}")
+    return 0
+
+
+def cmd_configs(args) -> int:
+    """The configs each installed plugin ships (all scopes, or those named), one per line as ``kdhub train``
+    takes it (``graph::demo.yaml``) with the first line of the file's own description; bases (configs
+    without a task, only inherited by others) come last, marked. Imports no framework."""
+    plugins = get_plugins()
+    registry = plugins.registry
+    scopes = args.scopes or registry.names("configs")
+    roots = {scope: config_folder(scope, plugins) for scope in scopes}  # every unknown name fails before output
+    if not scopes:
+        print("no installed plugin ships configs")
+    for i, (scope, root) in enumerate(roots.items()):
+        entry = registry.tables["configs"][scope]
+        configs = shipped_configs(root)
+        task = f", task {entry.domain}" if entry.domain != scope else ""
+        print(("\n" if i else "") + f"{scope}: {len(configs)} configs in {root} (plugin {entry.plugin}{task})")
+        width = max([len(scope + SCOPE_SEP + c.name) for c in configs] + [0])
+        for c in configs:
+            text = ("" if c.runnable else "[base] ") + (c.description or "(no description)")
+            print(f"  {scope + SCOPE_SEP + c.name:<{width}}  {text}")
     return 0
 
 
@@ -210,9 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plugins", help="installed plugins, versions and what each registers")
     s.add_argument("-v", "--verbose", action="store_true", help="show full tracebacks of broken plugins")
     s.set_defaults(func=cmd_plugins)
-    sub.add_parser("list", help="tasks, methods (distillers), losses and data sets").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="tasks, methods (distillers), losses, data sets and config folders") \
+        .set_defaults(func=cmd_list)
+    s = sub.add_parser("configs", help="the configs installed plugins ship, by name (SCOPE::NAME) and description")
+    s.add_argument("scopes", nargs="*", metavar="DOMAIN", help="only these (a domain, or another plugin's scope)")
+    s.set_defaults(func=cmd_configs)
     s = sub.add_parser("train", help="train from a config (any installed domain's format)")
-    s.add_argument("config")
+    s.add_argument("config", help=CONFIG_HELP)
     s.add_argument("--work-dir", help="where checkpoints and summary.json go (default work_dirs/<config name>)")
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
@@ -223,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose(s)
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="evaluate a student checkpoint")
-    s.add_argument("config")
+    s.add_argument("config", help=CONFIG_HELP)
     s.add_argument("checkpoint")
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     _verbose(s)

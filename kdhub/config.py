@@ -1,8 +1,9 @@
 """Config plumbing shared by every domain: loaded-config record, ``--cfg-options`` parsing, validation.
 
 Domains keep their native formats (their plugin's ``kdhub_load_config`` reads them); what they share is
-how a config says which task it is for, how ``k=v`` overrides are parsed, and errors that name the file,
-the key and the valid choices instead of a traceback from deep inside a framework.
+how a config says which task it is for, how ``k=v`` overrides are parsed, how a config shipped by a plugin
+is named (``graph::glnn_cora_sage.yaml``, :func:`resolve_config`), and errors that name the file, the key
+and the valid choices instead of a traceback from deep inside a framework.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .registry import unknown_name_message
+from .registry import RegistryError, unknown_name_message
+
+if TYPE_CHECKING:
+    from .plugins import Plugins
 
 REQUIRED = object()
 
@@ -27,8 +31,27 @@ KNOWN_TASK_PACKAGES = {
 }
 
 
+#: ``SCOPE::file`` names a config a plugin ships (:func:`resolve_config`)
+SCOPE_SEP = "::"
+#: the files of a plugin's config folder that are configs (those ``kdhub configs`` lists)
+CONFIG_SUFFIXES = (".py", ".yaml", ".yml", ".json")
+
+
 class ConfigError(ValueError):
     """A config problem, phrased for the user: file, key, what is wrong and how to fix it."""
+
+
+def install_hint(domain: str, plugins: "Plugins") -> Optional[str]:
+    """For a first-party domain whose plugin is missing: the package that provides it and how to install it
+    (or that it is installed but broken), to follow "task 'x'" or "domain 'x'"; None for any other name."""
+    if domain not in KNOWN_TASK_PACKAGES:
+        return None
+    pkg = KNOWN_TASK_PACKAGES[domain]
+    broken = [i for i in plugins.broken if i.distribution == pkg or i.name == domain]
+    if broken:
+        return f"belongs to {pkg}, which is installed but broken: {broken[0].error}"
+    return (f"is provided by the {pkg} package, which is not installed. Install it: pip install {pkg} "
+            f"(from a checkout: pip install -e plugins/{domain})")
 
 
 @dataclass
@@ -233,3 +256,108 @@ def require_file(path: Optional[str], key: str, source: str, hint: str = "") -> 
     if not p.is_file():
         raise ConfigError(f"{source}: key '{key}': file not found: {path}" + (f"; {hint}" if hint else ""))
     return p
+
+
+@dataclass
+class ShippedConfig:
+    """One config of a plugin's config folder, as ``kdhub configs`` lists it."""
+
+    name: str  # relative to the folder, '/'-separated: what follows ``SCOPE::``
+    path: Path
+    description: str  # the first line of the file's own description (see config_description)
+    runnable: bool  # it names a task (itself or through _base_); False: a base, only inherited by others
+
+
+def resolve_config(name, source: Optional[str] = None, key: Optional[str] = None) -> Path:
+    """The file a config name means.
+
+    ``SCOPE::file`` names a config shipped by an installed plugin (:meth:`kdhub.registry.Registry.add_configs`;
+    each first-party domain ships its configs under its name: ``graph::glnn_cora_sage.yaml``). It is looked up
+    in the plugin's installed package, not in a checkout, and no framework is imported for it; ``file`` may
+    leave out its suffix when that is unambiguous. Any other name is a path, returned as given or, with
+    ``source`` (the config that names it), found as :func:`resolve_path` finds it; the caller checks that it
+    exists. A shipped name that cannot be found raises :class:`ConfigError` naming the scope, the folder
+    searched and the closest names (prefixed with ``source`` and ``key`` when given).
+    """
+    scope, sep, rest = str(name).partition(SCOPE_SEP)
+    if not sep:
+        return resolve_path(str(name), source) if source else Path(name)
+    where = f"{source}: key '{key}': " if source and key else ""
+    from .plugins import get_plugins
+
+    plugins = get_plugins()
+    try:
+        root = config_folder(scope, plugins)
+    except (ConfigError, RegistryError) as exc:
+        raise ConfigError(f"{where}{name}: {exc}") from None
+    names = config_names(root)
+    found = [n for n in names if n == rest] or [n for n in names if Path(n).with_suffix("").as_posix() == rest]
+    if len(found) > 1:
+        raise ConfigError(f"{where}{name} is ambiguous: {' and '.join(scope + SCOPE_SEP + n for n in found)}; "
+                          f"give the file's suffix")
+    if not found:
+        raise ConfigError(where + unknown_name_message(
+            f"{scope} config", rest, names, f"searched {root}; kdhub configs {scope} lists its {len(names)} configs"))
+    return root / found[0]
+
+
+def config_folder(scope: str, plugins: "Plugins") -> Path:
+    """The folder of the configs shipped under ``scope``, or a :class:`ConfigError` saying why there is none:
+    the domain's plugin is not installed (which package to install), ships no configs, or no such scope."""
+    registry = plugins.registry
+    if scope in registry.tables["configs"]:
+        return registry.get("configs", scope).path()
+    if scope in registry.tables["tasks"]:
+        raise ConfigError(f"domain {scope!r} (plugin {registry.tables['tasks'][scope].plugin!r}) ships no configs "
+                          f"by name; give a config file's path")
+    hint = install_hint(scope, plugins)
+    if hint:
+        raise ConfigError(f"domain {scope!r} {hint}")
+    raise ConfigError(unknown_name_message("config scope", scope, registry.tables["configs"]) +
+                      f" (SCOPE{SCOPE_SEP}file names a config shipped by an installed kdhub plugin; an OpenMMLab "
+                      f"library's configs, mmdet{SCOPE_SEP}..., are named inside a config: in _base_ or a "
+                      f"model's config key)")
+
+
+def config_names(root: Path) -> List[str]:
+    """The configs in a plugin's config folder, sub-folders included (``_base_/x.py``), as ``/``-separated
+    paths relative to it, sorted; Python package files and caches are not configs."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.suffix in CONFIG_SUFFIXES and p.name != "__init__.py"
+                  and not any(part.startswith((".", "__pycache__")) for part in p.relative_to(root).parts))
+
+
+def shipped_configs(root: Path) -> List[ShippedConfig]:
+    """Every config of the folder ``root`` with its description; runnable ones first, then bases."""
+    out = [ShippedConfig(n, root / n, config_description(root / n), peek_task(root / n) is not None)
+           for n in config_names(root)]
+    return sorted(out, key=lambda c: (not c.runnable, c.name))
+
+
+_CODING = re.compile(r"^#.*coding[:=]")
+
+
+def config_description(path: Path) -> str:
+    """A config's one-line description, from the file itself: for a ``.py`` config its module docstring's
+    first line if it has one, else the first line of the comment block it starts with (``#`` comments:
+    mmengine ``.py``, YAML and hyperpyyaml); "" when it has neither (JSON has no comments)."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    if Path(path).suffix == ".py":
+        try:
+            doc = ast.get_docstring(ast.parse(text))
+        except SyntaxError:
+            doc = None
+        if doc and doc.strip():
+            return doc.strip().splitlines()[0].strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#!") or _CODING.match(line):
+            continue
+        if not line.startswith("#"):
+            break
+        if line.lstrip("#").strip():
+            return line.lstrip("#").strip()
+    return ""

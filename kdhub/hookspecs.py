@@ -3,7 +3,8 @@
 A plugin is a module (or object) registered under the entry-point group ``kdhub``; it implements any of
 these with ``@kdhub.hookimpl``. Three families:
 
-* registration (``kdhub_register``): add tasks, distillers, losses and data sets to the registry;
+* registration (``kdhub_register``): add tasks, distillers, losses, data sets and config folders to the
+  registry;
 * configuration (``kdhub_load_config``): the first plugin that recognises a config file loads it, so each
   domain keeps its native format (mmengine ``.py``, hyperpyyaml, YAML, JSON);
 * run lifecycle (``kdhub_run_start`` ... ``kdhub_run_end``): every domain engine calls these from its own
@@ -30,11 +31,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def kdhub_register(registry: "Registry") -> None:
-    """Add this plugin's tasks, distillers, losses and data sets with ``registry.add_*``.
+    """Add this plugin's tasks, distillers, losses, data sets and config folders with ``registry.add_*``.
 
     Give each entry as an import string (``"my_pkg.graph:MyKL"``) with its help text, ``domain=`` (the task a
     method belongs to) and, for tasks, ``demo=``: nothing is imported until the entry is used, so ``kdhub list``
-    stays as fast as importing torch. Called once per plugin when the plugin manager is built. Raising here
+    stays as fast as importing torch. Configs shipped in the plugin's package are declared by package and
+    folder, ``registry.add_configs("my_domain", "my_pkg")`` (folder ``configs`` inside ``my_pkg``, listed as
+    package data so that wheels carry it): ``kdhub train my_domain::x.yaml`` then finds ``x.yaml`` there
+    wherever the package is installed. Called once per plugin when the plugin manager is built. Raising here
     marks the plugin broken (reported by ``kdhub plugins``) without affecting the others.
     """
 

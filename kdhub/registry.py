@@ -1,9 +1,11 @@
 """The registry that plugins fill through the ``kdhub_register`` hook, and that domains read to dispatch.
 
-Four kinds of entry are kept: tasks (a domain's train/eval/demo entry points), distillers (methods),
-losses and data sets. Each entry remembers the plugin that added it and the domain it belongs to, so
-`kdhub list` and `kdhub plugins` can say who provides what, and a domain can pick its methods by name
-(``registry.get("distillers", cfg.method)``) among those registered for it, third-party ones included.
+Five kinds of entry are kept: tasks (a domain's train/eval/demo entry points), distillers (methods),
+losses, data sets and config folders (the configs a plugin ships, named ``SCOPE::file`` on the command
+line and inside configs; see :meth:`Registry.add_configs`). Each entry remembers the plugin that added it
+and the domain it belongs to, so `kdhub list` and `kdhub plugins` can say who provides what, and a domain
+can pick its methods by name (``registry.get("distillers", cfg.method)``) among those registered for it,
+third-party ones included.
 
 Entries are lazy when registered as an import string ``"package.module:attr"``: nothing is imported until
 the first :meth:`Registry.get`, so listing what is installed costs no framework import. A lazy task
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.resources
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-KINDS = ("tasks", "distillers", "losses", "datasets")
+KINDS = ("tasks", "distillers", "losses", "datasets", "configs")
 
 
 class RegistryError(KeyError):
@@ -39,6 +43,34 @@ def import_object(target: str) -> Any:
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+@dataclass(frozen=True)
+class ConfigFolder:
+    """A folder of config files shipped inside the installed package ``package`` (``folder`` relative to it).
+
+    The folder is found through :mod:`importlib.resources`, as installed (editable checkout or wheel): that
+    imports the package itself (already imported when it is the registering plugin's own), never a framework.
+    """
+
+    package: str
+    folder: str = "configs"
+
+    def path(self) -> Path:
+        """The folder on disk; a :class:`RegistryError` when the package cannot be found or is not installed
+        as plain files (a zipped install: configs are read by file path, by every domain's loader)."""
+        try:
+            root = importlib.resources.files(self.package)
+        except (ImportError, TypeError) as exc:
+            raise RegistryError(f"config folder {self}: package {self.package!r} cannot be found "
+                                f"({type(exc).__name__}: {exc}); reinstall the plugin that ships it") from exc
+        if not isinstance(root, Path):
+            raise RegistryError(f"config folder {self}: package {self.package!r} is not installed as files "
+                                f"({type(root).__name__}); install it unzipped (pip install)")
+        return root / self.folder
+
+    def __str__(self) -> str:
+        return f"{self.package}/{self.folder}"
 
 
 @dataclass
@@ -87,12 +119,12 @@ class Registry:
             raise RegistryError(f"unknown registry kind {kind!r}; valid kinds: {', '.join(KINDS)}")
         table = self.tables[kind]
         old = table[name].target if name in table else obj
-        if old is not obj and not (isinstance(obj, str) and old == obj):
+        if old is not obj and not (isinstance(obj, (str, ConfigFolder)) and old == obj):
             raise RegistryError(
                 f"{kind[:-1]} {name!r} is registered twice: by plugin {table[name].plugin!r} "
                 f"and by plugin {self.current_plugin!r}; rename one of them"
             )
-        text = help or (obj if is_import_string(obj) else _first_line(obj))
+        text = help or (obj if is_import_string(obj) or isinstance(obj, ConfigFolder) else _first_line(obj))
         table[name] = Entry(name, obj, self.current_plugin, text, domain, demo, instantiate=kind == "tasks")
         return obj
 
@@ -114,6 +146,19 @@ class Registry:
     def add_dataset(self, name: str, obj: Any, help: str = "", domain: str = "") -> Any:
         return self.add("datasets", name, obj, help, domain)
 
+    def add_configs(self, name: str, package: str, folder: str = "configs", help: str = "",
+                    domain: str = "") -> ConfigFolder:
+        """Ship the config files in ``folder`` of the installed package ``package`` under the scope ``name``:
+        ``kdhub train NAME::file.yaml`` (``eval`` too) runs one, a config key naming another config file (an
+        mm teacher's ``model.teacher.config``) accepts ``NAME::file.py``, and ``kdhub configs NAME`` lists
+        them with the first line of each file's own description. A domain's own plugin ships its configs under
+        the domain's name (``graph::glnn_cora_sage.yaml``); another plugin (new methods for that domain, with
+        example configs) uses a scope of its own. ``domain`` (default ``name``) is the task the configs are for.
+        Nothing is read at registration: the folder is located when a name is looked up or listed."""
+        text = help or (f"configs in {package}/{folder}, run as kdhub train {name}::NAME "
+                        f"(kdhub configs {name} lists them)")
+        return self.add("configs", name, ConfigFolder(package, folder), text, domain or name)
+
     def get(self, kind: str, name: str, what: Optional[str] = None, domain: Optional[str] = None) -> Any:
         """The object registered as ``name`` (imported now if lazy); with ``domain``, only among that
         domain's entries, so an unknown name lists that domain's choices."""
@@ -133,12 +178,14 @@ class Registry:
         return {k: sorted(n for n, e in t.items() if e.plugin == plugin) for k, t in self.tables.items()}
 
 
-def unknown_name_message(what: str, name: str, choices) -> str:
-    """``unknown loss 'kld' (did you mean 'kd'?); valid choices: a, b, c``."""
+def unknown_name_message(what: str, name: str, choices, listing: Optional[str] = None) -> str:
+    """``unknown loss 'kld' (did you mean 'kd'?); valid choices: a, b, c``; with ``listing``, that text
+    replaces the list of valid choices (for long lists: where to see them)."""
     choices = sorted(choices)
     close = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.5)
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    return f"unknown {what} {name!r}{hint}; valid choices: {', '.join(choices) or '(none registered)'}"
+    listing = listing or f"valid choices: {', '.join(choices) or '(none registered)'}"
+    return f"unknown {what} {name!r}{hint}; {listing}"
 
 
 def _first_line(obj: Any) -> str:

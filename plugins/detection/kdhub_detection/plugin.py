@@ -19,6 +19,7 @@ from kdhub.config import LoadedConfig, peek_task
 def kdhub_register(registry) -> None:
     registry.add_task("detection", "kdhub_detection.task:DetectionTask", "object detection on MMDetection: GID "
                       "and DETRDistill between mmdet detectors", demo=True)
+    registry.add_configs("detection", "kdhub_detection")
     registry.add_distiller("DETRDistill", "kdhub_detection.detr_distill:DETRDistill",
                            "DETRDistill: Hungarian-matching logits, target-aware feature and query-prior assignment "
                            "distillation for the DETR family (mmdet; model.distiller.type='DETRDistill')",

@@ -20,6 +20,7 @@ from .methods import DOMAIN
 def kdhub_register(registry) -> None:
     registry.add_task(DOMAIN, "kdhub_graph.task:GraphTask", "GNN-to-MLP distillation (GLNN, FF-G2M) on "
                       "torch-geometric graphs", demo=True)
+    registry.add_configs(DOMAIN, "kdhub_graph")
     registry.add_distiller("glnn", "kdhub_graph.glnn:GLNN", "GLNN: GNN soft labels -> MLP "
                            "(lambda * CE + (1 - lambda) * KL)", domain=DOMAIN)
     registry.add_distiller("ffg2m", "kdhub_graph.ffg2m:FFG2M", "FF-G2M: low- and high-frequency GNN -> MLP "

@@ -3,8 +3,9 @@
     model = dict(..., teacher=dict(config='teacher_config.py', checkpoint='work_dirs/teacher/model.pth'))
 
 ``config`` names the teacher's own config file: a path (as given if it exists, else relative to the config
-that names it) or a config shipped with an OpenMMLab library (``mmdet::retinanet/x.py``,
-``mmseg::segformer/y.py``); the teacher is that file's ``model``, with any other keys given next to
+that names it), a config shipped with an OpenMMLab library (``mmdet::retinanet/x.py``,
+``mmseg::segformer/y.py``) or one a kdhub plugin ships (``detection::x.py``, see
+:func:`kdhub.config.resolve_config`); the teacher is that file's ``model``, with any other keys given next to
 ``config`` merged over it. ``checkpoint`` names the trained teacher's weights: a path (resolved the same way)
 or an ``https://`` URL such as a checkpoint OpenMMLab publishes, downloaded once into torch.hub's cache and
 verified against the hash its file name carries (:mod:`kdhub.hub`).
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from kdhub.checkpoint import CheckpointError
-from kdhub.config import ConfigError, resolve_path
+from kdhub.config import ConfigError, resolve_config, resolve_path
 from kdhub.hub import fetch, is_url
 
 PACKAGE_PREFIXES = ("mmdet", "mmseg")
@@ -39,7 +40,7 @@ def package_config(name) -> Optional[Path]:
 
 def config_file(name, source: str, key: str) -> Path:
     """The absolute path of a config file named at ``key`` of the config ``source``."""
-    path = package_config(name) or resolve_path(str(name), source)
+    path = package_config(name) or resolve_config(name, source, key)
     if not path.is_file():
         raise ConfigError(f"{source}: key '{key}': config file not found: {name}")
     return path.resolve()
@@ -83,7 +84,7 @@ def model_config(spec, key: str):
     spec.pop("checkpoint", None)
     if not path:
         return spec
-    file = package_config(path) or Path(path)
+    file = package_config(path) or resolve_config(path)
     if not file.is_file():
         raise ConfigError(f"{key}.config: config file not found: {path}")
     cfg = Config.fromfile(str(file))

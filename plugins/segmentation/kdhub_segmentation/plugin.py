@@ -32,6 +32,7 @@ DOMAIN = "segmentation"
 def kdhub_register(registry) -> None:
     registry.add_task(DOMAIN, "kdhub_segmentation.task:SegmentationTask", "semantic segmentation on "
                       "MMSegmentation: mmseg configs, TransKD and the core's generic terms", demo=True)
+    registry.add_configs(DOMAIN, "kdhub_segmentation")
     registry.add_distiller("TransKDDistiller", "kdhub_segmentation.transkd:TransKDDistiller",
                            "TransKD (CSF + HCL, PEA / GL-Mixer / EA + patch-embedding loss) for SegFormer on mmseg",
                            domain=DOMAIN)

@@ -16,6 +16,7 @@ from kdhub.config import LoadedConfig, peek_task
 def kdhub_register(registry) -> None:
     registry.add_task("speech", "kdhub_speech.task:SpeechTask", "two-speaker separation on SpeechBrain: a "
                       "SepFormer teacher distilled into a small separator", demo=True)
+    registry.add_configs("speech", "kdhub_speech")
     registry.add_distiller("distill", "kdhub_speech.brain:SeparationBrain", "PIT-aligned output + intermediate "
                            "distillation with objective shifting, on a SpeechBrain Brain (method: distill)",
                            domain="speech")
