@@ -1,7 +1,7 @@
-# Student (and baseline) for DETRDistill on the embedded set: the teacher's transformer width, decoder depth and
-# queries (DETRDistill pairs decoder layer l with layer l and feeds teacher queries to the student decoder) on a
-# quarter-width ResNet-18 with 2 encoder layers. Students train for a third of the teacher's schedule (8 epochs;
-# the baseline and the distilled students share it and the seed).
+# Student (and baseline) for DETRDistill on the embedded set: Deformable DETR on a quarter-width ResNet-18.
+# It has the teacher's transformer width, decoder depth and queries (DETRDistill pairs decoder layer l with layer
+# l and feeds teacher queries to the student decoder) with 2 encoder layers. Students train for a third of the
+# teacher's schedule (8 epochs; the baseline and the distilled students share it and the seed).
 _base_ = ['./deformable_detr_r18w32_synth.py']
 task = 'detection'
 base = 16

@@ -1,6 +1,6 @@
-# Teacher for DETRDistill on the embedded set: a small Deformable DETR (ResNet-18 at half width, 3 feature
-# levels, 64-d transformer with 3 encoder and 3 decoder layers, 20 queries), trained from scratch. DETR training
-# is slow on CPU, so this family uses a lighter copy of the set: 96 px images, up to 4 objects of 12-44 px.
+# Teacher for DETRDistill on the embedded set: a small Deformable DETR, trained from scratch.
+# ResNet-18 at half width, 3 feature levels, 64-d transformer with 3 encoder and 3 decoder layers, 20 queries. DETR
+# training is slow on CPU, so this family uses a lighter copy of the set: 96 px images, up to 4 objects of 12-44 px.
 _base_ = ['./synth_base.py']
 task = 'detection'
 synth_spec = dict(image_size=96, train=400, val=100, test=200, max_objects=4, sizes=(12, 44), seed=0)

@@ -1,5 +1,5 @@
-# `kdhub demo detection`: GID from a RetinaNet R18/w32 teacher to R18/w16 on the embedded shapes set, on a
-# 6-epoch schedule (the teacher's, demo_retinanet_r18w32_synth.py, is the same). One `kdhub train` runs the
+# `kdhub demo detection`: GID from a RetinaNet R18/w32 teacher to R18/w16 on the embedded shapes set.
+# A 6-epoch schedule (the teacher's, demo_retinanet_r18w32_synth.py, is the same). One `kdhub train` runs the
 # whole pipeline: the teacher (trained here: no checkpoint given), the baseline student and the GID student,
 # with the same schedule and seed.
 _base_ = ['./gid_retinanet_r18w32_r18w16_synth.py']

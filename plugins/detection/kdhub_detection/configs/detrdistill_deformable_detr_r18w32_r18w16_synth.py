@@ -1,5 +1,5 @@
-# DETRDistill on the embedded set: Deformable DETR ResNet-18/w32 teacher -> ResNet-18/w16 student (same
-# transformer width, decoder depth, queries, schedule and seed as the baseline deformable_detr_r18w16_synth.py).
+# DETRDistill on the embedded set: Deformable DETR ResNet-18/w32 teacher -> ResNet-18/w16 student.
+# Same transformer width, decoder depth, queries, schedule and seed as the baseline deformable_detr_r18w16_synth.py.
 # `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
 # distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/detr_teacher/student.pth.
 # Ablations: set any of logits_weight / feature_weight / query_weight to 0.

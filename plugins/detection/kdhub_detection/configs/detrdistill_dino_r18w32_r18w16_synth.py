@@ -1,7 +1,8 @@
-# DETRDistill on DINO (embedded set): DINO ResNet-18/w32 teacher -> ResNet-18/w16 student (same transformer width,
-# decoder depth, queries, schedule and seed as the baseline dino_r18w16_synth.py). The three components act on the
-# student's matching queries only (its denoising queries keep DINO's own denoising loss); the teacher-query group
-# is the teacher's two-stage query prior (content queries + the anchor boxes its encoder selected).
+# DETRDistill on DINO (embedded set): DINO ResNet-18/w32 teacher -> ResNet-18/w16 student.
+# Same transformer width, decoder depth, queries, schedule and seed as the baseline dino_r18w16_synth.py. The three
+# components act on the student's matching queries only (its denoising queries keep DINO's own denoising loss);
+# the teacher-query group is the teacher's two-stage query prior (content queries + the anchor boxes its encoder
+# selected).
 # `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
 # distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/dino_teacher/student.pth.
 _base_ = ['./dino_r18w16_synth.py']

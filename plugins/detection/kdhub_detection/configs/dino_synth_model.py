@@ -1,7 +1,7 @@
-# The DINO part of the embedded-set DINO configs (dino_r18w32_synth.py, dino_r18w16_synth.py), merged into the
-# Deformable DETR configs' model: two-stage query selection, box refinement and contrastive denoising (CDN) query
-# groups (up to 20 denoising queries per image in training). mmdet 3.3's DINO decoder embeds its 4-d reference
-# boxes with 128 sine features per coordinate, so DINO needs 256-d queries and a 256-channel neck.
+# The DINO part of the embedded-set DINO configs, merged into the Deformable DETR configs' model.
+# Used by dino_r18w32_synth.py and dino_r18w16_synth.py: two-stage query selection, box refinement and contrastive
+# denoising (CDN) query groups (up to 20 denoising queries per image in training). mmdet 3.3's DINO decoder embeds
+# its 4-d reference boxes with 128 sine features per coordinate, so DINO needs 256-d queries and a 256-channel neck.
 dino_model = dict(
     type='DINO', with_box_refine=True, as_two_stage=True,
     neck=dict(out_channels=256),

@@ -1,5 +1,5 @@
-# Student (and baseline) for GID on Faster R-CNN: ResNet-18 at quarter width (base 16), FPN 64, 128-d RoI head;
-# same anchors, RoI levels, schedule and seed as the teacher.
+# Student (and baseline) for GID on Faster R-CNN: ResNet-18 at quarter width (base 16), FPN 64, 128-d RoI head.
+# Same anchors, RoI levels, schedule and seed as the teacher.
 _base_ = ['./faster_rcnn_r18w32_synth.py']
 task = 'detection'
 base = 16

@@ -1,6 +1,6 @@
-# Teacher for GID on a two-stage detector (embedded set): Faster R-CNN on the RetinaNet teacher's ResNet-18 at half
-# width, FPN 128 on strides 8-64, data and 12-epoch schedule (retinanet_r18w32_synth.py): RPN anchors 16-128 px for
-# the 12-56 px objects, RoI features from P3-P5 by box size, a 2-fc RoI head, trained from scratch.
+# Teacher for GID on a two-stage detector (embedded set): Faster R-CNN on a half-width ResNet-18, from scratch.
+# The RetinaNet teacher's backbone, FPN 128 on strides 8-64, data and 12-epoch schedule (retinanet_r18w32_synth.py):
+# RPN anchors 16-128 px for the 12-56 px objects, RoI features from P3-P5 by box size, a 2-fc RoI head.
 _base_ = ['./retinanet_r18w32_synth.py']
 task = 'detection'
 fpn = 128

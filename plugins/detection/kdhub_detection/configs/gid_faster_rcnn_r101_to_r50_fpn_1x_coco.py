@@ -1,5 +1,5 @@
-# GID on a two-stage detector on COCO: Faster R-CNN R101-FPN teacher -> Faster R-CNN R50-FPN student, 1x schedule
-# (mmdet's recipes). Needs COCO under data/coco and a trained teacher, e.g. mmdet's released
+# GID on a two-stage detector on COCO: Faster R-CNN R101-FPN teacher -> Faster R-CNN R50-FPN student, 1x schedule.
+# Both are mmdet's recipes. Needs COCO under data/coco and a trained teacher, e.g. mmdet's released
 # faster_rcnn_r101_fpn_1x_coco checkpoint (set model.teacher.checkpoint). GID's feature/relation weights are the
 # paper's; the response weights follow the RetinaNet recipe (the paper's two-stage weights are not restated here).
 # Reported for GID with Faster R-CNN R50 on COCO: about 40.2 AP (teacher R101 39.8, student 38.4, 2x schedule, as

@@ -1,5 +1,5 @@
-# GID on a two-stage detector (embedded set): Faster R-CNN ResNet-18/w32 teacher -> ResNet-18/w16 student (same
-# anchors, schedule and seed as the baseline faster_rcnn_r18w16_synth.py). GISM compares both RoI heads' class
+# GID on a two-stage detector (embedded set): Faster R-CNN ResNet-18/w32 teacher -> ResNet-18/w16 student.
+# Same anchors, schedule and seed as the baseline faster_rcnn_r18w16_synth.py. GISM compares both RoI heads' class
 # scores on the same proposals (the student's and the teacher's); the response terms are the RoI head's (softmax KD
 # of class logits, L1 of box deltas) and the RPN's (objectness BCE, delta L1) on the GI boxes' positives.
 # `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to

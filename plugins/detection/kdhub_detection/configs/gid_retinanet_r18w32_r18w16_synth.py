@@ -1,5 +1,5 @@
-# GID on the embedded set: RetinaNet ResNet-18/w32 teacher -> ResNet-18/w16 student (same anchors, schedule and
-# seed as the baseline retinanet_r18w16_synth.py).
+# GID on the embedded set: RetinaNet ResNet-18/w32 teacher -> ResNet-18/w16 student.
+# Same anchors, schedule and seed as the baseline retinanet_r18w16_synth.py.
 # `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
 # distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/gid_teacher/student.pth.
 _base_ = ['./retinanet_r18w16_synth.py']

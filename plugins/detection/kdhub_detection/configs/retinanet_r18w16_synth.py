@@ -1,5 +1,5 @@
-# Student (and baseline) for GID on the embedded set: RetinaNet, ResNet-18 at quarter width (base 16), FPN 64;
-# same anchors, schedule and seed as the teacher.
+# Student (and baseline) for GID on the embedded set: RetinaNet, ResNet-18 at quarter width (base 16), FPN 64.
+# Same anchors, schedule and seed as the teacher.
 _base_ = ['./retinanet_r18w32_synth.py']
 task = 'detection'
 base = 16

@@ -1,5 +1,5 @@
-# Teacher for GID on the embedded set: RetinaNet, ResNet-18 at half width (base 32), FPN 128, trained from
-# scratch (no pretrained weights exist here). Anchors start at 16 px (objects are 12-56 px in 128 px images).
+# Teacher for GID on the embedded set: RetinaNet, ResNet-18 at half width (base 32), FPN 128, from scratch.
+# No pretrained weights exist here. Anchors start at 16 px (objects are 12-56 px in 128 px images).
 _base_ = ['./synth_base.py']
 task = 'detection'
 base = 32

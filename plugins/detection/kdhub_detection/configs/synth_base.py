@@ -1,6 +1,6 @@
-# Data, evaluation and runtime shared by the demo configs: the embedded synthetic shapes set (generated on
-# first use into $KDHUB_DATA_DIR/detection), 128 px images, COCO AP on the val split during training and on
-# the test split at the end. Schedules live in each detector's config.
+# Data, evaluation and runtime shared by the embedded-set configs: the synthetic shapes set, 128 px images.
+# Generated on first use into $KDHUB_DATA_DIR/detection; COCO AP on the val split during training and on the test
+# split at the end. Schedules live in each detector's config.
 custom_imports = dict(imports=['kdhub_detection.register'], allow_failed_imports=False)
 default_scope = 'mmdet'
 

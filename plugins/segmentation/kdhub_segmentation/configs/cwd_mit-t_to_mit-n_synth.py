@@ -1,5 +1,6 @@
-# Baseline method on the demo's pipeline: channel-wise distillation (Shu et al., 2021; the core's
-# ChannelWiseDistillationLoss) of the decode heads' class logits, tau = 4, weight 3 as the paper uses for segmentation.
+# Channel-wise distillation (CWD) on the demo's pipeline, a baseline method: MiT-T -> MiT-N on the embedded data.
+# Shu et al., 2021 (the core's ChannelWiseDistillationLoss) on the decode heads' class logits, tau = 4, weight 3 as
+# the paper uses for segmentation.
 task = 'segmentation'
 _base_ = ['./transkd_mit-t_to_mit-n_synth.py']
 model = dict(

@@ -1,5 +1,6 @@
-# Baseline method on the demo's pipeline: pixel-wise logit KD (Hinton et al.; the core's KDLoss) between the decode
-# heads' class logits, KL(softmax(t/T) || softmax(s/T)) * T^2 averaged over pixels.
+# Logit KD on the demo's pipeline, a baseline method: MiT-T -> MiT-N on the embedded data.
+# Pixel-wise KD (Hinton et al.; the core's KDLoss) between the decode heads' class logits,
+# KL(softmax(t/T) || softmax(s/T)) * T^2 averaged over pixels.
 task = 'segmentation'
 _base_ = ['./transkd_mit-t_to_mit-n_synth.py']
 model = dict(

@@ -1,7 +1,8 @@
-# TransKD's student alone on Cityscapes (for users who have it under data/cityscapes, prepared as mmseg documents):
-# SegFormer MiT-B0, not ImageNet-pretrained (as in the paper), 512 x 1024 crops, AdamW lr 6e-5, weight decay 0.01,
-# poly decay over 160k iterations. 8 images per step: 4 GPUs x 2 (TransKD's CSF needs at least 2 per GPU).
-#   torchrun --nproc_per_node 4 -m kdhub train configs/segformer_mit-b0_cityscapes-512x1024.py --launcher pytorch
+# TransKD's student alone on Cityscapes: SegFormer MiT-B0, not ImageNet-pretrained (as in the paper).
+# For users who have Cityscapes under data/cityscapes, prepared as mmseg documents: 512 x 1024 crops, AdamW lr
+# 6e-5, weight decay 0.01, poly decay over 160k iterations. 8 images per step: 4 GPUs x 2 (TransKD's CSF needs at
+# least 2 per GPU).
+#   torchrun --nproc_per_node 4 -m kdhub train segmentation::segformer_mit-b0_cityscapes-512x1024.py --launcher pytorch
 task = 'segmentation'
 _base_ = [
     'mmseg::_base_/models/segformer_mit-b0.py', 'mmseg::_base_/datasets/cityscapes.py',

@@ -1,5 +1,5 @@
-# TransKD's teacher on Cityscapes: SegFormer MiT-B2 with the student's data and schedule. No weights are downloaded:
-# to start from ImageNet-pretrained MiT-B2 weights you have locally, add
+# TransKD's teacher on Cityscapes: SegFormer MiT-B2 with the student's data and schedule.
+# No weights are downloaded: to start from ImageNet-pretrained MiT-B2 weights you have locally, add
 #   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=/path/to/mit_b2.pth
 task = 'segmentation'
 _base_ = ['./segformer_mit-b0_cityscapes-512x1024.py']

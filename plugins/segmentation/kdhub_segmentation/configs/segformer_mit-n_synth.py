@@ -1,5 +1,5 @@
-# The student alone on the embedded data (the baseline): "MiT-N", half of MiT-T's widths (16, 32, 80, 128), one
-# block per stage and a 64-channel head (about 7x fewer parameters than the teacher), trained from scratch for
+# The student alone on the embedded data (the baseline): "MiT-N", about 7x fewer parameters than the teacher.
+# Half of MiT-T's widths (16, 32, 80, 128), one block per stage and a 64-channel head, trained from scratch for
 # 1000 iterations of 8 images on a labelled subset: the first 100 images of the train split. The teacher learns
 # from all 2000: as in TransKD's setting, where the teacher brings knowledge (ImageNet pre-training) that the
 # non-pretrained student's labels do not, and a from-scratch transformer student is short of data.

@@ -1,6 +1,6 @@
-# The teacher on the embedded data: "MiT-T" (_base_/segformer_synth.py), trained from scratch (no pretrained
-# weights exist offline) for 1500 iterations of 8 images over the whole 2000-image train split.
-#   kdhub train configs/segformer_mit-t_synth.py --work-dir work_dirs/teacher
+# The teacher on the embedded data: "MiT-T" (_base_/segformer_synth.py), trained from scratch.
+# No pretrained weights exist offline; 1500 iterations of 8 images over the whole 2000-image train split.
+#   kdhub train segmentation::segformer_mit-t_synth.py --work-dir work_dirs/teacher
 # writes work_dirs/teacher/model_mmseg.pth, a plain mmseg checkpoint usable as model.teacher.checkpoint.
 task = 'segmentation'
 _base_ = ['./_base_/segformer_synth.py', './_base_/synth_data.py', './_base_/synth_runtime.py']

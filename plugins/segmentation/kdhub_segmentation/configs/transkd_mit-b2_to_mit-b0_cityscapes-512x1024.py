@@ -1,7 +1,8 @@
-# The paper's recipe: TransKD from SegFormer MiT-B2 to MiT-B0 on Cityscapes 512 x 1024 (published val mIoU: B0 55.86,
-# TransKD-Base 68.58, -GL 68.87, -EA 68.98; B2 76.49). Data, schedule and seed are the student's config. With
-# model.teacher.checkpoint=None the teacher is first trained here from its config; give a trained one to skip that:
-#   torchrun --nproc_per_node 4 -m kdhub train configs/transkd_mit-b2_to_mit-b0_cityscapes-512x1024.py \
+# The paper's recipe: TransKD from SegFormer MiT-B2 to MiT-B0 on Cityscapes 512 x 1024.
+# Published val mIoU: B0 55.86, TransKD-Base 68.58, -GL 68.87, -EA 68.98; B2 76.49. Data, schedule and seed are the
+# student's config. With model.teacher.checkpoint=None the teacher is first trained here from its config; give a
+# trained one to skip that:
+#   torchrun --nproc_per_node 4 -m kdhub train segmentation::transkd_mit-b2_to_mit-b0_cityscapes-512x1024.py \
 #       --launcher pytorch --cfg-options model.teacher.checkpoint=work_dirs/b2/model_mmseg.pth
 task = 'segmentation'
 _base_ = ['./segformer_mit-b0_cityscapes-512x1024.py']

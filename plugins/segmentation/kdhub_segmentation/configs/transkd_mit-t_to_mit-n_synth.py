@@ -1,7 +1,8 @@
-# The demo (`kdhub demo segmentation`): TransKD from MiT-T to MiT-N on the embedded data. The data, schedule and
-# seed are the student's (this file inherits its config); the teacher is trained first from its own config
-# (model.teacher.checkpoint=None) and the student is also trained alone (baseline=True) for comparison.
-#   kdhub train configs/transkd_mit-t_to_mit-n_synth.py --work-dir work_dirs/transkd
+# The demo (`kdhub demo segmentation`): TransKD from MiT-T to MiT-N on the embedded data.
+# The data, schedule and seed are the student's (this file inherits its config); the teacher is trained first from
+# its own config (model.teacher.checkpoint=None) and the student is also trained alone (baseline=True) for
+# comparison.
+#   kdhub train segmentation::transkd_mit-t_to_mit-n_synth.py --work-dir work_dirs/transkd
 # Variants: --cfg-options model.distiller.variant=gl (GL-Mixer) or ea (Embedding Assistant).
 task = 'segmentation'
 _base_ = ['./segformer_mit-n_synth.py']

@@ -1,5 +1,6 @@
-# SegFormer for the 64 x 64 embedded data, at the teacher's size "MiT-T": MiT-B0's widths (32, 64, 160, 256) and
-# depths (2 blocks per stage), a 128-channel all-MLP head. BN, not SyncBN, so CPU runs and CPU DDP (gloo) work.
+# SegFormer for the 64 x 64 embedded data, at the teacher's size "MiT-T".
+# MiT-B0's widths (32, 64, 160, 256) and depths (2 blocks per stage), a 128-channel all-MLP head. BN, not SyncBN,
+# so CPU runs and CPU DDP (gloo) work.
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',

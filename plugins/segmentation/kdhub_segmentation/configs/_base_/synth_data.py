@@ -1,5 +1,6 @@
-# The embedded synthetic data set (kdhub_segmentation.synth): 64 x 64 scenes, 10 classes, generated on first use
-# into $KDHUB_DATA_DIR/segmentation (or ~/.cache/kdhub/segmentation). Splits: train 2000, val 200, test 400.
+# The embedded synthetic data set (kdhub_segmentation.synth): 64 x 64 scenes, 10 classes.
+# Generated on first use into $KDHUB_DATA_DIR/segmentation (or ~/.cache/kdhub/segmentation). Splits: train 2000,
+# val 200, test 400.
 dataset_type = 'SynthSegDataset'
 synth = dict(size=64, train=2000, val=200, test=400, seed=0)
 train_pipeline = [
