@@ -17,6 +17,8 @@ check that no two ranks write the same file of a shared work dir.
 
 Checkpoints named by URL are fetched from :class:`FileServer`, an HTTP server on localhost that serves
 given bytes, can cut a body off half-way (a dropped connection) and counts requests.
+
+What the TensorBoard observer wrote is read back by :func:`read_scalars`.
 """
 from __future__ import annotations
 
@@ -172,3 +174,12 @@ class FileServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_scalars(folder: Path) -> Dict[str, List[Tuple[int, float]]]:
+    """Every scalar in the TensorBoard event files under ``folder``, read back with tensorboard's own
+    ``EventAccumulator``: ``{tag: [(step, value), ...]}`` in step order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every value, not a sample
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

@@ -15,8 +15,19 @@ GID = "dict(type='GID', feature_weight=1e-3, top_k=4)"
 def trained_teacher(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("teacher")
     cfg = retinanet(tmp, "teacher.py", base=16, fpn=32)
-    run_cli(["train", cfg, "--work-dir", tmp / "w"])
+    run_cli(["train", cfg, "--work-dir", tmp / "w"], env={"KDHUB_TENSORBOARD": "1"})
     return cfg, tmp / "w"
+
+
+def test_a_plain_run_is_watchable_in_train_log_and_tensorboard(trained_teacher):
+    """KDHUB_TENSORBOARD=1: the events hold the learning rates (and evaluations: none here, as COCO evaluation
+    of a 4-iteration detector finds no detections) mmengine's own visualiser recorded, and each loss term."""
+    from kdhub.testing import read_scalars
+    from kdhub_openmmlab.testing import tensorboard_matches_mmengine
+    _, work = trained_teacher
+    assert "[w] step 4: loss=" in (work / "train.log").read_text()
+    assert tensorboard_matches_mmengine(work, "model")["lr"] == 4
+    assert {"train/loss", "train/loss_cls", "train/loss_bbox"} <= set(read_scalars(work / "tensorboard"))
 
 
 def test_teacher_then_gid_student_export_eval_and_resume(trained_teacher, tmp_path):

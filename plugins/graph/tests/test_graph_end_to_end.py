@@ -3,6 +3,7 @@ import json
 import os
 import sys
 
+import pytest
 import torch
 
 from graph_helpers import SHARED, run_cli, write_npz
@@ -11,8 +12,9 @@ from graph_helpers import SHARED, run_cli, write_npz
 def test_glnn_beats_baseline_and_student_needs_no_graph(tiny, tmp_path):
     cfg = tiny(seeds=[0, 1])
     work = tmp_path / "run"
-    run_cli(["train", cfg, "--work-dir", work])
+    run_cli(["train", cfg, "--work-dir", work], env={"KDHUB_TENSORBOARD": "1"})
     s = json.loads((work / "summary.json").read_text())
+    _check_watchable(work, s)
     assert s["task"] == "graph" and s["method"] == "glnn" and len(s["per_seed"]) == 2
     assert s["params"]["teacher"] > 0 and s["params"]["student"] > 0
     # on a homophilous CSBM with fixed seeds, the distilled MLP beats the same MLP trained on labels
@@ -24,6 +26,27 @@ def test_glnn_beats_baseline_and_student_needs_no_graph(tiny, tmp_path):
     assert set(state) >= {"student", "seed", "in_channels", "num_classes"}
     out = run_cli(["eval", cfg, ckpt]).stdout
     assert f"test_acc: {s['per_seed'][0]['student']['test_acc']:.4f}" in out
+
+
+def _check_watchable(work, summary):
+    """The run's train.log, resolved config and TensorBoard events (KDHUB_TENSORBOARD=1), checked against what
+    the run itself recorded elsewhere: the config file it was given and its checkpoints' selected metrics."""
+    import yaml
+    from kdhub.testing import read_scalars
+    resolved = yaml.safe_load((work / "config.yaml").read_text())
+    assert resolved["seeds"] == [0, 1] and resolved["student"]["epochs"] == 80
+    log = (work / "train.log").read_text()
+    assert "[teacher] step 1:" in log and "[student] student evaluation at step" in log
+    for role in ("teacher", "baseline", "student"):
+        scalars = read_scalars(work / "seed_0" / role / "tensorboard")
+        lr = resolved[role if role != "baseline" else "student"]["lr"]  # event files hold float32
+        assert [v for _, v in scalars["train/lr"]] == pytest.approx([lr] * len(scalars["train/lr"]), rel=1e-6)
+        steps = [s for s, _ in scalars["train/loss"]]
+        assert steps == sorted(steps) and len(steps) == len(scalars[f"eval/{role}/val_acc"])
+        # the checkpoint's selected metrics are the best validation accuracy among the logged evaluations
+        best = torch.load(sorted((work / "seed_0" / role / "checkpoints").glob("epoch_*.pth"))[-1],
+                          weights_only=True)["best_metrics"]
+        assert max(v for _, v in scalars[f"eval/{role}/val_acc"]) == pytest.approx(best["val_acc"], abs=1e-4)
 
 
 def test_ffg2m_reuses_cached_soft_labels_and_resume_skips_finished_work(tiny, tmp_path):

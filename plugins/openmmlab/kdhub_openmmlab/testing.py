@@ -8,10 +8,14 @@ test gives (its schedule, its teacher checkpoint). :func:`pretrained_stand_ins` 
 file where mmengine looks for each ``init_cfg=dict(type='Pretrained', ...)`` checkpoint a recipe names
 (torch.hub's cache under ``$TORCH_HOME``), so ImageNet initialisation runs through mmengine's own loader
 without a download. :func:`random_checkpoint` writes a teacher checkpoint of the right architecture.
+:func:`tensorboard_matches_mmengine` compares what kdhub's TensorBoard observer wrote for a run with what
+mmengine's own visualiser recorded for it.
 """
 from __future__ import annotations
 
 import copy
+import json
+import math
 import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
@@ -164,3 +168,29 @@ def random_checkpoint(model: Mapping[str, Any], path: Path, scope: str, meta: Op
     net = build_model(ConfigDict(_without_pretrained(dict(model))), scope)
     net.init_weights()
     return atomic_save({"meta": dict(meta or {}), "state_dict": net.state_dict()}, path)
+
+
+#: what mmengine's visualiser logs besides training losses and evaluation metrics
+_TIMING = {"step", "time", "data_time", "eta", "iter", "epoch", "memory", "base_lr", "lr"}
+
+
+def tensorboard_matches_mmengine(run_dir: Path, role: str) -> Dict[str, int]:
+    """Assert that the TensorBoard events of the mm run in ``run_dir`` (``KDHUB_TENSORBOARD=1``) agree with the
+    ``vis_data/scalars.json`` mmengine's own visualiser wrote there: each evaluation metric under
+    ``eval/<role>/`` at mmengine's step and the learning rate at every logged step. Returns how many values of
+    each kind were compared (a test also checks that some were)."""
+    from kdhub.testing import read_scalars
+    events = read_scalars(Path(run_dir) / "tensorboard")
+    own = [json.loads(line) for line in next(Path(run_dir).glob("*/vis_data/scalars.json")).read_text().splitlines()]
+    counts = {"eval": 0, "lr": 0}
+    for record in own:
+        step = record["step"]
+        if "lr" in record:
+            assert math.isclose(dict(events["train/lr"])[step], record["lr"], rel_tol=1e-6), (step, record)
+            counts["lr"] += 1
+        elif not any(k.split("/")[0] == "teacher" for k in record):  # evaluations (the teacher's own below)
+            for key, value in record.items():
+                if key not in _TIMING:
+                    assert math.isclose(dict(events[f"eval/{role}/{key}"])[step], value, abs_tol=1e-4), (key, step)
+                    counts["eval"] += 1
+    return counts

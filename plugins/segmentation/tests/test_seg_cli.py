@@ -16,7 +16,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("transkd")
     cfg = write_configs(folder)
     work = folder / "work"
-    proc = run_cli(["train", cfg, "--work-dir", work])
+    proc = run_cli(["train", cfg, "--work-dir", work], env={"KDHUB_TENSORBOARD": "1"})
     return cfg, work, proc
 
 
@@ -48,6 +48,21 @@ def test_train_writes_summary_checkpoints_and_plain_mmseg_export(trained):
                for k, v in torch.load(again, weights_only=True)["state_dict"].items())
     # the teacher ran as its own mmengine run and left a plain export too
     assert (work / "teacher" / "model_mmseg.pth").is_file() and (work / "baseline" / "model_mmseg.pth").is_file()
+
+
+def test_the_run_is_watchable_in_train_log_and_tensorboard(trained):
+    """KDHUB_TENSORBOARD=1: each sub-run's event files hold, by role, the evaluations and learning rates that
+    mmengine's own visualiser recorded, and every term of the distillation loss."""
+    from kdhub.testing import read_scalars
+    from kdhub_openmmlab.testing import tensorboard_matches_mmengine
+    _, work, _ = trained
+    assert "[student] step 6:" in (work / "train.log").read_text()
+    for role in ("teacher", "baseline", "student"):
+        counts = tensorboard_matches_mmengine(work / role, role)
+        assert counts["eval"] >= 3 and counts["lr"] >= 1, (role, counts)
+    student = read_scalars(work / "student" / "tensorboard")
+    assert {"train/loss", "train/loss_hcl", "train/loss_embed", "train/decode.loss_ce"} <= set(student)
+    assert [step for step, _ in student["eval/teacher/mIoU"]] == [0]  # the frozen teacher, validated once
 
 
 def test_eval_and_resume_reuse_the_run(trained):
