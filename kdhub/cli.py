@@ -119,7 +119,8 @@ def cmd_configs(args) -> int:
         entry = registry.tables["configs"][scope]
         configs = shipped_configs(root)
         task = f", task {entry.domain}" if entry.domain != scope else ""
-        print(("\n" if i else "") + f"{scope}: {len(configs)} configs in {root} (plugin {entry.plugin}{task})")
+        count = f"{len(configs)} config" + ("" if len(configs) == 1 else "s")
+        print(("\n" if i else "") + f"{scope}: {count} in {root} (plugin {entry.plugin}{task})")
         width = max([len(scope + SCOPE_SEP + c.name) for c in configs] + [0])
         for c in configs:
             text = ("" if c.runnable else "[base] ") + (c.description or "(no description)")

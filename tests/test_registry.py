@@ -104,7 +104,7 @@ def _modules_after(command: str) -> set:
     return set(proc.stdout.rsplit("MODULES:", 1)[1].strip().split(","))
 
 
-@pytest.mark.parametrize("command", ["list", "plugins"])
+@pytest.mark.parametrize("command", ["list", "plugins", "configs"])
 def test_listing_imports_no_framework(command):
     modules = _modules_after(command)
     loaded = sorted(m for m in modules if m.split(".")[0] in FRAMEWORKS)
