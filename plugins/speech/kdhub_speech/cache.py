@@ -4,7 +4,8 @@ One pass of the frozen teacher over the training manifest stores its separated s
 to the references with PIT (T_sigma: the references are fixed, so is sigma), and the tapped features the
 intermediate term needs, as float16, keyed by utterance ID. The file name is a fingerprint
 of the teacher weights, the manifest rows, the taps and the crop, so a changed teacher or data set never
-reuses a stale cache. Written atomically; loaded memory-mapped with ``weights_only=True``.
+reuses a stale cache. Written atomically; loaded memory-mapped with ``weights_only=True``. The teacher's pass
+shows a progress bar on the main process (off with ``KDHUB_PROGRESS=0``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from kdhub import dist
 from kdhub.checkpoint import atomic_save, tensor_bytes
+from kdhub.progress import Progress
 from kdhub.taps import FeatureTaps
 
 from .data import Manifest, labelled, targets
@@ -68,6 +70,7 @@ class TeacherCache:
             feats: List[List[torch.Tensor]] = [[] for _ in paths]
             loader = sb.dataio.dataloader.make_dataloader(data, batch_size=batch_size, shuffle=False)
             teacher.eval()
+            bar = Progress(len(loader), "caching teacher outputs")
             with FeatureTaps(teacher, paths, detach=True) as taps, torch.no_grad():
                 for batch in loader:
                     mix = batch.mix_sig.data.to(device)
@@ -77,6 +80,8 @@ class TeacherCache:
                     outs += list(est.half().cpu())
                     for i, f in enumerate(read_frames(teacher, taps, paths, teacher.num_frames(mix))):
                         feats[i] += list(f.half().cpu())
+                    bar.update()
+            bar.close()
             atomic_save({"ids": ids, "outputs": _stack(outs, 0), "features": [_stack(f, 1) for f in feats]}, path)
         dist.barrier()
         return cls(path)

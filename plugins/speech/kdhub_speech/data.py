@@ -6,7 +6,8 @@ can also mix the two (:meth:`Manifest.with_unlabelled`): rows without sources ar
 alone, the semi-supervised use of distillation. ``$data_root``
 in a path stands for the manifest's folder. Every row is checked up front (file readable as audio, the
 configured sample rate, sources as long as the mixture, no empty cells); ``on_bad: stop`` raises a
-:class:`DataError` naming the file and row, ``on_bad: skip`` drops the row and counts it.
+:class:`DataError` naming the file and row, ``on_bad: skip`` drops the row and counts it. The check decodes
+every wav once, so it shows a progress bar on the main process (off with ``KDHUB_PROGRESS=0``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
+from kdhub import dist
 from kdhub.config import ConfigError
+from kdhub.progress import Progress
 
 
 class DataError(ConfigError):
@@ -115,25 +118,31 @@ def read_manifest(path: Path, num_spks: int, sample_rate: int, on_bad: str = "st
         cols = ["ID", "mix_wav"] + present
         rows: Dict[str, Dict[str, str]] = {}
         skipped: List[str] = []
-        for line, raw in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").replace("$data_root", root) for k, v in raw.items() if k is not None}
-            absent = [k.strip() for k, v in raw.items() if k is not None and v is None]
-            if absent:
-                problem = (f"no cell for column(s) {', '.join(absent)} (the row has fewer cells than the "
-                           f"header's {len(header)} columns)")
-            elif None in raw:
-                problem = f"{len(raw[None])} cell(s) more than the header's {len(header)} columns"
-            else:
-                problem = _row_problem(row, cols, sample_rate)
-            if problem is None and row["ID"] in rows:
-                problem = f"duplicate ID {row['ID']!r}"
-            if problem is None:
-                rows[row["ID"]] = {c: row[c] for c in cols}
-                continue
-            message = f"{path}, row {line} (ID {row.get('ID') or '?'}): {problem}"
-            if on_bad == "stop":
-                raise DataError(message + "; fix the row, or set data.on_bad=skip to drop bad rows")
-            skipped.append(message)
+        raws = list(reader)
+        bar = Progress(len(raws), f"checking {path.name}", enabled=dist.is_main())
+        try:
+            for line, raw in enumerate(raws, start=2):
+                row = {k.strip(): (v or "").replace("$data_root", root) for k, v in raw.items() if k is not None}
+                absent = [k.strip() for k, v in raw.items() if k is not None and v is None]
+                if absent:
+                    problem = (f"no cell for column(s) {', '.join(absent)} (the row has fewer cells than the "
+                               f"header's {len(header)} columns)")
+                elif None in raw:
+                    problem = f"{len(raw[None])} cell(s) more than the header's {len(header)} columns"
+                else:
+                    problem = _row_problem(row, cols, sample_rate)
+                if problem is None and row["ID"] in rows:
+                    problem = f"duplicate ID {row['ID']!r}"
+                if problem is None:
+                    rows[row["ID"]] = {c: row[c] for c in cols}
+                else:
+                    message = f"{path}, row {line} (ID {row.get('ID') or '?'}): {problem}"
+                    if on_bad == "stop":
+                        raise DataError(message + "; fix the row, or set data.on_bad=skip to drop bad rows")
+                    skipped.append(message)
+                bar.update()
+        finally:
+            bar.close()
     if not rows:
         raise DataError(f"{path}: no usable rows" + (f" ({len(skipped)} skipped; first: {skipped[0]})"
                                                     if skipped else ""))

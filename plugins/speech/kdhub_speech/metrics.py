@@ -3,7 +3,8 @@
 SI-SNR uses SpeechBrain's ``cal_si_snr`` after PIT alignment; SDR is BSS-eval's (mir_eval, as
 SpeechBrain's separation recipes report it). Improvements are over the unprocessed mixture. The CSV is
 written atomically and the examples folder is filled beside its place and swapped in whole, so an
-interrupted evaluation leaves no half-written CSV and no partial or stale set of wavs.
+interrupted evaluation leaves no half-written CSV and no partial or stale set of wavs. The pass shows a
+progress bar per utterance (off with ``KDHUB_PROGRESS=0``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from speechbrain.nnet.losses import cal_si_snr
 
 from kdhub.checkpoint import atomic_write_folder, atomic_write_text
+from kdhub.progress import Progress
 
 from .data import targets as batch_targets
 from .pit_kd import pit, reorder
@@ -40,12 +42,14 @@ def _sdr(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data, num_spks: int, sample_rate: int, device="cpu",
              sdr: bool = True, csv_path: Optional[Path] = None, examples_dir: Optional[Path] = None,
-             examples: int = 0) -> Dict[str, float]:
-    """Mean SI-SNR, SI-SNRi (and SDR, SDRi) of ``model`` over ``data`` (one utterance per batch)."""
+             examples: int = 0, desc: str = "test") -> Dict[str, float]:
+    """Mean SI-SNR, SI-SNRi (and SDR, SDRi) of ``model`` over ``data`` (one utterance per batch); ``desc``
+    names the progress bar."""
     model.eval()
     rows: List[Dict[str, float]] = []
     waves: Dict[str, bytes] = {}
     loader = sb.dataio.dataloader.make_dataloader(data, batch_size=1, shuffle=False)
+    bar = Progress(len(loader), desc)
     for n, batch in enumerate(loader):
         mix = batch.mix_sig.data.to(device)
         ref = batch_targets(batch, num_spks).to(device)
@@ -59,10 +63,12 @@ def evaluate(model: torch.nn.Module, data, num_spks: int, sample_rate: int, devi
             row["sdr"] = float(_sdr(r, e).mean())
             row["sdri"] = row["sdr"] - float(_sdr(r, m).mean())
         rows.append(row)
+        bar.update(postfix=f"si-snri {np.mean([r['si-snri'] for r in rows]):.2f} dB")
         if examples_dir is not None and n < examples:
             waves[f"{batch.id[0]}_mix.wav"] = float_wav(mix[0].cpu().numpy(), sample_rate)
             for c in range(num_spks):
                 waves[f"{batch.id[0]}_s{c + 1}_est.wav"] = float_wav(est[0, :, c].cpu().numpy(), sample_rate)
+    bar.close()
     keys = [k for k in rows[0] if k != "ID"]
     if csv_path is not None:
         out = io.StringIO()

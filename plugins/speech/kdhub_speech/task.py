@@ -271,7 +271,7 @@ class SpeechRun(Stages):
             model.to(self.device)
             result = evaluate(model, speech_data.dataset(self.data.test), self.cfg["num_spks"], self.cfg["sample_rate"],
                               self.device, sdr=ev["sdr"], csv_path=sub / "test_results.csv",
-                              examples_dir=sub / "examples", examples=ev["examples"])
+                              examples_dir=sub / "examples", examples=ev["examples"], desc=f"[{sub.name}] test")
         dist.barrier()
         return dist_broadcast(result)
 

@@ -9,6 +9,7 @@ from kdhub_speech.brain import Distillation, RNGState, SeparationBrain
 from kdhub_speech.cache import TeacherCache
 from kdhub_speech.data import dataset, labelled as batch_labelled, read_manifest
 from kdhub_speech.intermediate import IntermediateDistillation
+from kdhub_speech.metrics import evaluate
 from kdhub_speech.objective_shifting import ObjectiveShifting
 from kdhub_speech.pit_kd import align_teacher, pit
 from kdhub.algorithm import count_parameters
@@ -129,6 +130,23 @@ def test_cached_teacher_outputs_match_the_online_teacher(models, tiny_data, tmp_
     c = cached_kd.distillation_terms(cached_kd.modules.model(mix), mix, list(batch.id), refs)
     assert a["output"].item() == pytest.approx(c["output"].item(), abs=0.05)
     assert a["features"].item() == pytest.approx(c["features"].item(), rel=0.02)
+
+
+@pytest.mark.parametrize("progress", ["1", "0"])
+def test_manifest_check_teacher_cache_and_test_pass_show_progress_unless_switched_off(models, tiny_data, tmp_path,
+                                                                                    capsys, monkeypatch, progress):
+    monkeypatch.setenv("KDHUB_PROGRESS", progress)
+    teacher, _ = models
+    test = dataset(read_manifest(tiny_data / "test.csv", 2, 8000))
+    TeacherCache.build(tmp_path / "c.pt", teacher, test, [], "cpu", batch_size=2)
+    evaluate(teacher, test, 2, 8000, sdr=False, desc="[teacher] test")
+    err = capsys.readouterr().err
+    if progress == "0":
+        assert err == ""
+    else:  # a pipe, not a terminal: one line per tenth, the last one complete
+        for done in ("checking test.csv [########################] 4/4", "caching teacher outputs [######"
+                     "##################] 2/2", "[teacher] test [########################] 4/4"):
+            assert done in err
 
 
 class _Interrupt(Exception):
