@@ -7,7 +7,11 @@ of their own (``modules.distill``) so they train, checkpoint and go through DDP 
 Training loss = ``(1 - alpha) * PIT-SI-SNR(S, refs) + alpha * (w_out * L_out + w_feat * L_feat)`` with
 ``alpha`` from the objective-shifting schedule; without references it is the distillation part alone, and
 in a batch that mixes the two each example gets its own (``alpha`` where it has references, 1 where not).
-Epoch ends report through the core :class:`~kdhub.runs.RunContext`, so lifecycle plugins see speech runs.
+Training reports through the core :class:`~kdhub.runs.RunContext`, so lifecycle plugins (and ``train.log``,
+TensorBoard) see speech runs: every ``log_interval`` optimisation steps and at each epoch's end, the means of
+the loss and of each distillation term since the last report, ``alpha`` and the learning rate at that step;
+each validation as an evaluation at the same global step (SpeechBrain's ``optimizer_step``, which the Brain's
+checkpoints keep, so a resumed run continues the count).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 
 from kdhub.checkpoint import rng_state, set_rng_state
 from kdhub.algorithm import TeacherOwner
-from kdhub.progress import is_enabled as progress_enabled
+from kdhub.logs import get_logger
 from kdhub.runs import RunContext
 from kdhub.taps import FeatureTaps, unwrap
 
@@ -35,6 +39,11 @@ from .intermediate import MASKS, IntermediateDistillation, read_frames
 from .models import Separator
 from .objective_shifting import ObjectiveShifting
 from .pit_kd import align_teacher, pit, pit_each
+
+log = get_logger("speech")
+#: training values that are a schedule's value at a step rather than a per-batch loss: reported as they are
+#: at the reported step, not averaged
+SCHEDULED = ("alpha",)
 
 
 @register_checkpoint_hooks
@@ -126,10 +135,11 @@ class SeparationBrain(sb.Brain):
                  role: str = "student", run_opts: Optional[Dict[str, Any]] = None,
                  checkpointer: Optional[sb.utils.checkpoints.Checkpointer] = None,
                  opt_class: Optional[Callable[..., torch.optim.Optimizer]] = None, lr_scheduler: Any = None,
-                 train_logger: Optional[sb.utils.train_logger.TrainLogger] = None):
+                 train_logger: Optional[sb.utils.train_logger.TrainLogger] = None, log_interval: int = 50):
         """``opt_class`` is the recipe's optimiser factory (default Adam at ``lr``); ``lr_scheduler`` a
         SpeechBrain ReduceLROnPlateau stepped on each validation loss; ``train_logger``
-        gets one line per epoch (epoch, lr, train and valid stats), as in SpeechBrain's recipes."""
+        gets one line per epoch (epoch, lr, train and valid stats), as in SpeechBrain's recipes; ``ctx``
+        gets the training metrics every ``log_interval`` optimisation steps (0: at epoch ends only)."""
         modules: Dict[str, torch.nn.Module] = {"model": model}
         kd = distillation
         if kd is not None and kd.intermediate is not None:
@@ -140,7 +150,11 @@ class SeparationBrain(sb.Brain):
         self.kd, self.ctx, self.role = kd, ctx, role
         self.epochs, self.steps_per_epoch, self.num_spks = epochs, max(1, steps_per_epoch), num_spks
         self.epoch, self.train_stats, self.batches_seen = 0, {}, 0
-        self._sums: Dict[str, float] = {}
+        self.log_interval = max(0, int(log_interval))
+        self._sums: Dict[str, float] = {}              # this epoch's sums of the training terms
+        self._window: Dict[str, float] = {}            # sums since the last report to ctx
+        self._window_steps = 0
+        self._batch_terms: Optional[Dict[str, float]] = None
         self.student_taps = self.teacher_taps = None
         self._teacher: Optional[TeacherTargets] = None
         if kd is not None:
@@ -173,9 +187,31 @@ class SeparationBrain(sb.Brain):
         teacher, self._teacher = self._teacher, None
         terms = self.distillation_terms(est, batch.mix_sig.data, list(batch.id), refs, teacher,
                                         batch_labelled(batch))
-        for k, v in terms.items():
-            self._sums[k] = self._sums.get(k, 0.0) + float(v.detach())
+        self._batch_terms = {k: float(v.detach()) for k, v in terms.items()}
+        for k, v in self._batch_terms.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
         return terms["loss"]
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Add this batch's loss and terms to the values reported next; report every ``log_interval``
+        optimisation steps."""
+        terms, self._batch_terms = self._batch_terms or {}, None
+        for k, v in {"loss": float(loss.detach()), **terms}.items():
+            self._window[k] = v if k in SCHEDULED else self._window.get(k, 0.0) + v
+        self._window_steps += 1
+        if should_step and self.log_interval and self.optimizer_step % self.log_interval == 0:
+            self.report_training()
+
+    def report_training(self) -> None:
+        """Tell ``ctx`` the training values since the last report, at the current global optimisation step:
+        means of the loss and terms, ``alpha`` and the learning rate as they are now, and the epoch."""
+        if not self._window_steps:
+            return
+        if self.ctx is not None:
+            metrics = {k: v if k in SCHEDULED else v / self._window_steps for k, v in self._window.items()}
+            metrics.update(lr=self.optimizer.param_groups[0]["lr"], epoch=self.epoch)
+            self.ctx.log_metrics(self.optimizer_step, metrics)
+        self._window, self._window_steps = {}, 0
 
     def anneal(self, valid_loss: float, epoch: int) -> Tuple[float, float]:
         """Step the scheduler on this epoch's validation loss, as SpeechBrain's separation recipes do
@@ -258,13 +294,14 @@ class SeparationBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.epoch = epoch or 1
-            self._sums = {}
+            self._sums, self._window, self._window_steps = {}, {}, 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             n = max(1, self.step)
             self.batches_seen = self.step     # this rank's share of the epoch (a distributed sampler splits it)
             self.train_stats = {"loss": float(stage_loss), **{k: v / n for k, v in self._sums.items()}}
+            self.report_training()        # before validation anneals: the learning rate these steps had
             return
         if stage != sb.Stage.VALID:
             return
@@ -274,15 +311,13 @@ class SeparationBrain(sb.Brain):
             self.train_logger.log_stats(stats_meta={"epoch": epoch, "lr": current_lr}, train_stats=self.train_stats,
                                         valid_stats={"loss": float(stage_loss), **metrics}, verbose=False)
         if self.ctx is not None:
-            self.ctx.log_metrics(epoch, self.train_stats)
-            self.ctx.evaluation_done(self.role, epoch, metrics)
-        if progress_enabled() and sb.utils.distributed.if_main_process():
+            self.ctx.evaluation_done(self.role, self.optimizer_step, metrics)
+        if sb.utils.distributed.if_main_process():
             parts = ", ".join(f"{k} {v:.3f}" for k, v in self.train_stats.items())
-            print(f"[{self.role}] epoch {epoch}/{self.epochs}: {parts}; valid si-snr {metrics['si-snr']:.2f} dB",
-                  flush=True)
+            log.info(f"[{self.role}] epoch {epoch}/{self.epochs}: {parts}; valid si-snr {metrics['si-snr']:.2f} dB")
         if self.checkpointer is not None:
             self.checkpointer.save_and_keep_only(meta={"si-snr": metrics["si-snr"], "epoch": epoch},
                                                  max_keys=["si-snr"], verbosity=10)
             latest = self.checkpointer.find_checkpoint()
             if self.ctx is not None and latest is not None:
-                self.ctx.checkpoint_saved(epoch, Path(latest.path) / "CKPT.yaml")
+                self.ctx.checkpoint_saved(self.optimizer_step, Path(latest.path) / "CKPT.yaml")

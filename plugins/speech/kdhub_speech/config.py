@@ -25,6 +25,9 @@ from .models import Separator
 TRAINING = {
     "epochs": Field(int, 10), "batch_size": Field(int, 8), "lr": Field(float, 1e-3),
     "max_grad_norm": Field(float, 5.0), "num_workers": Field(int, 0),
+    "log_interval": Field(int, 50, help="report the training loss, each distillation term and the learning rate "
+                                        "(train.log, TensorBoard) every N optimisation steps, and at each "
+                                        "epoch's end; 0: at epoch ends only"),
     "limit": Field(int, 0, help="use the references of the first N training mixtures only (0: all): a labelled "
                                 "subset, e.g. for the students while the teacher learns from the whole set"),
 }

@@ -28,6 +28,7 @@ from kdhub import dist
 from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, state_mismatch
 from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
 from kdhub.device import resolve_device
+from kdhub.logs import get_logger
 from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.progress import is_enabled as progress_enabled
@@ -47,6 +48,7 @@ from .pretrained import find_folder, load_pretrained
 from .synth import SynthSpec, ensure_embedded
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+log = get_logger("speech")
 
 
 @dataclass
@@ -237,7 +239,8 @@ class SpeechRun(Stages):
                                 run_opts=dict(self.run_opts, max_grad_norm=hp["max_grad_norm"],
                                               precision=self.precision()), checkpointer=ckpt,
                                 opt_class=optimizer_for(self.cfg, prefix + "optimizer"), lr_scheduler=scheduler,
-                                train_logger=FileTrainLogger(str(sub / "train_log.txt")))
+                                train_logger=FileTrainLogger(str(sub / "train_log.txt")),
+                                log_interval=hp["log_interval"])
         ctx.start()
         brain.fit(counter, train_ds, valid_ds, progressbar=progress_enabled(),
                   train_loader_kwargs={"batch_size": hp["batch_size"], "shuffle": True,
@@ -309,9 +312,6 @@ class SpeechRun(Stages):
         cfg = self.cfg
         data = self.data = load_data(cfg, self.source,
                                      need_references=not (self.distilling and cfg["distill"]["teacher_only"]))
-        if data.skipped and dist.is_main():
-            print(f"kdhub: skipped {len(data.skipped)} bad manifest row(s) (data.on_bad=skip); first: "
-                  f"{data.skipped[0]}")
         self.labelled, rest = data.train.split(cfg["training"]["limit"])
         self.student_train = self.labelled
         if self.distilling:
@@ -329,6 +329,9 @@ class SpeechRun(Stages):
         cfg = self.cfg
         if self.data is None:  # check() has not prepared it
             self.prepare()
+        if self.data.skipped and dist.is_main():  # here, not in check(), so train.log has it too
+            log.info(f"skipped {len(self.data.skipped)} bad manifest row(s) (data.on_bad=skip); first: "
+                     f"{self.data.skipped[0]}")
         ctx = RunContext(RunInfo(task="speech", method=cfg["method"], work_dir=self.work_dir,
                                  config_path=self.loaded.path, rank=dist.rank(), world_size=dist.world_size()))
         ctx.start()

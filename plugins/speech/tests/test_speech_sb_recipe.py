@@ -1,17 +1,20 @@
 """Speech runs as SpeechBrain users expect them: optimiser and scheduler from the hyperpyyaml, stepped on the
 validation loss as recipes/LibriMix/separation/train.py does; train_log.txt and hyperparams.yaml in each
-sub-run; Brain's per-batch progress bar unless KDHUB_PROGRESS=0; the LibriMix recipes' defaults equal to
-SpeechBrain's published SepFormer recipe (recipes/LibriMix/separation/hparams/sepformer-libri2mix.yaml)."""
+sub-run; Brain's per-batch progress bar unless KDHUB_PROGRESS=0; the training and validation values in train.log
+and TensorBoard at the global optimisation step; the LibriMix recipes' defaults equal to SpeechBrain's published
+SepFormer recipe (recipes/LibriMix/separation/hparams/sepformer-libri2mix.yaml)."""
 import functools
 from pathlib import Path
 
 import pytest
 import speechbrain as sb
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.nnet.schedulers import ReduceLROnPlateau
 from speechbrain.utils.train_logger import FileTrainLogger
 
+from kdhub.testing import read_scalars
 from kdhub_speech.brain import SeparationBrain
 from speechbrain_values import SEPFORMER_LIBRI2MIX
 from speech_helpers import load, tiny_config
@@ -64,18 +67,33 @@ def test_reduce_lr_on_plateau_halves_the_lr_when_the_valid_loss_stops_improving(
     assert lines[6].startswith("epoch: 7, lr: 5.00e-04 - ")
 
 
-def test_kdhub_train_takes_optimiser_scheduler_and_keeps_train_log_and_hyperparams(tmp_path, capsys, monkeypatch):
+def _as_logged(text: str):
+    """A value FileTrainLogger wrote (``1.50`` or ``-6.90e+00``: two decimals) as an approx of that precision."""
+    exponent = int(text.split("e")[1]) if "e" in text else 0
+    return pytest.approx(float(text), abs=0.0051 * 10 ** exponent)
+
+
+def test_kdhub_train_takes_optimiser_scheduler_and_keeps_train_log_hyperparams_and_tensorboard(tmp_path, capsys,
+                                                                                               monkeypatch):
     from kdhub.cli import main
     from kdhub_speech.plugin import kdhub_load_config
 
     monkeypatch.setenv("KDHUB_PROGRESS", "1")
+    monkeypatch.setenv("KDHUB_TENSORBOARD", "1")
     cfg = recipe_config(tmp_path)
     work = tmp_path / "w"
     assert main(["train", str(cfg), "--work-dir", str(work), "--cfg-options", "baseline=false", "lr=0.0005",
                  "training.epochs=3"]) == 0
     err = capsys.readouterr().err
     assert "100%|" in err and ("it/s]" in err or "s/it]" in err)      # Brain's tqdm bar, per batch
+    for bar in ("checking train.csv [", "[teacher] test [", "[student] test ["):   # kdhub's own bars
+        assert bar in err
 
+    # 16 training mixtures in batches of 4 (speech_helpers.TINY_DATA, tiny_config): 4 optimisation steps an epoch;
+    # log_interval (50) is longer, so each epoch is reported once, at its last step
+    steps = 4
+    log = (work / "train.log").read_text()
+    assert "INFO kdhub.speech: [student] epoch 3/3: loss " in log        # the epoch summary
     for role, epochs in (("teacher", 1), ("student", 3)):
         lines = (work / role / "train_log.txt").read_text().splitlines()
         assert [line.split(",")[0] for line in lines] == [f"epoch: {e}" for e in range(1, epochs + 1)]
@@ -86,6 +104,25 @@ def test_kdhub_train_takes_optimiser_scheduler_and_keeps_train_log_and_hyperpara
         assert again["optimizer"].keywords == {"lr": 0.0005, "weight_decay": 0.001}
         assert again["training"]["epochs"] == 3 and again["baseline"] is False
         assert isinstance(again["lr_scheduler"], ReduceLROnPlateau) and again["lr_scheduler"].patience == 2
+
+        # TensorBoard against SpeechBrain's own records: train_log.txt's epoch lines and the best CKPT.yaml
+        logged = [dict(item.split(": ") for item in line.replace(" - ", ", ").split(", ")) for line in lines]
+        scalars = read_scalars(work / role / "tensorboard")
+        ends = [steps * e for e in range(1, epochs + 1)]
+        assert [s for s, _ in scalars[f"eval/{role}/si-snr"]] == ends        # the same global step as training
+        assert [s for s, _ in scalars["train/loss"]] == [s for s, _ in scalars["train/lr"]] == ends
+        for (_, si_snr), (_, loss), (_, lr), line in zip(scalars[f"eval/{role}/si-snr"], scalars["train/loss"],
+                                                         scalars["train/lr"], logged):
+            assert si_snr == _as_logged(line["valid si-snr"]) and loss == _as_logged(line["train loss"])
+            assert lr == pytest.approx(0.0005) and lr == _as_logged(line["lr"])
+        best = yaml.safe_load(next((work / role / "save").glob("CKPT+*/CKPT.yaml")).read_text())
+        assert dict(scalars[f"eval/{role}/si-snr"])[steps * best["epoch"]] == pytest.approx(best["si-snr"], rel=1e-6)
+        assert f"[{role}] step {ends[-1]}: loss=" in log
+        assert f"[{role}] {role} evaluation at step {ends[-1]}: si-snr=" in log
+    assert {"train/separation", "train/output", "train/features", "train/alpha"} <= set(scalars)
+    # alpha at the reported step: tiny_config's linear shift 0.9 -> 0.1 over the 3 epochs, at each epoch's last
+    # batch (progress (epoch - 1 + 3/4) / 3)
+    assert [a for _, a in scalars["train/alpha"]] == pytest.approx([0.9 - 0.8 * (e - 0.25) / 3 for e in (1, 2, 3)])
     saved = max((work / "student" / "save").glob("CKPT+*"))
     optimizer = torch.load(saved / "optimizer.ckpt", weights_only=True)
     assert optimizer["param_groups"][0]["weight_decay"] == 0.001
