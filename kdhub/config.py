@@ -303,10 +303,16 @@ def resolve_config(name, source: Optional[str] = None, key: Optional[str] = None
 
 def config_folder(scope: str, plugins: "Plugins") -> Path:
     """The folder of the configs shipped under ``scope``, or a :class:`ConfigError` saying why there is none:
-    the domain's plugin is not installed (which package to install), ships no configs, or no such scope."""
+    the domain's plugin is not installed (which package to install), ships no configs, its declared folder is
+    missing from the install, or no such scope."""
     registry = plugins.registry
     if scope in registry.tables["configs"]:
-        return registry.get("configs", scope).path()
+        entry = registry.tables["configs"][scope]
+        root = entry.obj.path()
+        if not root.is_dir():
+            raise ConfigError(f"plugin {entry.plugin!r} ships its {scope} configs in {entry.obj}, but {root} is not "
+                              f"installed; reinstall the plugin (its package data lacks the configs)")
+        return root
     if scope in registry.tables["tasks"]:
         raise ConfigError(f"domain {scope!r} (plugin {registry.tables['tasks'][scope].plugin!r}) ships no configs "
                           f"by name; give a config file's path")

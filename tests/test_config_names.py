@@ -11,7 +11,9 @@ import pytest
 
 from core_helpers import run_kdhub
 from kdhub.cli import main as kdhub_main
-from kdhub.config import ConfigError, peek_task, resolve_config
+from kdhub.config import ConfigError, config_folder, peek_task, resolve_config
+from kdhub.plugins import Plugins
+from kdhub.registry import Registry, RegistryError
 
 DOMAINS = {"graph": "kdhub_graph", "speech": "kdhub_speech", "detection": "kdhub_detection",
            "segmentation": "kdhub_segmentation"}
@@ -86,6 +88,21 @@ def test_unknown_names_say_where_they_looked(capsys):
     assert out.out == "" and "unknown config scope 'grph'" in out.err
     with pytest.raises(ConfigError, match="unknown config scope 'mmdet'.*named inside a config"):
         resolve_config("mmdet::retinanet/retinanet_r50_fpn_1x_coco.py")
+
+
+def test_a_declared_folder_that_is_not_installed_is_named():
+    registry = Registry(current_plugin="p")
+    registry.add_configs("nofolder", "kdhub", "no_such_configs")
+    registry.add_configs("nopackage", "kdhub_no_such_package_anywhere")
+    registry.add_task("bare", "kdhub_no_such_package_anywhere:Task")
+    plugins = Plugins(pm=None, registry=registry)
+    with pytest.raises(ConfigError, match=r"plugin 'p' ships its nofolder configs in kdhub/no_such_configs, but "
+                                          r".*no_such_configs is not installed; reinstall the plugin"):
+        config_folder("nofolder", plugins)
+    with pytest.raises(RegistryError, match="package 'kdhub_no_such_package_anywhere' cannot be found"):
+        config_folder("nopackage", plugins)
+    with pytest.raises(ConfigError, match="domain 'bare' \\(plugin 'p'\\) ships no configs by name"):
+        config_folder("bare", plugins)
 
 
 def test_a_domain_that_is_not_installed_names_its_package():
