@@ -6,17 +6,19 @@ import inspect
 import logging
 import os
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
 from typing import List, Optional
 
-from . import __version__
+from . import __version__, tensorboard
 from .checkpoint import CheckpointError
 from .config import (KNOWN_TASK_PACKAGES, SCOPE_SEP, ConfigError, LoadedConfig, config_folder, install_hint, peek_task,
                      resolve_config, shipped_configs)
 from .dist import LAUNCHERS, LaunchError
 from .engine import NonFiniteLossError
+from .logs import setup_console
 from .plugins import DISABLE_ENV, get_plugins
 from .registry import RegistryError, unknown_name_message
 from .taps import TapPathError
@@ -176,7 +178,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .report import table_lines, write_report
+    from .logs import run_log
+    from .report import demo_record, table_lines, write_demo_json, write_report
     registry = get_plugins().registry
     demos = [e for e in registry.entries("tasks") if e.demo]
     domains = sorted({e.domain for e in demos})
@@ -189,23 +192,30 @@ def cmd_demo(args) -> int:
         hint = f" Install {', '.join(missing)}." if missing else ""
         raise UsageError(unknown_name_message("demo domain", unknown[0], domains) + "." + hint)
     work_root = Path(args.work_dir)
-    results = []
+    results, wall_times, started = [], {}, time.perf_counter()
     for domain in wanted:
         for entry in demos:
             if entry.domain == domain:
-                res = entry.obj.demo(work_root / domain)
+                begun = time.perf_counter()
+                with run_log(work_root / domain):
+                    res = entry.obj.demo(work_root / domain)
+                wall_times[domain] = wall_times.get(domain, 0.0) + time.perf_counter() - begun
                 if res is not None:
                     results.append(res)
                     print("\n".join(table_lines(res)) + "\n")
     report = write_report(results, work_root)
+    if args.json:
+        record = demo_record(results, wall_times, time.perf_counter() - started)
+        print(f"record: {write_demo_json(record, Path(args.json))}")
     chart = work_root / "report.png"  # absent when matplotlib is not installed
     print(f"report: {report}" + (f" (plot: {chart})" if chart.is_file() else ""))
     return 0
 
 
 def cmd_doctor(args) -> int:
-    """What kdhub and each installed plugin require (their own metadata) against what is installed."""
-    from .stack import check_stack
+    """What kdhub and each installed plugin require (their own metadata) against what is installed, then what
+    versions cannot tell: CUDA and NCCL, and each plugin's own probes (``kdhub_doctor``)."""
+    from .stack import check_stack, gpu_probes
     checks = check_stack()
     bad = [c for c in checks if not c.ok]
     shown = [c for c in checks if c.direct or not c.ok]  # a dependency's own needs only when unmet
@@ -217,13 +227,20 @@ def cmd_doctor(args) -> int:
     plugins = get_plugins()
     for info in plugins.broken:
         print(f"plugin {info.name} ({info.distribution}) is broken: {info.error}")
-    if bad:
+    probes = {p.name: p for p in gpu_probes() + [p for found in plugins.call_each("kdhub_doctor") for p in found]}
+    print()
+    for probe in probes.values():
+        print(f"{probe.name}: {'ok' if probe.ok else 'FAILED'}  {probe.detail}")
+    failed = [p for p in probes.values() if not p.ok]
+    if bad or failed:
         print("\nTo fix:")
         for c in bad:
             print(f"  {c.fix}")
+        for p in failed:
+            print(f"  {p.name}: {p.fix}")
         return 1
-    print(f"\nall {len(checks)} requirements of kdhub and its installed plugins are met"
-          + (" (but some plugins are broken)" if plugins.broken else ""))
+    print(f"\nall {len(checks)} requirements of kdhub and its installed plugins are met, and {len(probes)} run-time "
+          f"checks pass" + (" (but some plugins are broken)" if plugins.broken else ""))
     return 1 if plugins.broken else 0
 
 
@@ -248,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--amp", action="store_true",
                    help="mixed precision: mmengine's AmpOptimWrapper (mm domains, CUDA only), SpeechBrain's "
                         "precision bf16 (speech), bf16 autocast (graph)")
+    s.add_argument("--tensorboard", action="store_true",
+                   help=f"write TensorBoard event files in each (sub-)run's work dir (same as {tensorboard.ENV}=1; "
+                        f"needs the tensorboard extra)")
     _verbose(s)
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="evaluate a student checkpoint")
@@ -259,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="teacher vs baseline vs distilled student on embedded data")
     s.add_argument("domains", nargs="*", metavar="DOMAIN")
     s.add_argument("--work-dir", default="work_dirs/demo")
+    s.add_argument("--json", metavar="PATH", help="also write the run's record here: each domain's rows and wall "
+                                                  "time, the commit and the machine (make demo: results/demo.json)")
     _verbose(s)
     s.set_defaults(func=cmd_demo)
     sub.add_parser("doctor", help="check installed versions against what kdhub and its plugins require") \
@@ -273,6 +295,9 @@ def _verbose(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_console(getattr(args, "verbose", False))
+    if getattr(args, "tensorboard", False):
+        os.environ[tensorboard.ENV] = "1"  # the built-in observer reads it, here and in launched workers
     if not (getattr(args, "verbose", False) or sys.warnoptions):
         for message in QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=UserWarning)

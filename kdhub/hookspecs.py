@@ -1,12 +1,13 @@
 """The hooks a kdhub plugin may implement.
 
 A plugin is a module (or object) registered under the entry-point group ``kdhub``; it implements any of
-these with ``@kdhub.hookimpl``. Three families:
+these with ``@kdhub.hookimpl``. Four families:
 
 * registration (``kdhub_register``): add tasks, distillers, losses, data sets and config folders to the
   registry;
 * configuration (``kdhub_load_config``): the first plugin that recognises a config file loads it, so each
   domain keeps its native format (mmengine ``.py``, hyperpyyaml, YAML, JSON);
+* diagnosis (``kdhub_doctor``): what ``kdhub doctor`` cannot tell from versions alone;
 * run lifecycle (``kdhub_run_start`` ... ``kdhub_run_end``): every domain engine calls these from its own
   hook system (core Trainer, mmengine Hook, SpeechBrain Brain), so one observer plugin sees runs of any
   domain. They are called on the main process (rank 0) only, each implementation on its own: one that
@@ -15,7 +16,7 @@ these with ``@kdhub.hookimpl``. Three families:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
 import pluggy
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .config import LoadedConfig
     from .registry import Registry
     from .runs import RunInfo
+    from .stack import Probe
 
 PROJECT = "kdhub"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -51,6 +53,13 @@ def kdhub_load_config(path: Path, overrides: Sequence[str]) -> Optional["LoadedC
     that recognises the file but finds it invalid raises :class:`kdhub.config.ConfigError` naming the
     file, the key and the valid choices.
     """
+
+
+@hookspec
+def kdhub_doctor() -> List["Probe"]:
+    """What this plugin needs beyond package versions, checked by trying it (``kdhub doctor``): compiled ops
+    import, programs exist on ``PATH``. Return :class:`kdhub.stack.Probe` s, each with its fix; only here may a
+    plugin import its framework outside a run."""
 
 
 @hookspec

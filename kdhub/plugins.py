@@ -74,15 +74,24 @@ class Plugins:
         """
         if hook_name not in LIFECYCLE_HOOKS:
             raise ValueError(f"{hook_name!r} is not a lifecycle hook; expected one of {', '.join(LIFECYCLE_HOOKS)}")
+        self.call_each(hook_name, **kwargs)
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> List[Any]:
+        """Every plugin's result of hook ``hook_name`` (None results left out), each implementation called on its
+        own as :meth:`notify` does, so one that raises is reported and switched off without stopping the rest."""
+        results = []
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                if result is not None:
+                    results.append(result)
             except Exception as exc:
                 info = self.mark_broken(impl.plugin_name, f"in {hook_name}: {_short_error(exc)}",
                                         traceback.format_exc())
                 print(f"kdhub: plugin {info.name!r} ({info.distribution}) raised in {hook_name}: "
                       f"{_short_error(exc)}\n  it is switched off for the rest of this process and the run goes on; "
                       f"fix or update it, or disable it with {DISABLE_ENV}={info.name}", file=sys.stderr)
+        return results
 
 
 def disabled_names() -> set:

@@ -1,12 +1,14 @@
 """Demo reports: a comparison table on the terminal, ``report.md`` and ``report.png`` (drawn with matplotlib,
-the optional ``report`` extra) in the work dir."""
+the optional ``report`` extra) in the work dir, and ``kdhub demo --json``'s record of one demo run (each
+domain's rows and wall time, with the commit and machine that produced them)."""
 from __future__ import annotations
 
 import io
+import json
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
 from .task import DemoResult
@@ -108,3 +110,21 @@ def write_report(results: Sequence[DemoResult], work_dir: Path) -> Path:
         drawn = False
         print(f"kdhub: {chart.name} not drawn: {NO_PLOT}", file=sys.stderr)
     return atomic_write_text(work_dir / "report.md", markdown(results, chart=drawn))
+
+
+def demo_record(results: Sequence[DemoResult], wall_times: Mapping[str, float], total_s: float) -> Dict[str, Any]:
+    """One demo run as JSON: per domain its metric, each model's value, parameters and latency, and the
+    domain's wall time; the whole run's wall time; the commit, command and machine (:mod:`kdhub.provenance`)."""
+    from .provenance import run_info
+    domains = {}
+    for res in results:
+        domains[res.domain] = {
+            "title": res.title, "metric": res.metric_name, "wall_time_s": round(wall_times[res.domain], 1),
+            "rows": [{"model": r.role, "metric": r.metric, "std": r.std, "params": r.params,
+                      "latency_ms": r.latency_ms} for r in res.rows],
+            "notes": list(res.notes)}
+    return {"benchmark": "kdhub demo", **run_info(), "wall_time_s": round(total_s, 1), "domains": domains}
+
+
+def write_demo_json(record: Mapping[str, Any], path: Path) -> Path:
+    return atomic_write_text(Path(path), json.dumps(record, indent=2) + "\n")

@@ -1,5 +1,6 @@
-"""The check behind ``kdhub doctor``: the requirements kdhub and its installed plugins declare, against
-what is installed.
+"""The checks behind ``kdhub doctor``: the requirements kdhub and its installed plugins declare, against
+what is installed, and :class:`Probe` s of what they need beyond versions (the GPU stack here; compiled ops
+and system programs from each plugin's ``kdhub_doctor`` hook).
 
 No version is written here: each distribution's own metadata (``Requires-Dist``, read with
 ``importlib.metadata``) says what it needs, and the requirements of those requirements are followed too,
@@ -111,3 +112,33 @@ def check_stack() -> List[Check]:
             if check.installed is not None:
                 queue.append((pkg, metadata.distribution(pkg), set(req.extras)))
     return list(checks.values())
+
+
+@dataclass
+class Probe:
+    """Something checked by trying it rather than by version: CUDA and NCCL, mmcv's compiled ops, a program a
+    data generator runs. ``fix`` says what to do when it is not ``ok``."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def gpu_probes() -> List[Probe]:
+    """CUDA and NCCL as torch sees them, with the versions torch was built with. No GPU is not a fault (every
+    domain trains on CPU); a GPU without NCCL is, for multi-GPU training."""
+    import torch
+    import torch.distributed as tdist
+    built = f"torch {torch.__version__} built with CUDA {torch.version.cuda or 'none'}"
+    if not torch.cuda.is_available():
+        return [Probe("cuda", True, f"{built}; no usable GPU here: training runs on CPU")]
+    names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    probes = [Probe("cuda", True, f"{built}, cuDNN {torch.backends.cudnn.version()}; GPUs: {names}")]
+    if tdist.is_available() and tdist.is_nccl_available():
+        version = ".".join(map(str, torch.cuda.nccl.version()))
+        probes.append(Probe("nccl", True, f"NCCL {version} available (multi-GPU training uses it)"))
+    else:
+        probes.append(Probe("nccl", False, "this torch build has no NCCL: multi-GPU training (--launcher) fails",
+                            "install a CUDA build of torch from https://pytorch.org (they include NCCL)"))
+    return probes

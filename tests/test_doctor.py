@@ -46,3 +46,47 @@ def test_real_environment_passes():
     assert "MISMATCH" not in proc.stdout and "MISSING" not in proc.stdout
     row = next(line for line in proc.stdout.splitlines() if line.startswith("pluggy "))
     assert "needed by kdhub" in row and "ok" in row
+    import torch
+    probes = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.split(":")[0] in
+                  ("cuda", "mmcv ops", "speech voices"))
+    assert set(probes) == {"cuda", "mmcv ops", "speech voices"}, proc.stdout  # every plugin of this checkout
+    assert all(v.startswith("ok ") for v in probes.values()), probes
+    assert f"built with CUDA {torch.version.cuda or 'none'}" in probes["cuda"]
+
+
+def test_missing_voices_fail_with_the_packages_to_install(tmp_path):
+    """Without espeak-ng and flite on PATH the speech probe fails and names the Debian packages."""
+    proc = run_kdhub(["doctor"], env={"PATH": str(tmp_path)}, check=False)
+    assert proc.returncode == 1
+    assert "speech voices: FAILED  espeak-ng, flite not on PATH" in proc.stdout
+    assert "speech voices: sudo apt-get install espeak-ng flite" in proc.stdout
+
+
+PROBING = '''
+from kdhub import hookimpl
+from kdhub.stack import Probe
+
+@hookimpl
+def kdhub_doctor():
+    return [Probe("licence server", False, "no answer from licence.example", "start the licence server")]
+'''
+RAISING = '''
+from kdhub import hookimpl
+
+@hookimpl
+def kdhub_doctor():
+    raise RuntimeError("probe crashed")
+'''
+
+
+def test_plugin_probes_are_shown_with_their_fix_and_a_raising_one_is_isolated(tmp_path):
+    site = make_distribution(tmp_path / "site", "kdhub-probing", entry_points={"probing": "kdhub_probing"},
+                             modules={"kdhub_probing": PROBING})
+    make_distribution(site, "kdhub-raising", entry_points={"raising": "kdhub_raising"},
+                      modules={"kdhub_raising": RAISING})
+    proc = run_kdhub(["doctor"], site=site, check=False)
+    assert proc.returncode == 1
+    assert "licence server: FAILED  no answer from licence.example" in proc.stdout
+    assert "licence server: start the licence server" in proc.stdout
+    assert "plugin 'raising' (kdhub-raising) raised in kdhub_doctor: RuntimeError: probe crashed" in proc.stderr
+    assert "cuda: ok" in proc.stdout  # the other probes still ran

@@ -118,8 +118,8 @@ def test_misspelt_hook_in_installed_plugin_is_reported(tmp_path):
     assert "typo  (kdhub-typo 0.1.0)  [broken]" in listing
     assert "unknown hook 'kdhub_metric_logged' (did you mean 'kdhub_metrics_logged'?)" in listing
     valid = listing.split("valid hooks: ")[1].splitlines()[0].split(", ")
-    assert set(valid) == {"kdhub_register", "kdhub_load_config", "kdhub_run_start", "kdhub_metrics_logged",
-                          "kdhub_evaluation_done", "kdhub_checkpoint_saved", "kdhub_run_end"}
+    assert set(valid) == {"kdhub_register", "kdhub_load_config", "kdhub_doctor", "kdhub_run_start",
+                          "kdhub_metrics_logged", "kdhub_evaluation_done", "kdhub_checkpoint_saved", "kdhub_run_end"}
     assert listing.split("kdhub.builtin  (built-in")[1].splitlines()[0].endswith("[ok]")
     names = run_kdhub(["list"], site=site).stdout
     assert "typo_loss" not in names  # the broken plugin registered nothing

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from kdhub import hookimpl
 from kdhub.config import LoadedConfig, peek_task
+from kdhub_openmmlab.doctor import kdhub_doctor  # noqa: F401  (a hook of this plugin: mmcv's compiled ops)
 
 
 @hookimpl

@@ -15,6 +15,7 @@ It imports mmengine and the kdhub core only, never a domain library (mmdet, mmse
   path or a URL;
 * :mod:`.metafiles` -- the libraries' model-index metafiles parsed once per process (mmengine parses them for
   every ``mmdet::`` / ``mmseg::`` name);
+* :mod:`.doctor` -- ``kdhub doctor``'s probe of mmcv's compiled ops, a hook of both plugins;
 * :mod:`.testing` -- shipped recipes shrunk to tiny data for tests, random teachers and pretrained stand-ins.
 
 Importing :mod:`kdhub_openmmlab.register` registers the hook, the backend and the wrapper in mmengine's

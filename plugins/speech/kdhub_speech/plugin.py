@@ -5,11 +5,16 @@ Registration imports nothing (SpeechBrain and torchaudio are imported when a spe
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from kdhub import hookimpl
 from kdhub.config import LoadedConfig, peek_task
+from kdhub.stack import Probe
+
+#: the text-to-speech programs the embedded data set's voices come from (debian-packages.txt installs them)
+TTS_PROGRAMS = ("espeak-ng", "flite")
 
 
 @hookimpl
@@ -32,3 +37,14 @@ def kdhub_load_config(path: Path, overrides: Sequence[str]) -> Optional[LoadedCo
 
     cfg = load(path, overrides)
     return LoadedConfig(task="speech", cfg=cfg, path=Path(path), method=cfg["method"], overrides=list(overrides))
+
+
+@hookimpl
+def kdhub_doctor() -> List[Probe]:
+    """The embedded data set (``kdhub demo speech``, ``data.source: synth``) speaks its sentences with espeak-ng
+    and flite; LibriMix-style CSV data needs neither."""
+    missing = [p for p in TTS_PROGRAMS if shutil.which(p) is None]
+    if missing:
+        return [Probe("speech voices", False, f"{', '.join(missing)} not on PATH: the embedded speech data set "
+                      f"cannot be generated (CSV manifests still work)", f"sudo apt-get install {' '.join(missing)}")]
+    return [Probe("speech voices", True, f"{' and '.join(TTS_PROGRAMS)} found")]
