@@ -1,9 +1,10 @@
 # make demo: set up .venv if needed and run the main job on every installed domain's embedded data.
 # make test: set up .venv if needed and run the whole test suite.
+# make wheels: build the core and each plugin as wheels into dist/ (and the locally built mmcv into dist/wheelhouse).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test wheels bench clean
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
 
@@ -12,6 +13,9 @@ demo: setup
 
 test: setup
 	KDHUB_PROGRESS=0 $(PY) -m pytest -q
+
+wheels: setup
+	$(PY) scripts/build_wheels.py --out dist
 
 bench: setup
 	$(PY) benchmarks/core_overhead.py --out results/core_overhead.json

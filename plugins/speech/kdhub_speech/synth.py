@@ -87,13 +87,19 @@ class SynthError(RuntimeError):
     """The text-to-speech programs are missing or failed; the message says what to install."""
 
 
+class MissingProgramsError(SynthError, FileNotFoundError):
+    """espeak-ng or flite is not on PATH. A FileNotFoundError, as running a missing program is, so the launcher
+    reports it as bad input (one ``kdhub: error:`` line naming the programs) rather than a traceback."""
+
+
 def _check_programs(voices: Sequence[Tuple[str, str, int, int]]) -> None:
     need = {"espeak": "espeak-ng", "flite": "flite"}
     missing = sorted({need[e] for e, *_ in voices if shutil.which(need[e]) is None})
     if missing:
-        raise SynthError(f"the embedded speech data set needs {', '.join(missing)} (text-to-speech); install "
-                         f"with: sudo apt-get install {' '.join(missing)} (scripts/setup.sh does this), or "
-                         f"point data.source=csv at LibriMix-style manifests")
+        raise MissingProgramsError(
+            f"the embedded speech data set needs {', '.join(missing)} (text-to-speech); install with: sudo "
+            f"apt-get install {' '.join(missing)} (in a checkout, scripts/setup.sh does this), or point "
+            f"data.source=csv at LibriMix-style manifests")
 
 
 def _sentence(rng: random.Random) -> str:
