@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Optional
+from typing import Iterator, Optional, Sequence, TypeVar
+
+T = TypeVar("T")
 
 
 def is_enabled() -> bool:
@@ -53,3 +55,12 @@ class Progress:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def track(items: Sequence[T], desc: str, enabled: Optional[bool] = None) -> Iterator[T]:
+    """``items`` one by one, with a :class:`Progress` bar over them (for loops such as data generation)."""
+    bar = Progress(len(items), desc, enabled=enabled)
+    for item in items:
+        yield item
+        bar.update(1)
+    bar.close()

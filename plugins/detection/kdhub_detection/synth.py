@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from kdhub.datadir import GeneratedSpec, build_once, data_folder
+from kdhub.progress import track
 
 CLASSES = ("circle", "square", "triangle", "ring", "cross")
 SPLITS = ("train", "val", "test")
@@ -121,7 +122,7 @@ def _write(spec: SynthSpec, root: Path) -> None:
     for split in SPLITS:
         (root / split).mkdir()
         images, anns = [], []
-        for i in range(spec.count(split)):
+        for i in track(range(spec.count(split)), f"generating detection {split} images"):
             pixels, objects = make_image(spec, split, i)
             name = f"{i:06d}.png"
             Image.fromarray(pixels).save(root / split / name, optimize=False)

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from kdhub.datadir import GeneratedSpec, build_once, data_folder
+from kdhub.progress import track
 
 TEXTURES = ("h-stripes", "v-stripes", "checker", "dots", "speckle", "smooth")
 SHAPES = ("disk", "square", "triangle", "ring")
@@ -145,7 +146,7 @@ def _write(spec: SynthSegSpec, folder: Path) -> None:
         img_dir, ann_dir = folder / "img_dir" / split, folder / "ann_dir" / split
         img_dir.mkdir(parents=True)
         ann_dir.mkdir(parents=True)
-        for i in range(spec.count(split)):
+        for i in track(range(spec.count(split)), f"generating segmentation {split} images"):
             image, mask = render(spec, split, i)
             Image.fromarray(image, "RGB").save(img_dir / f"{i:05d}.png")
             Image.fromarray(mask, "L").save(ann_dir / f"{i:05d}.png")
