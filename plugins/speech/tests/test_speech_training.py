@@ -154,6 +154,8 @@ class _Interrupt(Exception):
 
 
 class _StopAtEpoch(SeparationBrain):
+    """Interrupted when epoch ``stop_at`` starts; keeps SpeechBrain's own mean training loss of each epoch."""
+
     stop_at = None
 
     def on_stage_start(self, stage, epoch=None):
@@ -161,33 +163,69 @@ class _StopAtEpoch(SeparationBrain):
             raise _Interrupt
         super().on_stage_start(stage, epoch)
 
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.epoch_losses.append(float(stage_loss))
+        super().on_stage_end(stage, stage_loss, epoch)
 
-def _fit(student, teacher, tiny_data, save_dir, stop_at=None):
+
+class _Reports:
+    """Stands in for the run's RunContext: what the Brain reports, in order."""
+
+    def __init__(self):
+        self.train, self.evals = [], []
+
+    def log_metrics(self, step, metrics):
+        self.train.append((step, dict(metrics)))
+
+    def evaluation_done(self, role, step, metrics):
+        self.evals.append(step)
+
+    def checkpoint_saved(self, step, path, record=True):
+        pass
+
+
+def _fit(student, teacher, tiny_data, save_dir, stop_at=None, ctx=None):
+    """Three epochs of four batches, reported every three optimisation steps; returns the Brain."""
     kd = _kd(teacher, student)
     counter = sb.utils.epoch_loop.EpochCounter(limit=3)
     ckpt = sb.utils.checkpoints.Checkpointer(save_dir, recoverables={
         "model": student, "counter": counter, "rng": RNGState(), "distill": kd.intermediate})
     brain = _StopAtEpoch(student, lr=2e-3, epochs=3, steps_per_epoch=4, num_spks=2, distillation=kd,
-                         run_opts={"device": "cpu", "noprogressbar": True}, checkpointer=ckpt)
-    brain.stop_at = stop_at
+                         run_opts={"device": "cpu", "noprogressbar": True}, checkpointer=ckpt, ctx=ctx,
+                         log_interval=3)
+    brain.stop_at, brain.epoch_losses = stop_at, []
     train = dataset(read_manifest(tiny_data / "train.csv", 2, 8000))
     valid = dataset(read_manifest(tiny_data / "valid.csv", 2, 8000))
     brain.fit(counter, train, valid, progressbar=False, train_loader_kwargs={"batch_size": 4, "shuffle": True},
               valid_loader_kwargs={"batch_size": 4})
-    return student
+    return brain
 
 
-def test_interrupted_training_resumes_exactly(models, tiny_data, tmp_path):
+def test_interrupted_training_resumes_exactly_and_counts_steps_on(models, tiny_data, tmp_path):
     teacher, student = models
+    reports = {run: _Reports() for run in ("full", "part", "resumed")}
     torch.manual_seed(0)
-    full = _fit(copy.deepcopy(student), teacher, tiny_data, tmp_path / "a")
+    full = _fit(copy.deepcopy(student), teacher, tiny_data, tmp_path / "a", ctx=reports["full"])
     torch.manual_seed(0)
     part = copy.deepcopy(student)
     with pytest.raises(_Interrupt):
-        _fit(part, teacher, tiny_data, tmp_path / "b", stop_at=2)
-    resumed = _fit(copy.deepcopy(student), teacher, tiny_data, tmp_path / "b")
-    for k, v in full.state_dict().items():
-        assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
+        _fit(part, teacher, tiny_data, tmp_path / "b", stop_at=2, ctx=reports["part"])
+    resumed = _fit(copy.deepcopy(student), teacher, tiny_data, tmp_path / "b", ctx=reports["resumed"])
+    for k, v in full.modules.model.state_dict().items():
+        assert torch.allclose(v, resumed.modules.model.state_dict()[k], atol=1e-6), k
+
+    # every third optimisation step and at each epoch's last (4 a epoch), counted on across the resume
+    assert [s for s, _ in reports["full"].train] == [3, 4, 6, 8, 9, 12] and reports["full"].evals == [4, 8, 12]
+    assert [s for s, _ in reports["part"].train] == [3, 4] and reports["part"].evals == [4]
+    assert [s for s, _ in reports["resumed"].train] == [6, 8, 9, 12] and reports["resumed"].evals == [8, 12]
+    first = reports["full"].train[0][1]
+    assert set(first) == {"loss", "output", "features", "separation", "alpha", "lr", "epoch"}
+    assert first["lr"] == 2e-3 and first["epoch"] == 1
+    assert first["alpha"] == pytest.approx(0.9 - 0.8 * (2 / 4) / 3)    # at the third batch of three epochs
+    # the last epoch's reports (1 batch at step 9, 3 at step 12) average to SpeechBrain's own epoch loss
+    (_, at_9), (_, at_12) = reports["full"].train[-2:]
+    assert (at_9["loss"] + 3 * at_12["loss"]) / 4 == pytest.approx(full.epoch_losses[-1], rel=1e-6)
 
 
 def test_mixed_batch_distils_unlabelled_examples_from_the_teacher_alone(models, tiny_data):
