@@ -19,7 +19,7 @@ import torch
 
 from kdhub import dist
 from kdhub.checkpoint import atomic_save, tensor_bytes
-from kdhub.progress import Progress
+from kdhub.progress import track
 from kdhub.taps import FeatureTaps
 
 from .data import Manifest, labelled, targets
@@ -70,9 +70,8 @@ class TeacherCache:
             feats: List[List[torch.Tensor]] = [[] for _ in paths]
             loader = sb.dataio.dataloader.make_dataloader(data, batch_size=batch_size, shuffle=False)
             teacher.eval()
-            bar = Progress(len(loader), "caching teacher outputs")
             with FeatureTaps(teacher, paths, detach=True) as taps, torch.no_grad():
-                for batch in loader:
+                for batch in track(loader, "caching teacher outputs"):
                     mix = batch.mix_sig.data.to(device)
                     refs = targets(batch, teacher.num_spks)
                     est = align_teacher(teacher(mix), None if refs is None else refs.to(device), labelled(batch))[0]
@@ -80,8 +79,6 @@ class TeacherCache:
                     outs += list(est.half().cpu())
                     for i, f in enumerate(read_frames(teacher, taps, paths, teacher.num_frames(mix))):
                         feats[i] += list(f.half().cpu())
-                    bar.update()
-            bar.close()
             atomic_save({"ids": ids, "outputs": _stack(outs, 0), "features": [_stack(f, 1) for f in feats]}, path)
         dist.barrier()
         return cls(path)

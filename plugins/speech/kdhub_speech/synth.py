@@ -5,7 +5,8 @@ sentences drawn deterministically from a fixed word list; voices are split so th
 voices never occur in training. Mixtures follow WSJ0-2mix practice: two different speakers, relative
 level between -5 and 5 dB, the mixture the exact sum of the written sources (float WAV). Files and
 LibriMix-style manifests (ID, duration, mix_wav, s1_wav, s2_wav) are built in a temporary folder that
-is renamed into place when complete, so a failed or interrupted generation leaves nothing behind.
+is renamed into place when complete, so a failed or interrupted generation leaves nothing behind. Generation
+shows one progress bar over every utterance spoken and every mixture written (off with ``KDHUB_PROGRESS=0``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from kdhub import datadir
+from kdhub.progress import Progress
 
 GENERATOR_VERSION = 3
 
@@ -137,20 +139,23 @@ def _segment(x: np.ndarray, length: int, rng: random.Random) -> np.ndarray:
     return out
 
 
-def _utterances(spec: SynthSpec, split: str, workers: int) -> Dict[int, List[np.ndarray]]:
+def _utterances(spec: SynthSpec, split: str, workers: int, bar: Progress) -> Dict[int, List[np.ndarray]]:
     voices = VOICES[split]
     rng = random.Random(f"{spec.seed}-{split}-text")
     jobs = [(v, i, _sentence(rng)) for v in range(len(voices)) for i in range(spec.utterances_per_voice)]
+    audio: List[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        audio = list(pool.map(lambda j: _tts(voices[j[0]], j[2], spec.sample_rate), jobs))
+        for x in pool.map(lambda j: _tts(voices[j[0]], j[2], spec.sample_rate), jobs):
+            audio.append(x)
+            bar.update()
     out: Dict[int, List[np.ndarray]] = {v: [] for v in range(len(voices))}
     for (v, _, _), x in zip(jobs, audio):
         out[v].append(x)
     return out
 
 
-def _write_split(spec: SynthSpec, split: str, n: int, root: Path, workers: int) -> None:
-    utts = _utterances(spec, split, workers)
+def _write_split(spec: SynthSpec, split: str, n: int, root: Path, workers: int, bar: Progress) -> None:
+    utts = _utterances(spec, split, workers, bar)
     rng = random.Random(f"{spec.seed}-{split}-mix")
     length = int(round(spec.seconds * spec.sample_rate))
     folders = {k: root / split / k for k in ("mix", "s1", "s2")}
@@ -173,6 +178,7 @@ def _write_split(spec: SynthSpec, split: str, n: int, root: Path, workers: int) 
         names = [VOICES[split][v][1] for v in (v1, v2)]
         rows.append(f"{uid},{spec.seconds},$data_root/{split}/mix/{uid}.wav,$data_root/{split}/s1/{uid}.wav,"
                     f"$data_root/{split}/s2/{uid}.wav,{names[0]},{names[1]}")
+        bar.update()
     (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
 
 
@@ -198,8 +204,12 @@ def ensure_embedded(spec: SynthSpec, root: Optional[Path] = None, workers: int =
     _check_programs([v for vs in VOICES.values() for v in vs])
 
     def build(tmp: Path) -> None:
-        for split in ("train", "valid", "test"):
-            _write_split(spec, split, spec.count(split), tmp, workers)
+        splits = ("train", "valid", "test")
+        bar = Progress(sum(len(VOICES[s]) * spec.utterances_per_voice + spec.count(s) for s in splits),
+                       "generating speech data")
+        for split in splits:
+            _write_split(spec, split, spec.count(split), tmp, workers, bar)
+        bar.close()
         voices = {s: [v[1] for v in vs] for s, vs in VOICES.items()}
         (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "version": GENERATOR_VERSION,
                                                    "voices": voices}, indent=2) + "\n")

@@ -9,7 +9,8 @@ from kdhub_speech.data import DataError, dataset, read_manifest
 from kdhub_speech.synth import VOICES, SynthSpec, ensure_embedded
 
 
-def test_embedded_set_is_deterministic_exact_mixtures_with_unseen_test_voices(tiny_data, tmp_path):
+def test_embedded_set_is_deterministic_exact_mixtures_with_unseen_test_voices(tiny_data, tmp_path, capsys,
+                                                                               monkeypatch):
     spec = json.loads((tiny_data / "spec.json").read_text())
     assert set(spec["voices"]["test"]).isdisjoint(spec["voices"]["train"])
     assert set(spec["voices"]["valid"]).isdisjoint(spec["voices"]["train"])
@@ -25,7 +26,12 @@ def test_embedded_set_is_deterministic_exact_mixtures_with_unseen_test_voices(ti
     test_voices = {name for _, name, _, _ in VOICES["test"]}
     for r in (tiny_data / "test.csv").read_text().splitlines()[1:]:
         assert set(r.split(",")[-2:]) <= test_voices
+    monkeypatch.setenv("KDHUB_PROGRESS", "1")
+    capsys.readouterr()
     again = ensure_embedded(SynthSpec(seconds=0.5, train=16, val=4, test=4, utterances_per_voice=1), tmp_path)
+    spoken = sum(len(voices) for voices in VOICES.values())             # one utterance per voice
+    total = spoken + 16 + 4 + 4
+    assert f"generating speech data [{'#' * 24}] {total}/{total}" in capsys.readouterr().err
     assert (again / "train" / "mix" / "train_00003.wav").read_bytes() == \
         (tiny_data / "train" / "mix" / "train_00003.wav").read_bytes()
 
