@@ -14,7 +14,8 @@ from speech_helpers import run_cli, tiny_config
 def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
     cfg = tiny_config(tmp_path)
     work = tmp_path / "run"
-    run_cli(["train", cfg, "--work-dir", work])
+    first = run_cli(["train", cfg, "--work-dir", work])
+    assert "kdhub: [student] epoch 2/2: loss " in first.stderr         # the epoch summaries on the console
     summary = json.loads((work / "summary.json").read_text())
     for role in ("teacher", "baseline", "student"):
         assert {"si-snr", "si-snri", "sdr", "sdri"} <= set(summary[role]), role
@@ -29,7 +30,7 @@ def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
     assert any(k.startswith("masknet.") for k in state)
     again = run_cli(["train", cfg, "--work-dir", work, "--resume"])
     assert json.loads((work / "summary.json").read_text())["student"] == summary["student"]
-    assert "epoch" not in again.stdout                                   # finished sub-runs are reused
+    assert "] epoch " not in again.stderr                                # finished sub-runs are reused
     out = run_cli(["eval", cfg, work / "student" / "model.pth"]).stdout
     assert f"si-snri: {summary['student']['si-snri']:.4f}" in out
     refused = run_cli(["train", cfg, "--work-dir", work], check=False)
@@ -75,8 +76,9 @@ def test_bad_manifest_stops_before_anything_is_written(tmp_path, tiny_data):
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.pth"))
     skip = run_cli(["train", cfg, "--work-dir", tmp_path / "w2", "--cfg-options", "data.on_bad=skip",
                     "teacher_training.epochs=1", "training.epochs=1", "baseline=false"])
-    notice = "INFO kdhub.speech: skipped 1 bad manifest row(s) (data.on_bad=skip); first: "
-    assert notice in (tmp_path / "w2" / "train.log").read_text()
+    notice = "skipped 1 bad manifest row(s) (data.on_bad=skip); first: "
+    assert f"kdhub: {notice}" in skip.stderr                                 # on the console
+    assert f"INFO kdhub.speech: {notice}" in (tmp_path / "w2" / "train.log").read_text()
     assert json.loads((tmp_path / "w2" / "summary.json").read_text())["skipped"] == 1
 
 

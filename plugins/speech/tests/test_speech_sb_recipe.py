@@ -88,12 +88,13 @@ def test_kdhub_train_takes_optimiser_scheduler_and_keeps_train_log_hyperparams_a
     assert "100%|" in err and ("it/s]" in err or "s/it]" in err)      # Brain's tqdm bar, per batch
     for bar in ("checking train.csv [", "[teacher] test [", "[student] test ["):   # kdhub's own bars
         assert bar in err
+    assert "kdhub: [student] epoch 3/3: loss " in err                   # the epoch summary on the console
 
     # 16 training mixtures in batches of 4 (speech_helpers.TINY_DATA, tiny_config): 4 optimisation steps an epoch;
     # log_interval (50) is longer, so each epoch is reported once, at its last step
     steps = 4
     log = (work / "train.log").read_text()
-    assert "INFO kdhub.speech: [student] epoch 3/3: loss " in log        # the epoch summary
+    assert "INFO kdhub.speech: [student] epoch 3/3: loss " in log        # and in train.log
     for role, epochs in (("teacher", 1), ("student", 3)):
         lines = (work / role / "train_log.txt").read_text().splitlines()
         assert [line.split(",")[0] for line in lines] == [f"epoch: {e}" for e in range(1, epochs + 1)]
