@@ -5,11 +5,11 @@ The COCO recipes read a COCO json and its images in mmdet's ``data/coco`` layout
 categories, a few boxes per image); the embedded-data configs read a tiny embedded set. Teachers are random
 checkpoints of the teacher config's architecture; ImageNet-initialised backbones load random stand-in files
 through mmengine's own loader. Only the data shrinks: COCO images reach the recipe's transforms, models,
-losses and CocoMetric at an eighth of the recipe's side (:mod:`kdhub_openmmlab.testing`). One model number
-follows the data: DINO selects its queries among the encoder's tokens, and an eighth-size image has fewer than the
-recipe's 900, so the COCO DINO recipes run with 100 queries (at half size, where 900 fit, one such case took
-minutes on two cores). A config that is
-not runnable by itself (no ``task``) must be the ``_base_`` of one that is, so every file is covered.
+losses and CocoMetric at a sixteenth of the recipe's side (:mod:`kdhub_openmmlab.testing`). One model number
+follows the data: DINO selects its queries among the encoder's tokens, and a sixteenth-size image has fewer than
+the recipe's 900, so the COCO DINO recipes run with 30 queries (at half size, where 900 fit, one such case took
+minutes on two cores). A config that is not runnable by itself (no ``task``) must be the ``_base_`` of one that
+is, so every file is covered.
 """
 import json
 import re
@@ -22,8 +22,10 @@ import torch
 from detection_helpers import CONFIGS
 
 RECIPES = sorted(CONFIGS.glob("*.py"))
-#: DINO's query count at an eighth of the recipe's side (the recipe's 900 exceed the encoder's tokens there)
-DINO_QUERIES = 100
+#: the COCO recipes' images are this many times smaller per side than the recipe's (only the data shrinks)
+SHRINK = 16
+#: DINO's query count at 1/SHRINK of the recipe's side (the recipe's 900 exceed the encoder's tokens there)
+DINO_QUERIES = 30
 TINY_SYNTH = dict(image_size=128, train=2, val=2, test=2, max_objects=3, sizes=(16, 48), seed=0)
 
 
@@ -118,7 +120,7 @@ def test_shipped_recipe_trains_validates_and_tests(recipe, tmp_path, coco_root, 
         overrides.setdefault("model", {}).setdefault("teacher", {})["checkpoint"] = str(ckpt)
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     pretrained_stand_ins(cfg.model.student if distilling else cfg.model, torch_home, "mmdet")
-    child = recipe_config(recipe, tmp_path / recipe.name, shrink=8 if coco else 1, overrides=overrides)
+    child = recipe_config(recipe, tmp_path / recipe.name, shrink=SHRINK if coco else 1, overrides=overrides)
     monkeypatch.chdir(coco_root)  # the recipes name data/coco relative to the working directory
     work = tmp_path / "work"
     assert main(["train", str(child), "--work-dir", str(work)]) == 0

@@ -99,7 +99,8 @@ class KDHubLifecycleHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.ctx is not None:
-            lrs = {key: values[0] for key, values in runner.optim_wrapper.get_lr().items() if values}
+            wrapper = getattr(runner, "optim_wrapper", None)  # the learning rate(s) next to the losses
+            lrs = {key: values[0] for key, values in wrapper.get_lr().items() if values} if wrapper else {}
             self.ctx.log_metrics(runner.iter + 1, {**_scalars(outputs), **_scalars(lrs)})
             self._report_checkpoint(runner)
 

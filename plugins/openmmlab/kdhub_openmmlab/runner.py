@@ -53,6 +53,14 @@ def _distributed(cfg, launcher: str, find_unused_parameters: bool) -> None:
                                      find_unused_parameters=cfg.get("find_unused_parameters", find_unused_parameters))
 
 
+def unformatted(cfg):
+    """``cfg`` with yapf formatting of its text switched off. A Runner renders its config as text three times
+    (the copy in the work dir, the log, and every checkpoint's ``meta.cfg``), and mmengine passes each through
+    yapf, which takes seconds for a full COCO config; the unformatted text is the same valid Python config."""
+    object.__setattr__(cfg, "_format_python_code", False)
+    return cfg
+
+
 def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: Optional[Path] = None,
                   resume: bool = False, launcher: str = "none", role: str = "student",
                   experiment_name: Optional[str] = None, default_scope: Optional[str] = None,
@@ -67,7 +75,7 @@ def runner_config(cfg, work_dir: Path, *, task: str, method: str, config_path: O
     from . import register  # noqa: F401  (the hook, backend and wrapper the config names)
 
     work_dir = Path(work_dir)
-    cfg = copy.deepcopy(cfg)
+    cfg = unformatted(copy.deepcopy(cfg))
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     cfg.resume = bool(resume and (work_dir / "last_checkpoint").is_file())
@@ -111,7 +119,7 @@ def eval_config(cfg, work_dir: Path, *, launcher: str = "none", load_from: Optio
     checkpoint saving, weights from ``load_from`` (or loaded by the caller), gloo and DDP without CUDA."""
     from . import register  # noqa: F401
 
-    cfg = copy.deepcopy(cfg)
+    cfg = unformatted(copy.deepcopy(cfg))
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     cfg.load_from = load_from
