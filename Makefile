@@ -1,4 +1,5 @@
-# make demo: set up .venv if needed and run the main job on every installed domain's embedded data.
+# make demo: set up .venv if needed and run the main job on every installed domain's embedded data; its record
+# (each domain's rows and wall time, the commit and the machine) goes to results/demo.json.
 # make test: set up .venv if needed and run the whole test suite.
 # make wheels: build the core and each plugin as wheels into dist/ (and the locally built mmcv into dist/wheelhouse).
 VENV ?= .venv
@@ -9,7 +10,7 @@ setup:
 	@VENV=$(VENV) bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/kdhub demo --work-dir work_dirs/demo
+	$(VENV)/bin/kdhub demo --work-dir work_dirs/demo --json results/demo.json
 
 test: setup
 	KDHUB_PROGRESS=0 $(PY) -m pytest -q
