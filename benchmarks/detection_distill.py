@@ -132,15 +132,15 @@ def run_family(name: str, spec: dict, root: Path) -> dict:
     students = {v: train(CONFIGS / spec["distill"], root / f"{name}_distill_{v}", [ckpt, *opts])
                 for v, opts in spec["variants"].items()}
     main = next(iter(spec["variants"]))
-    base_ap = baseline["student"]["AP"]
+    base_ap = baseline["model"]["AP"]  # teacher and baseline are plain configs: their metrics are under "model"
     result = {
         "detector": spec["detector"],
         "configs": {k: spec[k] for k in ("teacher", "baseline", "distill")},
-        "teacher": teacher["student"], "baseline": baseline["student"],
+        "teacher": teacher["model"], "baseline": baseline["model"],
         "distilled": students[main]["student"],
         "gain_AP": round(students[main]["student"]["AP"] - base_ap, 3),
         "target_gain_AP": TARGET_GAIN if name in TARGET_FAMILIES else None,
-        "params": {"teacher": teacher["params"]["student"], "student": baseline["params"]["student"]},
+        "params": {"teacher": teacher["params"]["model"], "student": baseline["params"]["model"]},
         "wall_time_s": {"teacher": teacher["wall_time_s"], "baseline": baseline["wall_time_s"],
                         **{f"distill_{v}": s["wall_time_s"] for v, s in students.items()}},
     }

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import dist
 from .checkpoint import atomic_write_text
 from .config import ConfigError
-from .runs import RunContext, _plain
+from .runs import SUMMARY_FILE, RunContext, _plain, cuda_usage
 from .task import ModelResult
 from .timing import median_seconds
 
@@ -150,6 +150,20 @@ class Pipeline:
             results["student"] = self.stage("student", root / "student", lambda d: stages.train("student", d),
                                             stages.started)
         return results
+
+    def single(self, train: Callable[[Path], Dict[str, Any]], started: Callable[[Path], bool],
+               keep: Sequence[str] = (), extra: Optional[Callable[[], Dict[str, Any]]] = None) -> Dict[str, Any]:
+        """A plain (non-distillation) config: one model trained in the work dir itself, as a resumable sub-run.
+        ``summary.json`` holds its test metrics under ``model``, its parameter count and exported checkpoint,
+        the same in every domain, plus the result's ``keep`` keys and what ``extra()`` returns after training."""
+        result = self.stage("model", self.ctx.work_dir, train, started)
+        summary = {"task": self.ctx.info.task, "method": "supervised", "world_size": self.ctx.info.world_size,
+                   "model": result["test"],
+                   "params": {"model": result["params"]}, "checkpoint": result["export"],
+                   "wall_time_s": result["wall_time_s"], **{k: result[k] for k in keep}, **(extra() if extra else {}),
+                   **cuda_usage()}
+        self.record(self.ctx.work_dir / SUMMARY_FILE, summary)
+        return self.ctx.end(summary)
 
     def finish(self, results: Mapping[str, Mapping[str, Any]], params: Optional[Mapping[str, int]] = None,
                **extra: Any) -> Dict[str, Any]:

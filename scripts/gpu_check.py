@@ -108,7 +108,7 @@ def kdhub_train(mode: str, config: Path, options: List[str], work: Path, timeout
     summary = work / "summary.json"
     if rc == 0 and summary.is_file():
         s = json.loads(summary.read_text())
-        out.update({k: s[k] for k in ("teacher", "baseline", "student", "cuda") if k in s})
+        out.update({k: s[k] for k in ("teacher", "baseline", "student", "model", "cuda") if k in s})
         out["ok"] = "cuda" in s or not cuda  # the run's main process did its work on the GPU
     else:
         out["log_tail"] = log[-3000:]

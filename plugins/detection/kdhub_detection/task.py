@@ -19,7 +19,7 @@ import torch
 
 from kdhub import dist
 from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, sub_state_dict
-from kdhub.config import ConfigError, LoadedConfig
+from kdhub.config import LoadedConfig
 from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
@@ -146,16 +146,10 @@ class DetectionRun(Stages):
 
     def teacher_config(self):
         """The teacher's own detector config (``model.teacher.config``), as ``kdhub train`` would load it."""
+        from kdhub_openmmlab.teacher import training_config
+
         from .config import load
-        path = self.cfg.model.teacher.get("config")
-        if not path:
-            raise ConfigError(f"{self.source}: model.teacher.checkpoint is empty, so the teacher is trained here from "
-                              f"its own config, but model.teacher has no config; give model.teacher.config or a "
-                              f"trained model.teacher.checkpoint")
-        from kdhub_openmmlab.teacher import with_overrides
-        cfg = load(Path(path), [])
-        cfg.model = with_overrides(cfg.model, self.cfg.model.teacher)
-        return cfg
+        return training_config(self.cfg, self.source, load)
 
     def train(self, role: str, work_dir: Path) -> Dict[str, Any]:
         from .config import student_config
@@ -194,11 +188,8 @@ class DetectionRun(Stages):
         skipped = lambda: dict(skipped_annotations={k: len(v) for k, v in SKIPPED.items()},
                                skipped_examples={k: v[:5] for k, v in SKIPPED.items()})
         if not self.distilling:
-            result = pipeline.stage("model", self.work_dir, lambda d: self.train_one(self.cfg, d, "model"),
-                                    self.started)
-            return ctx.finish(teacher={}, student=result["test"], params={"student": result["params"]},
-                              student_checkpoint=Path(result["export"]), wall_time_s=result["wall_time_s"],
-                              student_config=self.work_dir / "student_config.py", **skipped())
+            return pipeline.single(lambda d: self.train_one(self.cfg, d, "model"), self.started,
+                                   extra=lambda: dict(student_config=self.work_dir / "student_config.py", **skipped()))
         ctx.start()
         results = self.results = pipeline.run(self)
         return pipeline.finish(results, params={"teacher": results["student"]["teacher_params"]},

@@ -33,14 +33,14 @@ def test_a_plain_run_is_watchable_in_train_log_and_tensorboard(trained_teacher):
 def test_teacher_then_gid_student_export_eval_and_resume(trained_teacher, tmp_path):
     t_cfg, t_work = trained_teacher
     t_summary = json.loads((t_work / "summary.json").read_text())
-    assert t_summary["method"] == "supervised" and math.isfinite(t_summary["student"]["AP"])
+    assert t_summary["method"] == "supervised" and math.isfinite(t_summary["model"]["AP"])
     student = retinanet(tmp_path, "student.py")
     cfg = distill(tmp_path, "gid.py", student, t_cfg, t_work / "student.pth", GID)
     work = tmp_path / "w"
     out = run_cli(["train", cfg, "--work-dir", work]).stdout
     assert "teacher: AP=" in out and "student: AP=" in out
     summary = json.loads((work / "summary.json").read_text())
-    assert summary["method"] == "gid" and summary["teacher"] == t_summary["student"]  # same teacher, same test set
+    assert summary["method"] == "gid" and summary["teacher"] == t_summary["model"]  # same teacher, same test set
     assert summary["params"]["teacher"] > summary["params"]["student"]
     assert (work / "teacher_test.json").is_file()           # the given teacher, tested once
     student_dir = work / "student"                          # the pipeline's student sub-run

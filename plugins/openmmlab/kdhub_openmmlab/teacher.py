@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 from kdhub.checkpoint import CheckpointError
 from kdhub.config import ConfigError, resolve_config, resolve_path
@@ -91,6 +91,21 @@ def model_config(spec, key: str):
     if "model" not in cfg:
         raise ConfigError(f"{key}.config: {path} defines no 'model'")
     return with_overrides(cfg.model, spec)
+
+
+def training_config(cfg, source: str, load: Callable[[Path, Sequence[str]], object]):
+    """The config the teacher is trained from when a distillation config gives no checkpoint: the file
+    ``model.teacher.config`` names, read by the domain's own ``load``, with the model keys given next to ``config``
+    merged over its model, so the teacher trained here is the one the distillation builds and loads strictly."""
+    spec = cfg.model.teacher
+    path = spec.get("config")
+    if not path:
+        raise ConfigError(f"{source}: model.teacher.checkpoint is empty, so the teacher is trained here from its "
+                          f"own config, but model.teacher has no config; give model.teacher=dict(config='...py') "
+                          f"or a trained model.teacher.checkpoint")
+    teacher = load(Path(path), [])
+    teacher.model = with_overrides(teacher.model, spec)
+    return teacher
 
 
 def with_overrides(model, spec):

@@ -52,15 +52,11 @@ def student_config(cfg):
 
 
 def teacher_config(cfg, source: str):
-    """The teacher's own training config (``model.teacher.config``), with kdhub's keys loaded."""
-    from .config import load
+    """The teacher's own training config (``model.teacher.config``) as segmentation loads a config."""
+    from kdhub_openmmlab.teacher import training_config
 
-    path = cfg.model.teacher.get("config")
-    if not path:
-        raise ConfigError(f"{source}: model.teacher.checkpoint is None, so the teacher is trained here from its own "
-                          f"config, but model.teacher has no config; give model.teacher=dict(config='...py') or "
-                          f"a trained model.teacher.checkpoint")
-    return load(Path(path), [])
+    from .config import load
+    return training_config(cfg, source, load)
 
 
 def check_pairing(cfg):
@@ -246,12 +242,7 @@ class SegRun(Stages):
                                  config_path=self.loaded.path, rank=dist.rank(), world_size=dist.world_size()))
         pipeline = Pipeline(ctx, self.resume)
         if not distilling:
-            result = pipeline.stage("model", self.work_dir, lambda d: self.train_one(self.cfg, d, "model"),
-                                    self.started)
-            summary = {"task": "segmentation", "method": "supervised", "model": result["test"], "val": result["val"],
-                       "params": result["params"], "checkpoint": result["export"], "iters": result["iters"]}
-            Pipeline.record(self.work_dir / "summary.json", summary)
-            return ctx.end(summary)
+            return pipeline.single(lambda d: self.train_one(self.cfg, d, "model"), self.started, keep=("val", "iters"))
         ctx.start()
         self.baseline = bool(self.cfg.get("baseline", False))
         results = self.results = pipeline.run(self)
