@@ -239,8 +239,9 @@ def cmd_doctor(args) -> int:
         for p in failed:
             print(f"  {p.name}: {p.fix}")
         return 1
-    print(f"\nall {len(checks)} requirements of kdhub and its installed plugins are met, and {len(probes)} run-time "
-          f"checks pass" + (" (but some plugins are broken)" if plugins.broken else ""))
+    passed = "1 run-time check passes" if len(probes) == 1 else f"{len(probes)} run-time checks pass"
+    print(f"\nall {len(checks)} requirements of kdhub and its installed plugins are met, and {passed}"
+          + (" (but some plugins are broken)" if plugins.broken else ""))
     return 1 if plugins.broken else 0
 
 
