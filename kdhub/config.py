@@ -115,8 +115,22 @@ def _bases(path: Path) -> List[Path]:
             except ValueError:
                 return []
             names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
-            return [path.parent / n for n in names if isinstance(n, str) and "::" not in n]
+            return [base for n in names if isinstance(n, str) for base in _base_file(path, n)]
     return []
+
+
+def _base_file(path: Path, name: str) -> List[Path]:
+    """The file a ``_base_`` entry of ``path`` names: a path relative to it, or a config a kdhub plugin ships
+    (``detection::x.py``); nothing for a library's config (``mmdet::...``) or a shipped name that is not there."""
+    if SCOPE_SEP not in name:
+        return [path.parent / name]
+    from .plugins import get_plugins
+    if name.partition(SCOPE_SEP)[0] not in get_plugins().registry.tables["configs"]:
+        return []
+    try:
+        return [resolve_config(name)]
+    except ConfigError:
+        return []
 
 
 def parse_value(text: str) -> Any:

@@ -148,6 +148,31 @@ def test_mm_teacher_config_by_name_through_cfg_options(domain, recipe, key, teac
     assert f"key '{key}': unknown {domain} config" in str(info.value) and f"searched {folder}" in str(info.value)
 
 
+@pytest.mark.parametrize("domain, shipped", [
+    ("detection", "retinanet_r18w32_synth.py"),
+    ("segmentation", "segformer_mit-t_synth.py"),
+])
+def test_a_user_config_inherits_a_shipped_one_by_name(tmp_path, domain, shipped):
+    """``_base_ = ['DOMAIN::file']`` in a user's own mmengine config: the task comes from the shipped file, mmengine
+    merges it like a local base (the user's change on top), and a misspelt name is named with the closest ones."""
+    pytest.importorskip(DOMAINS[domain])
+    from mmengine.config import Config
+
+    from kdhub.plugins import get_plugins
+
+    user = tmp_path / "mine.py"
+    user.write_text(f"_base_ = ['{domain}::{shipped}']\ntrain_cfg = dict(max_iters=3, max_epochs=3)\n")
+    assert peek_task(user) == domain  # from the shipped base: the user's file has no task
+    loaded = get_plugins().hook.kdhub_load_config(path=user, overrides=[])
+    reference = Config.fromfile(str(shipped_folder(DOMAINS[domain]) / shipped))  # mmengine on the file itself
+    assert loaded.task == domain and loaded.cfg.model.to_dict() == reference.model.to_dict()
+    assert loaded.cfg.train_cfg.get("max_epochs", loaded.cfg.train_cfg.get("max_iters")) == 3
+    user.write_text(f"_base_ = ['{domain}::{shipped[:-4]}x.py']\ntask = '{domain}'\n")
+    with pytest.raises(ConfigError) as info:
+        get_plugins().hook.kdhub_load_config(path=user, overrides=[])
+    assert f"unknown {domain} config '{shipped[:-4]}x.py' (did you mean '{shipped}'" in str(info.value)
+
+
 def test_speech_config_by_name_with_cfg_options():
     pytest.importorskip("kdhub_speech")
     from kdhub.plugins import get_plugins

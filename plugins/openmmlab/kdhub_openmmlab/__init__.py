@@ -13,6 +13,7 @@ It imports mmengine and the kdhub core only, never a domain library (mmdet, mmse
   teacher weights fitted strictly;
 * :mod:`.teacher` -- the teacher keys ``model.teacher=dict(config=..., checkpoint=...)``, the checkpoint a
   path or a URL;
+* :mod:`.names` -- kdhub's config names (``detection::x.py``) in ``_base_``;
 * :mod:`.metafiles` -- the libraries' model-index metafiles parsed once per process (mmengine parses them for
   every ``mmdet::`` / ``mmseg::`` name);
 * :mod:`.doctor` -- ``kdhub doctor``'s probe of mmcv's compiled ops, a hook of both plugins;

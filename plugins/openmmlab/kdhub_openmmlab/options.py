@@ -12,9 +12,10 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 
 from kdhub.config import ConfigError
 
-from .metafiles import install
+from . import metafiles, names
 
-install()  # every mm config is loaded after this module: parse the libraries' model index once
+metafiles.install()  # every mm config is loaded after this module: parse the libraries' model index once
+names.install()  # and read kdhub's config names (detection::x.py) in _base_
 
 # top-level keys mmengine's Runner (and the OpenMMLab configs) use, plus kdhub's ``task``
 RUNNER_KEYS = frozenset({
