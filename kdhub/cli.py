@@ -152,6 +152,7 @@ def cmd_train(args) -> int:
         # Every file is written and closed and the group is destroyed: leave without the interpreter's teardown,
         # in which gloo's threads can still abort a finished worker ("terminate called without an active
         # exception", seen on rank 1 of a two-process detection run), which torchrun reports as a failed run.
+        tensorboard.close_all()
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()

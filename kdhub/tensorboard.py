@@ -9,6 +9,7 @@ tensorboard is an optional extra (``pip install 'kdhub[tensorboard]'``); nothing
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 from pathlib import Path
@@ -37,8 +38,17 @@ def _writer(run) -> Any:
     key = Path(run.work_dir).absolute()
     if key not in _writers:
         from torch.utils.tensorboard import SummaryWriter
+        if not _writers:
+            atexit.register(close_all)
         _writers[key] = SummaryWriter(log_dir=str(key / FOLDER), flush_secs=10)
     return _writers[key]
+
+
+def close_all() -> None:
+    """Flush and close every open writer: a run whose engine reports no end (or a process leaving early) keeps
+    its last scalars. Called at exit, and by the launcher before a launched worker leaves with ``os._exit``."""
+    while _writers:
+        _writers.popitem()[1].close()
 
 
 def _scalars(writer, prefix: str, step: int, metrics: Mapping[str, Any]) -> None:

@@ -138,3 +138,25 @@ def test_wrapper_on_a_lifecycle_hook_is_reported():
     kdhub.plugins._check_hooks(plugins)
     assert "as a wrapper" in plugins.info["wrapping"].error
     assert plugins.pm.get_plugin("wrapping") is None
+
+
+def test_tensorboard_observer_writes_what_the_hooks_carry_and_nothing_when_off(tmp_path, monkeypatch):
+    """The built-in observer, driven through the lifecycle hooks alone: off by default (no folder), on with
+    KDHUB_TENSORBOARD=1; scalars logged after the last evaluation survive a run that never reports its end."""
+    from kdhub import tensorboard
+    from kdhub.runs import RunInfo
+    from kdhub.testing import read_scalars
+
+    run = RunInfo(task="toy", method="kd", work_dir=tmp_path / "run", role="baseline")
+    monkeypatch.delenv(tensorboard.ENV, raising=False)
+    tensorboard.kdhub_run_start(run)
+    tensorboard.kdhub_metrics_logged(run, 1, {"loss": 2.0})
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv(tensorboard.ENV, "1")
+    tensorboard.kdhub_run_start(run)
+    tensorboard.kdhub_metrics_logged(run, 1, {"loss": 2.0, "lr": 0.5, "note": "text is skipped"})
+    tensorboard.kdhub_evaluation_done(run, "baseline", 1, {"acc": 75.0})
+    tensorboard.kdhub_metrics_logged(run, 2, {"loss": 1.5, "lr": 0.25})
+    tensorboard.close_all()
+    assert read_scalars(tmp_path / "run" / "tensorboard") == {
+        "train/loss": [(1, 2.0), (2, 1.5)], "train/lr": [(1, 0.5), (2, 0.25)], "eval/baseline/acc": [(1, 75.0)]}
