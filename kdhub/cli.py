@@ -18,7 +18,7 @@ from .config import (KNOWN_TASK_PACKAGES, SCOPE_SEP, ConfigError, LoadedConfig, 
                      resolve_config, shipped_configs)
 from .dist import LAUNCHERS, LaunchError
 from .engine import NonFiniteLossError
-from .logs import setup_console
+from .logs import format_metrics, setup_console
 from .plugins import DISABLE_ENV, get_plugins
 from .registry import RegistryError, unknown_name_message
 from .taps import TapPathError
@@ -146,8 +146,7 @@ def cmd_train(args) -> int:
         print(f"summary: {work_dir / 'summary.json'}")
         for role in ("teacher", "baseline", "student"):
             if role in summary:
-                print(f"  {role}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in summary[role].items()))
+                print(f"  {role}: " + format_metrics(summary[role], sep=", "))
     if launched:
         # Every file is written and closed and the group is destroyed: leave without the interpreter's teardown,
         # in which gloo's threads can still abort a finished worker ("terminate called without an active

@@ -106,6 +106,6 @@ def log_once(logger: logging.Logger, key: str, message: str, level: int = loggin
     _once.add(key)
 
 
-def format_metrics(metrics: Mapping[str, float]) -> str:
-    """``k=v`` pairs, floats to 4 significant digits."""
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+def format_metrics(metrics: Mapping[str, float], sep: str = " ") -> str:
+    """``k=v`` pairs joined by ``sep``, floats to 4 significant digits."""
+    return sep.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

@@ -50,6 +50,7 @@ def evaluate(model: torch.nn.Module, data, num_spks: int, sample_rate: int, devi
     waves: Dict[str, bytes] = {}
     loader = sb.dataio.dataloader.make_dataloader(data, batch_size=1, shuffle=False)
     bar = Progress(len(loader), desc)
+    si_snri_sum = 0.0  # running sum for the bar: the mean so far without rescanning every row per utterance
     for n, batch in enumerate(loader):
         mix = batch.mix_sig.data.to(device)
         ref = batch_targets(batch, num_spks).to(device)
@@ -63,7 +64,8 @@ def evaluate(model: torch.nn.Module, data, num_spks: int, sample_rate: int, devi
             row["sdr"] = float(_sdr(r, e).mean())
             row["sdri"] = row["sdr"] - float(_sdr(r, m).mean())
         rows.append(row)
-        bar.update(postfix=f"si-snri {np.mean([r['si-snri'] for r in rows]):.2f} dB")
+        si_snri_sum += row["si-snri"]
+        bar.update(postfix=f"si-snri {si_snri_sum / len(rows):.2f} dB")
         if examples_dir is not None and n < examples:
             waves[f"{batch.id[0]}_mix.wav"] = float_wav(mix[0].cpu().numpy(), sample_rate)
             for c in range(num_spks):
