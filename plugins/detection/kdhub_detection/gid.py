@@ -2,9 +2,11 @@
 two-stage detectors (Faster R-CNN).
 
 On the general instances GISM selects (:mod:`.gism`):
-- feature: RoIAlign (mmdet's SingleRoIExtractor, level by box size) of teacher and student FPN features,
-  ``mean_i ||f_T - adapt(f_S)||^2``;
-- relation: RKD distance between the instances' features within each image (:class:`kdhub.RKDDistanceLoss`);
+- feature: RoIAlign of teacher and student FPN features on a 10 x 10 grid, the level of each box by the canonical
+  FPN rule (224 px at P4); ``sum ||f_T - adapt(f_S)||^2 / (N x H x W)``, the squared channel distance averaged
+  over the N instances' grid cells;
+- relation: RKD distance between the features of all the batch's instances: pairwise distances, each matrix
+  divided by its mean off-diagonal entry, smooth-L1 summed and divided by ``n^2 - n``;
 - response: on the positions the head's own assignment makes positive for the GI boxes, BCE of student
   logits to sigmoid teacher logits, L1 between regression outputs (and BCE on FCOS centerness).
 Dense detectors: GISM on the head's outputs per anchor/point; teacher and student need the same head type,
@@ -13,10 +15,17 @@ Two-stage detectors (:mod:`.two_stage`): GISM on the RoI heads' class scores and
 on the same proposals (the student's and the teacher's); the response is the RoI head's (softmax KD of the
 class logits, L1 of the class's box deltas on the proposals its assigner makes positive for GI boxes) and the
 RPN's (as for a dense head, objectness and deltas on the anchors its assigner makes positive for GI boxes).
+
+Where the paper and the first author's released reproduction disagree, the defaults follow the released code
+(it produced the numbers the authors stand behind); the paper's forms and kdhub's earlier ones stay available:
+``feature_norm='instance'`` (per-instance sum over C x H x W, averaged over instances), ``relation_scope='image'``
+(pairs within each image, kdhub's RKDDistanceLoss, averaged over images), ``roi_size=7`` and an integer
+``finest_scale`` (mmdet's level rule). The plugin README records what each source says.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import math
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,10 +54,73 @@ def _neck_channels(detector) -> int:
     return int(channels)
 
 
+FEATURE_NORMS = ("pixel", "instance")
+RELATION_SCOPES = ("batch", "image")
+
+
+class CanonicalRoIExtractor(SingleRoIExtractor):
+    """mmdet's SingleRoIExtractor with the FPN paper's level rule (Lin et al., 2017, eq. 1), as detectron2's
+    ROIPooler applies it in the released GID code: a box of side ``s = sqrt(w h)`` goes to pyramid level
+    ``k = floor(canonical_level + log2(s / canonical_scale))``, clamped to the levels the detector has. Level k
+    has stride 2^k, so the first level of ``featmap_strides`` (8 for RetinaNet's P3-P7, 4 for Faster R-CNN's
+    P2-P5) fixes which index k lands on; mmdet's own rule counts from the first level instead, so its
+    ``finest_scale=56`` puts a 224 px box on P4 only when the levels start at P2."""
+
+    def __init__(self, roi_layer: dict, out_channels: int, featmap_strides: Sequence[int],
+                 canonical_scale: float = 224.0, canonical_level: int = 4):
+        super().__init__(roi_layer, out_channels, list(featmap_strides))
+        levels = [math.log2(s) for s in featmap_strides]
+        first = round(levels[0])
+        if any(abs(lvl - (first + i)) > 1e-6 for i, lvl in enumerate(levels)):
+            raise ConfigError(f"GID's canonical RoI level rule needs FPN strides 2^k of consecutive levels k; got "
+                              f"{list(featmap_strides)} (pass an integer model.distiller.finest_scale to use "
+                              f"mmdet's size rule instead)")
+        self.first_level, self.canonical_scale, self.canonical_level = first, float(canonical_scale), canonical_level
+
+    def map_roi_levels(self, rois: Tensor, num_levels: int) -> Tensor:
+        """Index into ``featmap_strides`` of each RoI ([R, 5]: image, x1, y1, x2, y2)."""
+        side = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+        level = torch.floor(self.canonical_level + torch.log2(side / self.canonical_scale + 1e-6))
+        level = level.clamp(min=self.first_level, max=self.first_level + num_levels - 1)
+        return (level - self.first_level).long()
+
+
+def _normalised_distances(x: Tensor) -> Tensor:
+    """Pairwise Euclidean distances of the rows of ``x`` ([n, D]), zero diagonal, divided by their mean
+    off-diagonal value."""
+    sq = (x * x).sum(dim=1)
+    d = (sq[:, None] + sq[None, :] - 2.0 * x @ x.t()).clamp_min(1e-12).sqrt()
+    n = len(x)
+    d = d * (1.0 - torch.eye(n, device=x.device, dtype=x.dtype))
+    return d / (d.sum() / (n * n - n)).clamp_min(1e-12)
+
+
+def batch_relation_loss(f_s: Tensor, f_t: Tensor) -> Tensor:
+    """GID's relation loss over one set of n instances (the released code's form): smooth-L1 (beta 1) between
+    the student's and the teacher's normalised distance matrices, summed and divided by the ``n^2 - n`` pairs.
+    The released code returns 0 below 3 instances; for 2 both normalised matrices are [[0, 1], [1, 0]], so the
+    loss is 0 here as well."""
+    n = len(f_s)
+    if n < 2:
+        return f_s.sum() * 0.0
+    ds, dt = _normalised_distances(f_s.flatten(1)), _normalised_distances(f_t.flatten(1))
+    return F.smooth_l1_loss(ds, dt, reduction="sum", beta=1.0) / (n * n - n)
+
+
 @MODELS.register_module()
 class GID(nn.Module):
     """GID distiller: GISM plus feature, relation and response losses (weights 0 switch a term off;
     ``rpn_weight`` scales the RPN's response terms of a two-stage detector, 0 switches them off).
+
+    Defaults follow the first author's released reproduction: ``feature_weight`` 0.005 on the feature loss
+    normalised per RoI grid cell (``feature_norm='pixel'``: summed squared difference / (N x H x W)), a
+    ``roi_size`` 10 x 10 RoIAlign grid with 2 samples per bin, the relation over all the batch's instances
+    (``relation_scope='batch'``) and the canonical FPN level rule (``canonical_scale`` 224 px at
+    ``canonical_level`` 4). The paper writes the feature loss as a per-instance sum averaged over instances:
+    ``feature_norm='instance'``, H x W times the 'pixel' value on the same grid (with ``roi_size=7`` it is kdhub's
+    earlier form). ``relation_scope='image'`` forms pairs within each image only (kdhub's earlier form). An
+    integer ``finest_scale`` switches the level rule to mmdet's SingleRoIExtractor (``floor(log2(s /
+    finest_scale))`` counted from the first level, kdhub's earlier mapping).
 
     The selection is visible for debugging: the GI boxes per image are logged as ``train/gid_boxes_per_image``,
     and ``log_boxes_every=N`` logs every image's GI boxes, scores, labels and box source every N iterations.
@@ -56,16 +128,24 @@ class GID(nn.Module):
 
     method = "gid"
 
-    def __init__(self, feature_weight: float = 5e-3, relation_weight: float = 40.0, response_weight: float = 0.1,
+    def __init__(self, feature_weight: float = 0.005, relation_weight: float = 40.0, response_weight: float = 0.1,
                  regression_weight: Optional[float] = None, iou_threshold: float = 0.3, top_k: int = 10,
-                 min_score: float = 0.0, nms_pre: int = 1000, roi_size: int = 7, finest_scale: int = 56, adapter: str = "auto",
+                 min_score: float = 0.0, nms_pre: int = 1000, roi_size: int = 10, roi_sampling_ratio: int = 2,
+                 feature_norm: str = "pixel", relation_scope: str = "batch", canonical_scale: float = 224.0,
+                 canonical_level: int = 4, finest_scale: Optional[int] = None, adapter: str = "auto",
                  log_boxes_every: int = 0, rpn_weight: float = 1.0):
         super().__init__()
+        for key, value, choices in (("feature_norm", feature_norm, FEATURE_NORMS),
+                                    ("relation_scope", relation_scope, RELATION_SCOPES)):
+            if value not in choices:
+                raise ConfigError(f"model.distiller.{key}={value!r} is not one of {', '.join(map(repr, choices))}")
         self.feature_weight, self.relation_weight = float(feature_weight), float(relation_weight)
         self.response_weight, self.rpn_weight = float(response_weight), float(rpn_weight)
         self.regression_weight = float(response_weight if regression_weight is None else regression_weight)
         self.gism = GISM(iou_threshold, top_k, min_score, nms_pre)
-        self.roi_size, self.finest_scale, self.adapter_kind = roi_size, finest_scale, adapter
+        self.roi_size, self.roi_sampling_ratio, self.adapter_kind = int(roi_size), int(roi_sampling_ratio), adapter
+        self.feature_norm, self.relation_scope = feature_norm, relation_scope
+        self.canonical_scale, self.canonical_level, self.finest_scale = canonical_scale, canonical_level, finest_scale
         self.relation = RKDDistanceLoss()
         self.roi_kd = KDLoss(temperature=1.0)
         self.adapter: nn.Module = nn.Identity()
@@ -106,11 +186,18 @@ class GID(nn.Module):
             self.s_rois, self.t_rois = RoIHeadView(student.roi_head), RoIHeadView(teacher.roi_head)
         else:
             strides = [int(s[0]) for s in s_gen.strides]
-        roi = dict(type="RoIAlign", output_size=self.roi_size, sampling_ratio=0)
-        self.s_roi = SingleRoIExtractor(roi, s_ch, strides, finest_scale=self.finest_scale)
-        self.t_roi = SingleRoIExtractor(roi, t_ch, strides, finest_scale=self.finest_scale)
+        self.s_roi, self.t_roi = self.roi_extractor(s_ch, strides), self.roi_extractor(t_ch, strides)
         self.adapter = build_adapter(self.adapter_kind, s_ch, t_ch)
         self.s_view, self.t_view = DenseHeadView(s_head), DenseHeadView(t_head)
+
+    def roi_extractor(self, channels: int, strides: Sequence[int]) -> SingleRoIExtractor:
+        """RoIAlign (aligned, as detectron2's ROIAlignV2) on ``roi_size`` x ``roi_size`` bins over the FPN levels
+        of ``strides``, the level of each box by the canonical rule, or by mmdet's with an integer
+        ``finest_scale``."""
+        roi = dict(type="RoIAlign", output_size=self.roi_size, sampling_ratio=self.roi_sampling_ratio, aligned=True)
+        if self.finest_scale is not None:
+            return SingleRoIExtractor(roi, channels, list(strides), finest_scale=self.finest_scale)
+        return CanonicalRoIExtractor(roi, channels, strides, self.canonical_scale, self.canonical_level)
 
     # losses ----------------------------------------------------------------------------------------
     def loss(self, student, teacher, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
@@ -181,7 +268,22 @@ class GID(nn.Module):
                          f"{[round(v, 3) for v in sel.scores.tolist()]} labels {sel.labels.tolist()} source {src}")
         return lines
 
+    def _feature(self, f_s: Tensor, f_t: Tensor) -> Tensor:
+        """Unweighted feature loss on RoI features [N, C, H, W]. 'pixel' (the released code):
+        sum of (f_T - adapt(f_S))^2 over instances, channels and grid cells, / (N x H x W). 'instance' (the
+        paper's equation): that sum per instance, averaged over the N instances."""
+        diff = (f_t - self.adapter(f_s)).pow(2)
+        if self.feature_norm == "pixel":
+            n, _, h, w = diff.shape
+            return diff.sum() / (n * h * w)
+        return diff.flatten(1).sum(dim=1).mean()
+
     def _relation(self, f_s: Tensor, f_t: Tensor, image_of: Tensor) -> Tensor:
+        """Unweighted relation loss on the unadapted RoI features. 'batch' (the released code): one set of all
+        the batch's instances (:func:`batch_relation_loss`). 'image': kdhub's RKDDistanceLoss (smooth-L1 averaged
+        over all n^2 entries) within each image with 2 or more instances, averaged over those images."""
+        if self.relation_scope == "batch":
+            return batch_relation_loss(f_s, f_t)
         terms = []
         for b in image_of.unique():
             idx = (image_of == b).nonzero().squeeze(1)
@@ -210,8 +312,7 @@ class GID(nn.Module):
         with torch.no_grad():
             f_t = self.t_roi(tuple(t_feats[: self.t_roi.num_inputs]), rois)
         if self.feature_weight:
-            diff = (f_t - self.adapter(f_s)).pow(2).flatten(1).sum(dim=1)
-            out["loss_gid_feat"] = self.feature_weight * diff.mean()
+            out["loss_gid_feat"] = self.feature_weight * self._feature(f_s, f_t)
         if self.relation_weight:
             out["loss_gid_rel"] = self.relation_weight * self._relation(f_s, f_t, rois[:, 0])
         return out

@@ -34,7 +34,7 @@ def test_relation_loss_is_scale_free_and_per_image():
     f_t = torch.randn(5, 8, 3, 3)
     assert RKDDistanceLoss()(3.0 * f_t, f_t).item() < 1e-6       # distances normalised by their mean
     f_s = torch.randn(5, 4, 3, 3, requires_grad=True)             # widths may differ
-    gid = GID()
+    gid = GID(relation_scope="image")                             # kdhub's earlier form (default: the batch)
     loss = gid._relation(f_s, f_t, torch.tensor([0., 0., 0., 1., 2.]))
     expected = RKDDistanceLoss()(f_s[:3], f_t[:3])                # images 1 and 2 have one instance: no pairs
     assert torch.allclose(loss, expected) and loss.item() > 0

@@ -9,8 +9,9 @@ task = 'detection'
 baseline = False  # True: also train the student alone (WORK_DIR/baseline) with the same schedule and seed
 model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,
              teacher=dict(config='faster_rcnn_r18w32_synth.py', checkpoint=None),
-             # as for RetinaNet on the same FPN widths; response: RoI-head class KD (T = 1) and RPN objectness BCE,
-             # regression: L1 of RoI-head deltas (GI class) and RPN deltas, on the GI boxes' positives;
-             # RoI level by box size as in the RoI head's extractor (finest_scale 16)
-             distiller=dict(type='GID', feature_weight=2e-4, relation_weight=40.0, response_weight=1.0,
-                            regression_weight=1.0, rpn_weight=1.0, iou_threshold=0.3, top_k=10, finest_scale=16))
+             # feature and relation as for RetinaNet on the same FPN widths (the released code's default weights and
+             # forms, the canonical RoI level rule on the RoI head's levels P3-P5); response: RoI-head class KD
+             # (T = 1) and RPN objectness BCE, regression: L1 of RoI-head deltas (GI class) and RPN deltas, on the
+             # GI boxes' positives
+             distiller=dict(type='GID', feature_weight=0.005, relation_weight=40.0, response_weight=1.0,
+                            regression_weight=1.0, rpn_weight=1.0, iou_threshold=0.3, top_k=10))
