@@ -2,13 +2,16 @@
 (Deformable DETR, DINO).
 
 Every model is trained by the pipeline itself through the real launcher (``kdhub train ... --resume``, so an
-interrupted benchmark continues and finished runs are reused): teacher, baseline student and distilled student,
-the students with the same schedule and seed. DETRDistill on Deformable DETR is also run with each component
-alone. Test-split
-COCO AP comes from each run's ``summary.json`` (nothing is tuned on the test split). Step times are the median
-of repeated training steps in one process: distillation step / (student step + teacher forward).
+interrupted benchmark continues and finished runs are reused): one teacher per family (its config's seed), then,
+for every seed of ``--seeds``, the baseline student and the distilled students with that seed
+(``randomness.seed``) and the same schedule. DETRDistill on Deformable DETR is also run with each component
+alone (logits, feature, query, contrastive; the other weights 0). Test-split COCO AP comes from each run's
+``summary.json`` (nothing is tuned on the test split); the JSON holds AP and gain per seed and their means over
+seeds, and for the ablation the check "all components >= each single component" on those means. Step times are
+the median of repeated training steps in one process: distillation step / (student step + teacher forward).
+Finished runs are reused by work-dir name: after changing a method, use a fresh ``--work-root``.
 
-    python benchmarks/detection_distill.py [--only gid|frcnn|detr|dino] [--work-root DIR] [--out ...json]
+    python benchmarks/detection_distill.py [--only gid|frcnn|detr|dino] [--seeds 0,1] [--work-root DIR] [--out ...json]
 """
 from __future__ import annotations
 
@@ -47,11 +50,16 @@ FAMILIES = {
         "teacher": "deformable_detr_r18w32_synth.py",
         "baseline": "deformable_detr_r18w16_synth.py",
         "distill": "detrdistill_deformable_detr_r18w32_r18w16_synth.py",
-        "variants": {
+        "variants": {  # the first is the method; the others keep one component (every other weight 0)
             "all": [],
-            "logits": ["model.distiller.feature_weight=0", "model.distiller.query_weight=0"],
-            "feature": ["model.distiller.logits_weight=0", "model.distiller.query_weight=0"],
-            "query": ["model.distiller.logits_weight=0", "model.distiller.feature_weight=0"],
+            "logits": ["model.distiller.feature_weight=0", "model.distiller.query_weight=0",
+                       "model.distiller.contrastive_weight=0"],
+            "feature": ["model.distiller.logits_weight=0", "model.distiller.query_weight=0",
+                        "model.distiller.contrastive_weight=0"],
+            "query": ["model.distiller.logits_weight=0", "model.distiller.feature_weight=0",
+                      "model.distiller.contrastive_weight=0"],
+            "contrastive": ["model.distiller.logits_weight=0", "model.distiller.feature_weight=0",
+                            "model.distiller.query_weight=0"],
         },
         "detector": "Deformable DETR",
         "method": "DETRDistill",
@@ -123,31 +131,61 @@ def step_times(config: Path, options, repeats: int = 5, device: str = "cpu") -> 
             "distill_step_s": round(t_d, 4), "ratio": round(t_d / (t_s + t_t), 3)}
 
 
-def run_family(name: str, spec: dict, root: Path) -> dict:
-    print(f"{name}: {spec['detector']}", flush=True)
+def _mean(values) -> float:
+    values = list(values)
+    return round(sum(values) / len(values), 3)
+
+
+def _per_seed(values: dict) -> dict:
+    """``{seed: value}`` -> ``{"per_seed": {...}, "mean": mean over seeds}``."""
+    return {"per_seed": {str(k): round(v, 3) for k, v in values.items()}, "mean": _mean(values.values())}
+
+
+def run_family(name: str, spec: dict, root: Path, seeds=(0,)) -> dict:
+    print(f"{name}: {spec['detector']} (seeds {', '.join(map(str, seeds))})", flush=True)
     root.mkdir(parents=True, exist_ok=True)
     teacher = train(CONFIGS / spec["teacher"], root / f"{name}_teacher")
-    baseline = train(CONFIGS / spec["baseline"], root / f"{name}_baseline")
     ckpt = f"model.teacher.checkpoint={root / f'{name}_teacher' / 'student.pth'}"
-    students = {v: train(CONFIGS / spec["distill"], root / f"{name}_distill_{v}", [ckpt, *opts])
-                for v, opts in spec["variants"].items()}
+    baselines, students = {}, {v: {} for v in spec["variants"]}
+    for seed in seeds:
+        seed_opt = f"randomness.seed={seed}"
+        baselines[seed] = train(CONFIGS / spec["baseline"], root / f"{name}_baseline_s{seed}", [seed_opt])
+        for v, opts in spec["variants"].items():
+            students[v][seed] = train(CONFIGS / spec["distill"], root / f"{name}_distill_{v}_s{seed}",
+                                      [ckpt, seed_opt, *opts])
     main = next(iter(spec["variants"]))
-    base_ap = baseline["model"]["AP"]  # teacher and baseline are plain configs: their metrics are under "model"
+    # teacher and baseline are plain configs (metrics under "model"); distillation runs report "student"
+    base_ap = {seed: b["model"]["AP"] for seed, b in baselines.items()}
+    ap = {v: {seed: s["student"]["AP"] for seed, s in runs.items()} for v, runs in students.items()}
+    gain = {v: {seed: a - base_ap[seed] for seed, a in per.items()} for v, per in ap.items()}
     result = {
         "detector": spec["detector"],
         "configs": {k: spec[k] for k in ("teacher", "baseline", "distill")},
-        "teacher": teacher["model"], "baseline": baseline["model"],
-        "distilled": students[main]["student"],
-        "gain_AP": round(students[main]["student"]["AP"] - base_ap, 3),
+        "seeds": list(seeds),
+        "teacher": teacher["model"],
+        "baseline_AP": _per_seed(base_ap),
+        "distilled_AP": _per_seed(ap[main]),
+        "gain_AP": _per_seed(gain[main]),
         "target_gain_AP": TARGET_GAIN if name in TARGET_FAMILIES else None,
-        "params": {"teacher": teacher["params"]["model"], "student": baseline["params"]["model"]},
-        "wall_time_s": {"teacher": teacher["wall_time_s"], "baseline": baseline["wall_time_s"],
-                        **{f"distill_{v}": s["wall_time_s"] for v, s in students.items()}},
+        "per_seed": {str(seed): {"baseline": baselines[seed]["model"],
+                                 "distilled": {v: students[v][seed]["student"] for v in students}}
+                     for seed in seeds},
+        "params": {"teacher": teacher["params"]["model"], "student": baselines[seeds[0]]["params"]["model"]},
+        "wall_time_s": {"teacher": teacher["wall_time_s"],
+                        **{f"baseline_s{seed}": b["wall_time_s"] for seed, b in baselines.items()},
+                        **{f"distill_{v}_s{seed}": r["wall_time_s"] for v, runs in students.items()
+                           for seed, r in runs.items()}},
     }
-    result["target_met"] = result["gain_AP"] >= TARGET_GAIN if name in TARGET_FAMILIES else None
+    result["target_met"] = result["gain_AP"]["mean"] >= TARGET_GAIN if name in TARGET_FAMILIES else None
     if len(students) > 1:
-        result["ablation_AP"] = {v: s["student"]["AP"] for v, s in students.items()}
-        result["ablation_gain_AP"] = {v: round(s["student"]["AP"] - base_ap, 3) for v, s in students.items()}
+        result["ablation_AP"] = {v: _per_seed(per) for v, per in ap.items()}
+        result["ablation_gain_AP"] = {v: _per_seed(per) for v, per in gain.items()}
+        singles = {v: result["ablation_AP"][v]["mean"] for v in students if v != main}
+        all_mean = result["ablation_AP"][main]["mean"]
+        below = sorted(v for v, m in singles.items() if all_mean < m)
+        result["ablation_check"] = {
+            "rule": f"mean AP over seeds of '{main}' >= that of each single component",
+            "all_mean_AP": all_mean, "single_mean_AP": singles, "passed": not below, "below": below}
     print(f"  step times ({name})", flush=True)
     result["step_time"] = step_times(CONFIGS / spec["distill"], [ckpt])
     return result
@@ -159,29 +197,50 @@ def _target(result: dict) -> str:
 
 
 def table(results: dict) -> str:
-    """The README tables (Markdown) from the results JSON."""
-    lines = ["| method (detector) | teacher AP | baseline AP | distilled AP | gain | target (+2.0) | step ratio |",
-             "|---|---|---|---|---|---|---|"]
+    """The README tables (Markdown) from the results JSON: means over seeds."""
+    lines = ["| method (detector) | seeds | teacher AP | baseline AP | distilled AP | gain | target (+2.0) | "
+             "step ratio |", "|---|---|---|---|---|---|---|---|"]
     for name, spec in FAMILIES.items():
         r = results.get(name)
         if not r:
             continue
+        if "baseline_AP" not in r:
+            raise SystemExit(f"{name}: these results predate per-seed runs (--seeds); rerun the benchmark")
         st = r.get("step_time", {})
-        lines.append(f"| {spec['method']} ({r['detector']}) | {r['teacher']['AP']:.1f} | {r['baseline']['AP']:.1f} | "
-                     f"{r['distilled']['AP']:.1f} | {r['gain_AP']:+.1f} | {_target(r)} | "
-                     f"{st.get('ratio', float('nan')):.2f} |")
-    abl = (results.get("detr") or {}).get("ablation_AP")
+        lines.append(f"| {spec['method']} ({r['detector']}) | {','.join(map(str, r['seeds']))} | "
+                     f"{r['teacher']['AP']:.1f} | {r['baseline_AP']['mean']:.1f} | {r['distilled_AP']['mean']:.1f} | "
+                     f"{r['gain_AP']['mean']:+.1f} | {_target(r)} | {st.get('ratio', float('nan')):.2f} |")
+    detr = results.get("detr") or {}
+    abl = detr.get("ablation_AP")
     if abl:
-        lines += ["", "| DETRDistill component | AP | gain over baseline |", "|---|---|---|"]
-        base = results["detr"]["baseline"]["AP"]
-        for v, ap in abl.items():
-            lines.append(f"| {v} | {ap:.1f} | {ap - base:+.1f} |")
+        seeds = [str(s) for s in detr["seeds"]]
+        lines += ["", "| DETRDistill components | " + " | ".join(f"AP seed {s}" for s in seeds)
+                  + " | mean AP | mean gain over baseline |", "|---" * (len(seeds) + 3) + "|"]
+        for v, per in abl.items():
+            lines.append(f"| {v} | " + " | ".join(f"{per['per_seed'][s]:.1f}" for s in seeds)
+                         + f" | {per['mean']:.1f} | {detr['ablation_gain_AP'][v]['mean']:+.1f} |")
+        check = detr.get("ablation_check")
+        if check:
+            lines += ["", f"all >= each single component (mean over seeds): "
+                          f"{'yes' if check['passed'] else 'no, below: ' + ', '.join(check['below'])}"]
     return "\n".join(lines)
+
+
+def _seeds(text: str):
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds wants comma-separated integers, e.g. 0,1; got {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds wants distinct integers, e.g. 0,1; got {text!r}")
+    return seeds
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=sorted(FAMILIES), action="append")
+    p.add_argument("--seeds", type=_seeds, default=(0, 1),
+                   help="students' seeds (randomness.seed), comma-separated; one teacher per family (default 0,1)")
     p.add_argument("--work-root", default=str(ROOT / "work_dirs" / "bench_detection"))
     p.add_argument("--out", default=str(ROOT / "results" / "detection_distill.json"))
     p.add_argument("--table", action="store_true", help="print the README tables from --out and exit")
@@ -194,7 +253,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
     for name in args.only or list(FAMILIES):
-        results[name] = run_family(name, FAMILIES[name], root)
+        results[name] = run_family(name, FAMILIES[name], root, args.seeds)
         results["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                               "python": platform.python_version(), "note": "2-core CPU shared with other jobs; "
                               "step times are medians of 5 and noisy under that load"}

@@ -13,6 +13,19 @@ own ground-truth targets (DINO's denoising loss), so the three components use th
 the way mmdet's ``DINOHead.split_outputs`` splits it; the frozen teacher runs in eval mode, without denoising
 queries. The teacher-query group is the teacher's two-stage query prior (its content queries and the anchor
 boxes its encoder selected, see :mod:`.query_group`).
+
+Where the paper and the authors' released code (mmdet 2.x) differ, kdhub follows the released code and
+config, and keeps the paper's form behind a switch:
+
+* the target-aware feature loss is one loss per decoder layer, summed over layers
+  (``feature_reduction='sum'``; ``'mean'`` averages over layers, kdhub's earlier form);
+* a contrastive term on the matched student/teacher decoder queries (:mod:`.contrastive`; weight 0.2,
+  temperature 0.07, every layer) is on (``contrastive_weight=0`` switches it off; the paper does not list it);
+* the teacher's pseudo-target boxes are clamped to the image before matching (``clamp_teacher_boxes``);
+* the query-prior group is offered in the released form as well (``query_prior='released'``: the student's own
+  reference-point layer on the teacher's positional queries, the student's transformer run again); the
+  default stays ``'teacher_queries'`` (the teacher's own reference points on the student's memory) because
+  the two have not been compared on the benchmark yet.
 """
 from __future__ import annotations
 
@@ -28,9 +41,14 @@ from torch import Tensor, nn
 from kdhub.adapters import build_adapter
 from kdhub.config import ConfigError
 
+from .contrastive import QueryContrast
 from .feature_mask import masked_feature_loss, query_quality, target_aware_mask
-from .matching import LogitsDistillation, TeacherMatcher
-from .query_group import query_group_loss, teacher_assignment, teacher_query_inputs
+from .matching import LogitsDistillation, TeacherMatcher, clamp_to_image
+from .query_group import (query_group_loss, released_form_problem, released_query_inputs, teacher_assignment,
+                          teacher_query_inputs)
+
+FEATURE_REDUCTIONS = ("sum", "mean")
+QUERY_PRIORS = ("teacher_queries", "released")
 
 
 def run_transformer(detector, feats, data_samples) -> Tuple[dict, dict]:
@@ -62,25 +80,61 @@ def matching_part(cls: Tensor, box: Tensor, head_in: dict) -> Tuple[Tensor, Tens
     return m_cls, m_box
 
 
+def matching_hidden(hidden: Tensor, head_in: dict) -> Tensor:
+    """The matching queries' decoder hidden states [L, B, Q, D] (DINO in training: after its denoising ones)."""
+    dn_meta = head_in.get("dn_meta")
+    if dn_meta is None:
+        return hidden
+    return hidden[:, :, int(dn_meta["num_denoising_queries"]):]
+
+
 def _layer_name(name: str, layer: int, last: int) -> str:
     return name if layer == last else f"d{layer}.{name}"
 
 
+def feature_terms(per_layer: List[Tensor], weight: float, reduction: str = "sum") -> Dict[str, Tensor]:
+    """The loss entries of the target-aware feature term from its per-decoder-layer values. ``'sum'``: one
+    entry per layer (``d{l}.loss_kd_feat``, the last ``loss_kd_feat``), which mmengine adds up, as the released
+    code writes one loss per layer; ``'mean'``: one entry, the mean over layers."""
+    if reduction == "sum":
+        last = len(per_layer) - 1
+        return {_layer_name("loss_kd_feat", layer, last): weight * value for layer, value in enumerate(per_layer)}
+    return {"loss_kd_feat": weight * torch.stack(per_layer).mean()}
+
+
 @MODELS.register_module()
 class DETRDistill(nn.Module):
-    """DETRDistill distiller; ``*_weight = 0`` switches a component off (ablations)."""
+    """DETRDistill distiller; ``*_weight = 0`` switches a component off (ablations).
 
-    method = "detrdistill"
+    ``feature_reduction``: ``'sum'`` (released code: one feature loss per decoder layer, summed) or ``'mean'``
+    (averaged over layers). ``contrastive_weight`` / ``contrastive_temperature`` / ``contrastive_dims``: the
+    released code's contrastive term on matched queries (0.2 / 0.07 / 512 there; 0 switches it off).
+    ``clamp_teacher_boxes``: cut the teacher's pseudo-target boxes to the image (released code). ``query_prior``:
+    ``'teacher_queries'`` or ``'released'`` (see :mod:`.query_group`)."""
 
     def __init__(self, logits_weight: float = 1.0, feature_weight: float = 1.0, query_weight: float = 1.0,
+                 contrastive_weight: float = 0.2, contrastive_temperature: float = 0.07, contrastive_dims: int = 512,
+                 feature_reduction: str = "sum", query_prior: str = "teacher_queries", clamp_teacher_boxes: bool = True,
                  cls_weight: float = 1.0, l1_weight: float = 5.0, giou_weight: float = 2.0, top_k: int = 100,
                  adapter: str = "auto"):
         super().__init__()
+        if feature_reduction not in FEATURE_REDUCTIONS:
+            raise ConfigError(f"distiller.feature_reduction={feature_reduction!r}: use one of {FEATURE_REDUCTIONS} "
+                              f"('sum': one loss per decoder layer, summed, as the released code does)")
+        if query_prior not in QUERY_PRIORS:
+            raise ConfigError(f"distiller.query_prior={query_prior!r}: use one of {QUERY_PRIORS}")
+        if contrastive_weight and contrastive_temperature <= 0:
+            raise ConfigError(f"distiller.contrastive_temperature must be > 0 (0.07 in the released code); got "
+                              f"{contrastive_temperature}")
         self.logits_weight, self.feature_weight = float(logits_weight), float(feature_weight)
-        self.query_weight = float(query_weight)
+        self.query_weight, self.contrastive_weight = float(query_weight), float(contrastive_weight)
+        self.contrastive_temperature, self.contrastive_dims = float(contrastive_temperature), int(contrastive_dims)
+        self.feature_reduction, self.query_prior = feature_reduction, query_prior
+        self.clamp_teacher_boxes = bool(clamp_teacher_boxes)
         self.term_weights = (cls_weight, l1_weight, giou_weight)
         self.top_k, self.adapter_kind = top_k, adapter
         self.adapters = nn.ModuleList()
+        self.contrast = None
 
     def setup(self, student, teacher) -> None:
         for role, det in (("student", student), ("teacher", teacher)):
@@ -100,7 +154,16 @@ class DETRDistill(nn.Module):
             raise ConfigError(f"query-prior assignment distillation feeds the teacher's queries to the student "
                               f"decoder, so embed_dims must match (student {student.embed_dims}, teacher "
                               f"{teacher.embed_dims}); or set distiller.query_weight=0")
+        if self.query_weight and self.query_prior == "released":
+            problem = released_form_problem(student)
+            if problem:
+                raise ConfigError(f"distiller.query_prior='released' applies the student's own reference-point layer "
+                                  f"to the teacher's positional queries, but {problem}; use "
+                                  f"distiller.query_prior='teacher_queries' (or query_weight=0)")
         self.num_layers = s_layers
+        if self.contrastive_weight:
+            self.contrast = QueryContrast(student.embed_dims, teacher.embed_dims, self.contrastive_dims,
+                                          self.contrastive_temperature)
         self.matcher = TeacherMatcher(student.bbox_head.num_classes, *self.term_weights)
         self.logits = LogitsDistillation(self.matcher, *self.term_weights)
         s_ch, t_ch = _neck_channels(student), _neck_channels(teacher)
@@ -124,16 +187,30 @@ class DETRDistill(nn.Module):
             t_dec_in, t_head_in = run_transformer(teacher, t_feats, data_samples)
             t_cls, t_box = head_outputs(teacher, t_head_in)
         last = self.num_layers - 1
-        if self.logits_weight:
+        # teacher boxes as pseudo targets: clamped to the image as in the released code (matching and targets)
+        t_target_box = clamp_to_image(t_box) if self.clamp_teacher_boxes else t_box
+        if self.logits_weight or self.contrastive_weight:
+            s_hidden = matching_hidden(s_head_in["hidden_states"], s_head_in)
             for layer in range(self.num_layers):
-                terms = self.logits(s_cls[layer], s_box[layer], t_cls[layer], t_box[layer], metas)
-                for name, value in terms.items():
-                    losses[_layer_name(f"loss_kd_{name}", layer, last)] = self.logits_weight * value
+                matches = self.logits.match(s_cls[layer], s_box[layer], t_cls[layer], t_target_box[layer], metas)
+                if self.logits_weight:
+                    terms = self.logits(s_cls[layer], s_box[layer], t_cls[layer], t_target_box[layer], metas, matches)
+                    for name, value in terms.items():
+                        losses[_layer_name(f"loss_kd_{name}", layer, last)] = self.logits_weight * value
+                if self.contrastive_weight:  # released code: every layer, on the logits-distillation pairs
+                    t_hidden = t_head_in["hidden_states"][layer]
+                    s_q = torch.cat([s_hidden[layer, b, s_idx] for b, (s_idx, _) in enumerate(matches)])
+                    t_q = torch.cat([t_hidden[b, t_idx] for b, (_, t_idx) in enumerate(matches)])
+                    value = self.contrastive_weight * self.contrast(s_q, t_q)
+                    losses[_layer_name("loss_kd_contrast", layer, last)] = value
         if self.feature_weight:
-            losses["loss_kd_feat"] = self.feature_weight * self._feature(
-                s_feats, t_feats, t_cls, t_box, t_head_in["hidden_states"], gts, metas)
+            per_layer = self._feature(s_feats, t_feats, t_cls, t_box, t_head_in["hidden_states"], gts, metas)
+            losses.update(feature_terms(per_layer, self.feature_weight, self.feature_reduction))
         if self.query_weight:
-            q_dec_in = teacher_query_inputs(s_dec_in, t_dec_in)
+            if self.query_prior == "released":
+                q_dec_in = released_query_inputs(student, s_feats, data_samples, t_dec_in)
+            else:
+                q_dec_in = teacher_query_inputs(s_dec_in, t_dec_in)
             q_head_in = dict(student.forward_decoder(**q_dec_in))
             q_cls, q_box = head_outputs(student, q_head_in)
             for layer in range(self.num_layers):
@@ -143,10 +220,10 @@ class DETRDistill(nn.Module):
                     losses[_layer_name(f"loss_qg_{name}", layer, last)] = self.query_weight * value
         return losses
 
-    def _feature(self, s_feats, t_feats, t_cls, t_box, t_hidden, gts, metas) -> Tensor:
-        """Target-aware feature loss averaged over decoder layers (one mask per teacher layer)."""
+    def _feature(self, s_feats, t_feats, t_cls, t_box, t_hidden, gts, metas) -> List[Tensor]:
+        """Target-aware feature loss of every decoder layer (one mask per teacher layer)."""
         adapted = [adapter(f) for adapter, f in zip(self.adapters, s_feats)]
-        total = adapted[0].new_zeros(())
+        per_layer = []
         for layer in range(self.num_layers):
             masks: List[List[Tensor]] = [[] for _ in t_feats]
             for b, (gt, meta) in enumerate(zip(gts, metas)):
@@ -154,8 +231,8 @@ class DETRDistill(nn.Module):
                 q = t_hidden[layer, b, query]
                 for level, feat in enumerate(t_feats):
                     masks[level].append(target_aware_mask(q, quality, feat[b]))
-            total = total + masked_feature_loss(adapted, t_feats, masks)
-        return total / self.num_layers
+            per_layer.append(masked_feature_loss(adapted, t_feats, masks))
+        return per_layer
 
 
 def _neck_channels(detector) -> int:

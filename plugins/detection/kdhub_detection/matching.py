@@ -5,15 +5,19 @@ class targets ``p_T = sigmoid(z_T)`` and boxes ``b_T``. Student queries are matc
 queries by mmdet's HungarianAssigner on ``1 * sum_c BCE(z_S, p_T) + 5 * L1(b_S, b_T) + 2 * (-GIoU)``
 (CrossEntropyLossCost averages over the C classes, so its weight is C times the class weight), and the same
 three terms are the loss on the matched pairs, averaged over pairs.
+
+Teacher boxes as pseudo targets: the paper does not say; the authors' released code clamps them to the image
+before matching and before they serve as targets, and kdhub follows it (:func:`clamp_to_image`, switched by
+``DETRDistill(clamp_teacher_boxes=...)``).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.task_modules.assigners import HungarianAssigner
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps, bbox_xyxy_to_cxcywh
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -21,6 +25,12 @@ from torch import Tensor
 def _factor(meta: dict, like: Tensor) -> Tensor:
     h, w = meta["img_shape"][:2]
     return like.new_tensor([w, h, w, h])
+
+
+def clamp_to_image(boxes: Tensor) -> Tensor:
+    """Normalised cxcywh boxes [..., 4] cut to the image: to corners, each corner clamped to [0, 1] (the image
+    is [0, W] x [0, H] in pixels), back to cxcywh. A box inside the image is unchanged."""
+    return bbox_xyxy_to_cxcywh(bbox_cxcywh_to_xyxy(boxes).clamp(0.0, 1.0))
 
 
 class TeacherMatcher:
@@ -61,12 +71,21 @@ class LogitsDistillation:
         self.matcher = matcher
         self.weights = (cls_weight, l1_weight, giou_weight)
 
+    def match(self, s_logits: Tensor, s_boxes: Tensor, t_logits: Tensor, t_boxes: Tensor,
+              metas: List[dict]) -> List[Tuple[Tensor, Tensor]]:
+        """Per image of one layer: (student indices, teacher indices) of the matched pairs."""
+        return [self.matcher.match(s_logits[b], s_boxes[b], t_logits[b], t_boxes[b], meta)
+                for b, meta in enumerate(metas)]
+
     def __call__(self, s_logits: Tensor, s_boxes: Tensor, t_logits: Tensor, t_boxes: Tensor,
-                 metas: List[dict]) -> Dict[str, Tensor]:
-        """Inputs [B, Q, C] / [B, Q, 4] of one layer. Returns ``cls``, ``l1`` and ``giou`` (weighted)."""
+                 metas: List[dict], matches: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Dict[str, Tensor]:
+        """Inputs [B, Q, C] / [B, Q, 4] of one layer; ``matches`` from :meth:`match` (computed here when not
+        given). Returns ``cls``, ``l1`` and ``giou`` (weighted)."""
+        if matches is None:
+            matches = self.match(s_logits, s_boxes, t_logits, t_boxes, metas)
         cls_terms, l1_terms, giou_terms = [], [], []
         for b, meta in enumerate(metas):
-            s_idx, t_idx = self.matcher.match(s_logits[b], s_boxes[b], t_logits[b], t_boxes[b], meta)
+            s_idx, t_idx = matches[b]
             factor = _factor(meta, s_boxes)
             sb, tb = s_boxes[b, s_idx], t_boxes[b, t_idx]
             cls_terms.append(F.binary_cross_entropy_with_logits(

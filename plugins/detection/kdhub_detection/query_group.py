@@ -7,15 +7,28 @@ queries to the ground truth at that layer (the teacher head's own assigner), usi
 detection losses (focal classification, L1 and GIoU). This gives the student the teacher's stable,
 well-converged query-to-object assignment early in training.
 
-Two-stage DINO: the prior is the teacher's content queries and the anchor boxes (reference points) its own
-encoder selected (top-K proposals). The group has no denoising queries, so it runs without DINO's denoising
-attention mask.
+Two forms of the prior (``DETRDistill(query_prior=...)``):
+
+* ``'teacher_queries'`` (kdhub's default, the paper's description): the teacher's decoder inputs as they are:
+  its content and positional query embeddings and its own initial reference points, decoded on the memory of
+  the student's single encoder pass (:func:`teacher_query_inputs`).
+* ``'released'`` (the authors' released code): the teacher's query embeddings only; the student's transformer
+  is run again from its neck features (encoder and decoder), and the initial reference points come from the
+  STUDENT's own reference-point layer applied to the teacher's positional queries (Deformable DETR:
+  ``sigmoid(reference_points_fc(query_pos))``; Conditional DETR's decoder derives them from ``query_pos`` with
+  its own ``ref_point_head`` anyway; DETR has none) (:func:`released_query_inputs`). Detectors whose reference
+  points are not a layer of the positional query (two-stage Deformable DETR, DINO) have no such form.
+
+Two-stage DINO (``'teacher_queries'``): the prior is the teacher's content queries and the anchor boxes
+(reference points) its own encoder selected (top-K proposals). The group has no denoising queries, so it runs
+without DINO's denoising attention mask.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
 import torch
+from mmdet.models.detectors import DABDETR, DeformableDETR
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -31,6 +44,34 @@ def teacher_query_inputs(student_inputs: dict, teacher_inputs: dict) -> dict:
             out[key] = teacher_inputs[key].detach()
     if "dn_mask" in out:  # DINO: the mask separates denoising groups, and this group has none
         out["dn_mask"] = None
+    return out
+
+
+def released_form_problem(detector) -> str:
+    """Why the released form cannot apply to ``detector`` ('' when it can)."""
+    name = type(detector).__name__
+    if isinstance(detector, DeformableDETR) and (detector.as_two_stage or not hasattr(detector, "reference_points_fc")):
+        return (f"{name} takes its initial reference points from the proposals its encoder selects (two-stage), "
+                f"not from a layer on the positional query")
+    if isinstance(detector, DABDETR):
+        return f"{name} learns its reference boxes as query embeddings, not as a layer on the positional query"
+    return ""
+
+
+def released_query_inputs(student, s_feats, data_samples, teacher_inputs: dict) -> dict:
+    """Decoder inputs of the released form: the student's transformer run again on its neck features
+    ``s_feats`` (encoder, then its own ``pre_decoder`` for the memory and its masks), with the teacher's content
+    and positional queries (frozen) in place of its own and, where the detector has them, initial reference
+    points from the student's own reference-point layer on the teacher's positional queries."""
+    enc_in, dec_in = student.pre_transformer(s_feats, data_samples)
+    enc_out = student.forward_encoder(**enc_in)
+    own, _ = student.pre_decoder(**enc_out)
+    out = dict(dec_in)
+    out.update(own)
+    for key in ("query", "query_pos"):
+        out[key] = teacher_inputs[key].detach()
+    if "reference_points" in out:  # Deformable DETR (one-stage): its reference_points_fc on the positional query
+        out["reference_points"] = student.reference_points_fc(out["query_pos"]).sigmoid()
     return out
 
 

@@ -11,4 +11,5 @@ model = dict(
     student=_base_.model,
     teacher=dict(config='conditional_detr_r101_50e_coco.py',
                  checkpoint='checkpoints/conditional-detr_r101_8xb2-50e_coco.pth'),
-    distiller=dict(type='DETRDistill', logits_weight=1.0, feature_weight=1.0, query_weight=1.0, top_k=100))
+    distiller=dict(type='DETRDistill', logits_weight=1.0, feature_weight=1.0, query_weight=1.0,
+                   contrastive_weight=0.2, top_k=100))

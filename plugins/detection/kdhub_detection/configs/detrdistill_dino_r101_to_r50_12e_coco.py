@@ -9,4 +9,5 @@ custom_imports = dict(imports=['kdhub_detection.register'], allow_failed_imports
 train_dataloader = dict(dataset=dict(type='KDHubCocoDataset', on_bad='error'))
 model = dict(_delete_=True, type='KDDistillDetector', student=_base_.model,
              teacher=dict(config='dino_r101_12e_coco.py', checkpoint='checkpoints/dino-4scale_r101_8xb2-12e_coco.pth'),
-             distiller=dict(type='DETRDistill', logits_weight=1.0, feature_weight=1.0, query_weight=1.0, top_k=100))
+             distiller=dict(type='DETRDistill', logits_weight=1.0, feature_weight=1.0, query_weight=1.0,
+                            contrastive_weight=0.2, top_k=100))

@@ -2,7 +2,8 @@
 # Same transformer width, decoder depth, queries, schedule and seed as the baseline dino_r18w16_synth.py. The three
 # components act on the student's matching queries only (its denoising queries keep DINO's own denoising loss);
 # the teacher-query group is the teacher's two-stage query prior (content queries + the anchor boxes its encoder
-# selected).
+# selected). feature_weight multiplies the sum of the per-decoder-layer feature losses (released code); the
+# contrastive term on matched queries (contrastive_weight, 0.2 by default) is on as in the released config.
 # `kdhub train` of this config trains the teacher first (WORK_DIR/teacher, from model.teacher.config); to
 # distil from a trained one instead, pass --cfg-options model.teacher.checkpoint=work_dirs/dino_teacher/student.pth.
 _base_ = ['./dino_r18w16_synth.py']
