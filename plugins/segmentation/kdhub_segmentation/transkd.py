@@ -10,7 +10,7 @@ LayerNorm as tokens, reshaped here to F_i [B, C, H, W]. Variants: ``base`` (CSF 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
@@ -19,7 +19,7 @@ from kdhub.taps import FeatureTaps
 
 from .csf import CSF
 from .ea import EmbeddingAssistant
-from .gl_mixer import GLMixer
+from .gl_mixer import ATTENTIONS, GLMixer
 from .hcl import HierarchicalContextLoss
 from .patch_embed_loss import PatchEmbeddingLoss
 from .pea import PatchEmbeddingAlignment
@@ -89,6 +89,11 @@ class TransKDDistiller(nn.Module):
     Losses: ``loss_hcl`` = hcl_weight * HCL(CSF(F_S), F_T) and ``loss_embed`` = sum_i gamma_i *
     MSE(E_hat_i, E_T_i). The modules here (CSF, PEA, GL-Mixer / EA) train with the student and are
     dropped at export.
+
+    Defaults follow the authors' released code: the GL-Mixer's attention is SegFormer's (``gl_attention=
+    'segformer'``, ``gl_heads=8``, ``gl_qkv_bias=False``; kdhub's earlier form is ``gl_attention='mha',
+    gl_heads=1``) and EA's eight mixing weights start at 0.1 x (k + 1) (``ea_init='ramp'``; kdhub's earlier
+    form is ``ea_init=0.5``). ``mix_init`` starts the GL-Mixer's alpha and beta.
     """
 
     teacher_part = "backbone"  # the losses read backbone taps only: the teacher's head never runs
@@ -96,8 +101,9 @@ class TransKDDistiller(nn.Module):
 
     def __init__(self, student: nn.Module, teacher: nn.Module, variant: str = "base", csf_channels: int = 64,
                  csf_squeeze_channels: int = 32, hcl_weight: float = 1.0, hcl_levels: Sequence[int] = (4, 2, 1),
-                 embed_weights: Sequence[float] = (0.1, 0.1, 0.5, 1.0), gl_heads: int = 1, gl_kernel_size: int = 3,
-                 mix_init: float = 0.5):
+                 embed_weights: Sequence[float] = (0.1, 0.1, 0.5, 1.0), gl_heads: int = 8, gl_kernel_size: int = 3,
+                 mix_init: float = 0.5, gl_attention: str = "segformer", gl_qkv_bias: bool = False,
+                 ea_init: Union[str, float] = "ramp"):
         super().__init__()
         if variant not in VARIANTS:
             raise ConfigError(f"model.distiller.variant: unknown TransKD variant {variant!r}; valid choices: "
@@ -116,10 +122,16 @@ class TransKDDistiller(nn.Module):
             if s.widths[-1] % gl_heads:
                 raise ConfigError(f"model.distiller.gl_heads: {gl_heads} heads do not divide the student's deepest "
                                   f"width {s.widths[-1]}; choose a divisor")
-            self.gl_mixer = GLMixer(s.widths[-1], gl_heads, gl_kernel_size, mix_init)
+            if gl_attention not in ATTENTIONS:
+                raise ConfigError(f"model.distiller.gl_attention: unknown attention {gl_attention!r}; valid choices: "
+                                  f"{', '.join(ATTENTIONS)}")
+            self.gl_mixer = GLMixer(s.widths[-1], gl_heads, gl_kernel_size, mix_init, gl_attention, gl_qkv_bias)
         self.ea = None
         if variant == "ea":
-            self.ea = EmbeddingAssistant([s.in_channels] + s.widths[:-1], t.widths, t.patch_sizes, t.strides, mix_init)
+            if not (ea_init == "ramp" or (isinstance(ea_init, (int, float)) and not isinstance(ea_init, bool))):
+                raise ConfigError(f"model.distiller.ea_init: {ea_init!r} is neither 'ramp' (the authors' "
+                                  f"0.1 x (k + 1)) nor a number (every weight starts there)")
+            self.ea = EmbeddingAssistant([s.in_channels] + s.widths[:-1], t.widths, t.patch_sizes, t.strides, ea_init)
         self.hcl = HierarchicalContextLoss(hcl_levels)
         self.embed_loss = PatchEmbeddingLoss(embed_weights)
         self._student = StageTaps(student, n)

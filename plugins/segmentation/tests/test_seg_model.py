@@ -122,11 +122,28 @@ def test_student_starts_from_the_same_weights_as_a_plain_run(teacher_ckpt):
         assert torch.equal(v, model.student.state_dict()[k]), k
 
 
+def test_transkd_defaults_are_the_authors_gl_attention_and_ea_start(teacher_ckpt):
+    """Without keys: GL-Mixer attention with 8 heads and no qkv bias, EA weights 0.1 .. 0.8; earlier forms by key."""
+    small = dict(type="TransKDDistiller", csf_channels=8, csf_squeeze_channels=4)
+    gl = distiller_model(teacher_ckpt, dict(small, variant="gl")).distiller.gl_mixer
+    assert gl.attention.num_heads == 8 and gl.attention.qkv.bias is None
+    assert gl.alpha.item() == gl.beta.item() == 0.5
+    ea = distiller_model(teacher_ckpt, dict(small, variant="ea")).distiller.ea
+    assert torch.equal(ea.weights.data, torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]]))
+    old_gl = distiller_model(teacher_ckpt, dict(small, variant="gl", gl_attention="mha", gl_heads=1)).distiller
+    assert isinstance(old_gl.gl_mixer.attention, torch.nn.MultiheadAttention)
+    old_ea = distiller_model(teacher_ckpt, dict(small, variant="ea", ea_init=0.5)).distiller.ea
+    assert torch.equal(old_ea.weights.data, torch.full((2, 4), 0.5))
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(teacher=mit(16, num_stages=3)), "model.student.backbone.num_stages (4) != model.teacher.backbone.num_stages (3)"),
     (dict(teacher=mit(16, strides=(4, 2, 2, 1))), "model.student.backbone.strides"),
     (dict(distiller=dict(type="TransKDDistiller", variant="gl", gl_heads=3)), "model.distiller.gl_heads"),
     (dict(distiller=dict(type="TransKDDistiller", variant="big")), "model.distiller.variant"),
+    (dict(distiller=dict(type="TransKDDistiller", variant="gl", gl_attention="linear")),
+     "model.distiller.gl_attention"),
+    (dict(distiller=dict(type="TransKDDistiller", variant="ea", ea_init="zeros")), "model.distiller.ea_init"),
     (dict(distiller=dict(type="TransKDDistiller", embed_weights=(1.0,))), "model.distiller.embed_weights"),
     (dict(teacher=mit(16, num_classes=5), distiller=VARIANTS[3]), "num_classes"),
     (dict(distiller=dict(type="TermsDistiller", terms=[dict(name="x", loss=dict(type="kd"), student="decode_head.nope",
