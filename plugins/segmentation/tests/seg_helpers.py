@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 TINY_SYNTH = dict(size=32, train=16, val=4, test=4, seed=0)
 
 
@@ -67,3 +69,22 @@ model = dict(_delete_=True, type='SegDistiller', student=dict(config='student.py
 baseline = True
 {extra}""")
     return folder / "transkd.py"
+
+
+def write_cityscapes(root: Path, split: str, n: int, seed: int) -> None:
+    """``n`` scenes of 256 x 128 (Cityscapes' 2048 x 1024 at an eighth) with train-id label maps (0..18, 255)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for folder in ("leftImg8bit", "gtFine"):
+        (root / "data" / "cityscapes" / folder / split / "aachen").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        stem = f"aachen_{i:06d}_000019"
+        label = np.full((128, 256), 255, np.uint8)
+        for k in range(6):
+            y, x = int(rng.integers(0, 96)), int(rng.integers(0, 224))
+            label[y:y + 32, x:x + 32] = int(rng.integers(0, 19))
+        image = (rng.integers(0, 40, (128, 256, 3)) + (label[..., None] % 19) * 11).astype(np.uint8)
+        base = root / "data" / "cityscapes"
+        cv2.imwrite(str(base / "leftImg8bit" / split / "aachen" / f"{stem}_leftImg8bit.png"), image)
+        cv2.imwrite(str(base / "gtFine" / split / "aachen" / f"{stem}_gtFine_labelTrainIds.png"), label)

@@ -1,7 +1,9 @@
-# TransKD's student alone on Cityscapes: SegFormer MiT-B0, not ImageNet-pretrained (as in the paper).
-# For users who have Cityscapes under data/cityscapes, prepared as mmseg documents: 512 x 1024 crops, AdamW lr
-# 6e-5, weight decay 0.01, poly decay over 160k iterations. 8 images per step: 4 GPUs x 2 (TransKD's CSF needs at
-# least 2 per GPU).
+# TransKD's student alone on Cityscapes: SegFormer MiT-B0, not ImageNet-pretrained (as in the paper), trained with
+# mmseg's own Cityscapes recipe: images rescaled by 0.5-2 and cropped to 512 x 1024, flip and photometric
+# distortion, ImageNet mean/std, unweighted cross-entropy, sliding-window test; AdamW lr 6e-5, weight decay 0.01,
+# poly decay over 160k iterations. This is an mmseg-native recipe, not the TransKD authors' (that one is
+# segformer_mit-b0_cityscapes-512x1024_authors.py). For users who have Cityscapes under data/cityscapes, prepared as
+# mmseg documents. 8 images per step: 4 GPUs x 2 (TransKD's CSF needs at least 2 per GPU).
 #   torchrun --nproc_per_node 4 -m kdhub train segmentation::segformer_mit-b0_cityscapes-512x1024.py --launcher pytorch
 task = 'segmentation'
 _base_ = [

@@ -1,4 +1,5 @@
-# TransKD's teacher on Cityscapes: SegFormer MiT-B2 with the student's data and schedule.
+# TransKD's teacher on Cityscapes: SegFormer MiT-B2 with the student's data and schedule (mmseg's own Cityscapes
+# recipe, not the TransKD authors'; theirs is segformer_mit-b2_cityscapes-512x1024_authors.py).
 # No weights are downloaded: to start from ImageNet-pretrained MiT-B2 weights you have locally, add
 #   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=/path/to/mit_b2.pth
 task = 'segmentation'
