@@ -21,6 +21,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SETTINGS = ("transductive", "inductive", "production")
 TEACHERS = ("gcn", "sage", "gat")
 SCHEDULES = ("joint", "released")
+TEACHER_INITS = ("pyg", "dgl")  # kdhub_graph.models.init_like_dgl_
 
 SCHEMA = {
     "task": Field(str, choices=("graph",)),
@@ -55,6 +56,9 @@ SCHEMA = {
         "out_heads": Field(int, 1, help="GAT: heads of the output layer, averaged (PyG's own GAT model uses "
                                         "'heads' there; GLNN and PyG's example GAT use 1)"),
         "fanout": Field(list, [5, 5], help="GraphSAGE neighbours sampled per layer (sage only)"),
+        "init": Field(str, "pyg", choices=TEACHER_INITS,
+                      help="initialisation of a teacher trained here: pyg = PyG's layer defaults; dgl = DGL 0.6.1's "
+                           "(GLNN's released code; SAGE: Xavier-uniform, ReLU gain, zero bias)"),
         "batch_size": Field(int, 512), "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-4),
         "epochs": Field(int, 200), "patience": Field(int, 50),
         "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced): a "

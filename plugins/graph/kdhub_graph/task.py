@@ -28,7 +28,7 @@ from kdhub.task import DemoResult
 from .data import load_graph, prepare
 from kdhub.device import resolve_device
 from .glnn import labelled_ce
-from .models import MLP, GNN, build_teacher
+from .models import MLP, GNN, build_teacher, init_like_dgl_
 from .methods import build_method
 from .sampler import CSR, sample
 from .soft_labels import soft_labels
@@ -168,7 +168,10 @@ class SeedStages(Stages):
         t = self.cfg["teacher"]
         torch.manual_seed(seed)
         classes = int(split.y.max()) + 1
-        gnn = build_teacher(run.arch(), split.num_features, classes).to(run.device)
+        gnn = build_teacher(run.arch(), split.num_features, classes)
+        if t["init"] == "dgl":
+            init_like_dgl_(gnn)
+        gnn = gnn.to(run.device)
         objective = TeacherObjective(gnn)
         x, y = split.x.to(run.device), split.y.to(run.device)
         ei, train = split.obs_edge_index.to(run.device), split.train_mask.to(run.device)

@@ -174,3 +174,37 @@ def test_released_batches_drop_the_last_partial_batch():
     assert set(torch.cat(two).tolist()) <= set(nodes.tolist())
     assert [len(b) for b in released_batches(nodes[:3], 4, g)] == [3]
     assert [len(b) for b in released_batches(torch.arange(8), 4, g)] == [4, 4]
+
+
+def test_dgl_initialisation_by_hand():
+    """DGL 0.6.1's starts, worked out by hand for 1000 -> 1000 layers (fan_in + fan_out = 2000).
+    SAGEConv: Xavier-uniform with gain sqrt(2): bound sqrt(2) * sqrt(6 / 2000) = sqrt(0.006) = 0.0774597, standard
+    deviation bound / sqrt(3) = sqrt(0.002) = 0.0447214, zero bias. PyG's own start is uniform within
+    1 / sqrt(1000) = 0.0316228 (standard deviation 0.0182574). GraphConv: gain 1, bound sqrt(0.003) = 0.0547723.
+    GATConv's attention vectors [1, 1, 1000]: fan_in = fan_out = 1000, Xavier-normal with gain sqrt(2): standard
+    deviation sqrt(2) * sqrt(2 / 2000) = 0.0447214."""
+    from kdhub_graph.models import init_like_dgl_
+
+    torch.manual_seed(0)
+    arch = {"model": "sage", "hidden": 1000, "layers": 2, "dropout": 0.0, "aggr": "gcn"}
+    sage = build_teacher(arch, 1000, 1000)
+    assert sage.convs[0].lin_l.weight.abs().max().item() == pytest.approx(0.0316228, abs=1e-4)  # PyG's start
+    assert init_like_dgl_(sage) is sage
+    for conv in sage.convs:
+        w = conv.lin_l.weight
+        assert 0.07740 < w.abs().max().item() <= 0.0774597
+        assert w.std().item() == pytest.approx(0.0447214, rel=5e-3)
+        assert torch.equal(conv.lin_l.bias, torch.zeros(1000))
+    mean = init_like_dgl_(build_teacher(dict(arch, aggr="mean"), 1000, 1000))
+    for conv in mean.convs:  # the root weight (DGL's fc_self) too
+        assert conv.lin_r.weight.std().item() == pytest.approx(0.0447214, rel=5e-3)
+    gcn = init_like_dgl_(build_teacher(dict(arch, model="gcn"), 1000, 1000))
+    assert 0.05470 < gcn.convs[0].lin.weight.abs().max().item() <= 0.0547723
+    assert torch.equal(gcn.convs[0].bias, torch.zeros(1000))
+    gat = build_teacher(dict(arch, model="gat", heads=1, attn_dropout=0.0), 1000, 1000)
+    for p in (gat.convs[0].att_src, gat.convs[0].att_dst):
+        torch.nn.init.constant_(p, 5.0)
+    init_like_dgl_(gat)
+    att = torch.cat([c.att_src.flatten() for c in gat.convs] + [c.att_dst.flatten() for c in gat.convs])
+    assert att.std().item() == pytest.approx(0.0447214, rel=0.05)
+    assert torch.equal(gat.convs[0].bias, torch.zeros(1000))
