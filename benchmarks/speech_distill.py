@@ -38,6 +38,7 @@ from kdhub_speech.intermediate import IntermediateDistillation
 from kdhub_speech.objective_shifting import ObjectiveShifting
 from kdhub_speech.plugin import kdhub_load_config
 from kdhub_speech.task import load_data, load_separator
+from provenance import run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "plugins" / "speech" / "configs" / "convtasnet_distill.yaml"
@@ -103,6 +104,53 @@ def step_times(teacher_path: Path, work: Path, repeats: int, device: str = "cpu"
     return ms
 
 
+def cache_cost(work: Path, repeats: int, config: Path = CONFIG) -> dict:
+    """Disk size of the teacher cache per hour of training audio, and the cost of reading one batch from it
+    against the plain student step, interleaved in one process. Sizes and read times do not depend on the
+    teacher's weights, so the config's teacher is used as initialised (seed 0)."""
+    cfg = kdhub_load_config(config, []).cfg
+    torch.manual_seed(0)
+    teacher = cfg["teacher_model"].eval()
+    data = load_data(cfg, str(config))
+    train_ds = dataset(data.train)
+    pairs = [tuple(p) for p in cfg["distill"]["features"]["pairs"]]
+    path = work / "cache_cost.pt"  # reused when present: its size does not depend on the teacher's weights
+    cache = TeacherCache.build(path, teacher, train_ds, [t for _, t in pairs], "cpu")
+    seconds = sum(sb.dataio.dataio.read_audio_info(r["mix_wav"]).num_frames for r in data.train.rows.values()) \
+        / cfg["sample_rate"]
+    hours = seconds / 3600
+    out_bytes = cache.outputs.numel() * cache.outputs.element_size()
+    feat_bytes = sum(f.numel() * f.element_size() for f in cache.features)
+    hp = cfg["training"]
+    batch = next(iter(sb.dataio.dataloader.make_dataloader(train_ds, batch_size=hp["batch_size"])))
+    samples_per = batch.mix_sig.data.shape[-1]
+    student = SeparationBrain(copy.deepcopy(cfg["student_model"]), lr=hp["lr"], epochs=1, steps_per_epoch=100,
+                              num_spks=2, run_opts={"device": "cpu", "noprogressbar": True})
+    student.on_fit_start()
+    student.on_stage_start(sb.Stage.TRAIN, 1)
+    student.step = 1
+    fns = {"student_step": lambda: student.fit_batch(batch),
+           "cache_read": lambda: cache.lookup(list(batch.id), samples_per, "cpu")}
+    runs = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            runs[k].append(median_seconds(fn, repeats=3, warmup=1))
+    ms = {k: round(statistics.median(v) * 1000, 4) for k, v in runs.items()}
+    audio_per_batch_s = hp["batch_size"] * samples_per / cfg["sample_rate"]
+    return {
+        "cache_file_bytes": path.stat().st_size,
+        "train_audio_hours": round(hours, 4),
+        "mb_per_hour_of_audio": round(path.stat().st_size / 1e6 / hours, 1),
+        "mb_per_hour_outputs": round(out_bytes / 1e6 / hours, 1),
+        "mb_per_hour_features": round(feat_bytes / 1e6 / hours, 1),
+        "step_ms": ms,
+        "read_vs_student_step": round(ms["cache_read"] / ms["student_step"], 4),
+        "read_hours_of_audio_per_s": round(audio_per_batch_s / 3600 / (ms["cache_read"] / 1000), 2),
+        "batch": f"{hp['batch_size']} x {samples_per} samples",
+        "stored_as": "float16, memory-mapped; outputs aligned to the references; features of the configured pairs",
+    }
+
+
 def describe_data(cfg: dict) -> str:
     d = cfg["data"]
     if d["source"] != "embedded":
@@ -141,8 +189,20 @@ def main() -> None:
     ap.add_argument("--out", default="results/speech_distill.json")
     ap.add_argument("--timing-only", action="store_true",
                     help="re-measure only the step times (e.g. on a quieter machine) into the existing --out")
+    ap.add_argument("--cache-only", metavar="JSON", default=None,
+                    help="measure only the teacher cache's disk size per hour of audio and its read cost vs the "
+                         "student step, into JSON")
     args = ap.parse_args()
     CONFIG = args.config.resolve()
+    if args.cache_only:
+        work = Path(args.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        result = {"config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
+                  "data": describe_data(kdhub_load_config(CONFIG, []).cfg),
+                  **cache_cost(work, args.timing_repeats, CONFIG), **run_info()}
+        atomic_write_text(Path(args.cache_only), json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     if args.timing_only:
         out = Path(args.out)
         result = json.loads(out.read_text())
