@@ -1,11 +1,12 @@
 """DETRDistill (Chang et al., ICCV 2023) for DETR-family detectors in mmdet (Deformable DETR, Conditional
 DETR, DINO, DETR): Hungarian-matching logits distillation (:mod:`.matching`), target-aware feature distillation
-(:mod:`.feature_mask`) and query-prior assignment distillation (:mod:`.query_group`), each at every decoder
-layer (teacher layer l supervises student layer l) and each switched off by a zero weight.
+(:mod:`.feature_mask`), query-prior assignment distillation (:mod:`.query_group`) and the released code's
+contrastive term on matched queries (:mod:`.contrastive`), each at every decoder layer (teacher layer l
+supervises student layer l) and each switched off by a zero weight.
 
 Both detectors run mmdet's own transformer stages (``pre_transformer`` -> ``forward_encoder`` ->
-``pre_decoder`` -> ``forward_decoder``) once; the student's ground-truth loss is its head's own
-``loss_by_feat`` on that pass.
+``pre_decoder`` -> ``forward_decoder``) once (the released query-prior form runs the student's a second time);
+the student's ground-truth loss is its head's own ``loss_by_feat`` on that pass.
 
 DINO: in training the student's decoder runs its contrastive denoising (CDN) queries before the matching
 queries (``dn_meta['num_denoising_queries']`` of them, kept apart by DINO's attention mask). They have their

@@ -358,3 +358,19 @@ def test_released_query_prior_is_refused_for_dino_with_the_fix(mm, tiny_dino, tm
     with pytest.raises(ConfigError, match="query_prior"):
         from kdhub_detection.detr_distill import DETRDistill
         DETRDistill(query_prior="teacher")
+
+
+def test_released_query_prior_on_conditional_detr_uses_the_students_reference_head(mm, tmp_path):
+    student = deformable_detr(tmp_path, "cs.py", base=8, detector="ConditionalDETR")
+    teacher = deformable_detr(tmp_path, "ct.py", base=16, detector="ConditionalDETR")
+    ckpt = save_random_detector(mm, teacher, tmp_path / "ct.pth")
+    model, data = _build(mm, distill(tmp_path, "cd.py", student, teacher, ckpt,
+                                     "dict(type='DETRDistill', query_prior='released')"))
+    losses = model(**data, mode="loss")
+    group = [k for k in losses if "loss_qg_" in k]
+    assert {"loss_qg_cls", "d0.loss_qg_iou"} <= set(group)
+    sum(losses[k] for k in group).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    # Conditional DETR's decoder makes its reference points from the positional query with its own head
+    assert model.student.decoder.ref_point_head.layers[0].weight.grad.abs().sum() > 0
+    assert model.student.query_embedding.weight.grad is None
