@@ -101,21 +101,22 @@ def inference_speed(nodes: int, batch: int, repeats: int) -> dict:
 
 
 def distill_throughput(nodes: int, batch: int, repeats: int, device: str = "cpu") -> dict:
-    """One student epoch over every node: GLNN with cached soft labels vs the plain student (CE), on
-    ``device``."""
+    """One student epoch over every node, GLNN on cached soft labels (prepared once, as the task does; lambda 0,
+    GLNN's Cora setting) vs the plain student's cross entropy over the same nodes (every node labelled), on
+    ``device``: the KL that replaces the CE, at the same batches, interleaved."""
     g = csbm(nodes, 10, 128, seed=1).to(device)
-    soft = torch.randn(nodes, 10, device=device)
-    labelled = torch.zeros(nodes, dtype=torch.bool, device=device)
-    labelled[::10] = True
     torch.manual_seed(0)
-    glnn = GLNN(MLP(128, 128, 10), lam=0.5).to(device)
+    glnn = GLNN(MLP(128, 128, 10), lam=0.0).to(device)
     plain = PlainStudent(MLP(128, 128, 10)).to(device)
+    teacher = glnn.prepare_teacher(torch.randn(nodes, 10, device=device))  # the cache, once per student run
+    labelled = torch.ones(nodes, dtype=torch.bool, device=device)
     opts = {m: torch.optim.Adam(m.parameters(), lr=0.01) for m in (glnn, plain)}
 
     def epoch(model):
         def run():
             for idx in torch.randperm(nodes, device=device).split(batch):
-                losses = model(x=g.x[idx], y=g.y[idx], labelled=labelled[idx], teacher_logits=soft[idx])
+                rows = {k: v[idx] for k, v in teacher.items()} if model is glnn else {}
+                losses = model(x=g.x[idx], y=g.y[idx], labelled=labelled[idx], **rows)
                 opts[model].zero_grad()
                 sum(losses.values()).backward()
                 opts[model].step()
@@ -128,7 +129,7 @@ def distill_throughput(nodes: int, batch: int, repeats: int, device: str = "cpu"
         t_plain.append(median_seconds(epoch(plain), 1, warmup=0))
     a, b = statistics.median(t_glnn), statistics.median(t_plain)
     return {"nodes": nodes, "batch": batch, "glnn_epoch_s": round(a, 4), "plain_student_epoch_s": round(b, 4),
-            "ratio": round(a / b, 3)}
+            "ratio": round(a / b, 3), "target_ratio": 1.05}
 
 
 def main() -> None:

@@ -8,10 +8,16 @@ takes two passes per epoch with the same Adam optimiser: a CE pass over the labe
 lambda, then a KL pass over the distillation nodes, weighted by 1 - lambda, each in mini-batches with their
 own optimiser steps. With its default lambda = 0 the CE pass still steps Adam (weight decay and the moments
 move). ``part`` selects one of the two passes for that schedule (``student.schedule: released``).
+
+Cost: the soft labels are fixed for the whole of student training, so :meth:`GLNN.prepare_teacher` turns the
+cached logits once into what the KL needs per node, the teacher's probabilities at temperature T and their
+entropy. Per step the KL is then KL(p_T || p_S) = CE(p_T, p_S) - H(p_T): one soft-target cross entropy (the
+same fused log-softmax as the hard-label CE it replaces) and a gathered constant, instead of a second
+log-softmax, an exp and a log of the teacher's side every step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +45,32 @@ class GLNN(Algorithm):
         """From the graph config's ``distill`` section (``lambda``, ``temperature``)."""
         return cls(student, distill["lambda"], distill["temperature"])
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor, teacher_logits: torch.Tensor,
-             part: str = "both", **_: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Both weighted terms, or with ``part`` 'ce' / 'kd' only that one (the released two-pass schedule)."""
+    def prepare_teacher(self, teacher_logits: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Per-node rows the task hands to :meth:`loss` in place of the cached logits, computed once:
+        ``teacher_probs`` = softmax(logits / T) and ``teacher_entropy`` = H(teacher_probs)."""
+        log_p = F.log_softmax(teacher_logits.float() / self.kd.temperature, dim=1)
+        probs = log_p.exp()
+        return {"teacher_probs": probs, "teacher_entropy": -(probs * log_p).sum(dim=1)}
+
+    def soft_kl(self, s: torch.Tensor, probs: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+        """KL(p_T || softmax(s / T)) * T^2 averaged over the rows, from prepared teacher rows."""
+        t = self.kd.temperature
+        return (F.cross_entropy(s / t, probs) - entropy.mean()) * t * t
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor,
+             teacher_logits: Optional[torch.Tensor] = None, part: str = "both",
+             teacher_probs: Optional[torch.Tensor] = None, teacher_entropy: Optional[torch.Tensor] = None,
+             **_: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Both weighted terms, or with ``part`` 'ce' / 'kd' only that one (the released two-pass schedule).
+        The teacher comes as ``teacher_logits`` or as :meth:`prepare_teacher`'s rows (the task's path)."""
         s = self.student(x)
         out = {}
-        if part in ("both", "ce"):
+        if part == "ce" or (part == "both" and self.lam):
             out["loss_ce"] = self.lam * labelled_ce(s, y, labelled)
+        elif part == "both":  # lambda 0 (GLNN's default): a zero term, logged without computing the CE
+            out["loss_ce"] = s.new_zeros(())
         if part in ("both", "kd"):
-            out["loss_kd"] = (1.0 - self.lam) * self.kd(s, teacher_logits)
+            kl = self.kd(s, teacher_logits) if teacher_probs is None else \
+                self.soft_kl(s, teacher_probs, teacher_entropy)
+            out["loss_kd"] = (1.0 - self.lam) * kl
         return out

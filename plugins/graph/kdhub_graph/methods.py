@@ -27,7 +27,10 @@ are computed once from the observed graph):
   ``x`` and ``teacher_logits`` with the targets first and then their neighbours, ``y``/``labelled`` for
   the targets only, ``edge_index`` (local ids, neighbour -> target) and ``num_targets``.
 
-Accept ``**_`` for keys a method does not use. Loading a config also builds the method once around a
+A method without ``needs_graph`` may define ``prepare_teacher(teacher_logits) -> {key: [N, ...] tensor}``: it is
+called once on the cached logits of every node, and each batch then carries those rows under their keys in
+place of ``teacher_logits`` (GLNN turns the logits into probabilities and entropies once, so its per-step KL
+costs what a cross entropy does). Accept ``**_`` for keys a method does not use. Loading a config also builds the method once around a
 placeholder student (``nn.Identity()``), so that a bad hyper-parameter (raise
 :class:`kdhub.config.ConfigError` naming ``distill.<name>.<key>``) is reported before anything trains.
 """

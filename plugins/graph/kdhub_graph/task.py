@@ -220,14 +220,15 @@ class SeedStages(Stages):
         soft = teacher_logits.to(dev) if teacher_logits is not None else None
         needs_graph = getattr(model, "needs_graph", False)  # the method reads the targets' neighbourhoods
         csr = CSR.from_edge_index(split.obs_edge_index, split.num_nodes) if needs_graph else None
+        per_node = {}  # what each batch carries from the teacher, one row per node
+        if soft is not None:
+            prepare = getattr(model, "prepare_teacher", None)
+            per_node = prepare(soft) if prepare is not None and csr is None else {"teacher_logits": soft}
 
         def make_batch(targets: torch.Tensor) -> Dict[str, Any]:
             t = targets.to(dev)
             if csr is None:
-                batch = {"x": x[t], "y": y[t], "labelled": train[t]}
-                if soft is not None:
-                    batch["teacher_logits"] = soft[t]
-                return batch
+                return {"x": x[t], "y": y[t], "labelled": train[t], **{k: v[t] for k, v in per_node.items()}}
             sub = sample(csr, targets, [-1])
             n_id = sub.n_id.to(dev)
             return {"x": x[n_id], "y": y[t], "labelled": train[t], "teacher_logits": soft[n_id],

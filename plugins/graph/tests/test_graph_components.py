@@ -163,6 +163,25 @@ def test_glnn_released_passes_by_hand():
     assert both["loss_ce"].item() + both["loss_kd"].item() == pytest.approx(0.071921 + 0.107881, abs=1e-6)
 
 
+def test_glnn_prepared_soft_labels_by_hand():
+    """The task hands GLNN the teacher prepared once (probabilities at T and their entropy); the KL from those rows
+    is the same KL. T = 1: teacher [0, ln 3] -> p_T = [1/4, 3/4], H = 0.562335; student [0, 0] -> p_S = [1/2, 1/2];
+    KL = 1/4 ln(1/2) + 3/4 ln(3/2) = 0.130812. T = 2: teacher [0, ln 9] and student [0, ln 4] give p_T = [1/4, 3/4]
+    and p_S = [1/3, 2/3]; KL = 1/4 ln(3/4) + 3/4 ln(9/8) = 0.0164168, times T^2 = 0.0656670."""
+    for temperature, teacher, student, expected in ((1.0, [0.0, math.log(3.0)], [0.0, 0.0], 0.130812),
+                                                    (2.0, [0.0, math.log(9.0)], [0.0, math.log(4.0)], 0.0656670)):
+        glnn = GLNN(torch.nn.Identity(), lam=0.0, temperature=temperature)
+        t = torch.tensor([teacher, teacher])
+        rows = glnn.prepare_teacher(t)
+        assert rows["teacher_probs"].flatten().tolist() == pytest.approx([0.25, 0.75] * 2, abs=1e-6)
+        assert rows["teacher_entropy"].tolist() == pytest.approx([0.562335] * 2, abs=1e-6)
+        batch = dict(x=torch.tensor([student, student]), y=torch.tensor([1, 0]), labelled=torch.tensor([True, False]))
+        prepared = glnn(**batch, **rows)["loss_kd"]
+        direct = glnn(**batch, teacher_logits=t)["loss_kd"]
+        assert prepared.item() == pytest.approx(expected, abs=1e-6)
+        assert direct.item() == pytest.approx(expected, abs=1e-6)
+
+
 def test_released_batches_drop_the_last_partial_batch():
     """GLNN's train_mini_batch: max(1, N // batch) batches of a fresh permutation, the remainder dropped, and one
     batch of every node when there are fewer than ``batch``."""
