@@ -5,7 +5,8 @@ Every model is trained by the pipeline itself through the real launcher (``kdhub
 interrupted benchmark continues and finished runs are reused): one teacher per family (its config's seed), then,
 for every seed of ``--seeds``, the baseline student and the distilled students with that seed
 (``randomness.seed``) and the same schedule. DETRDistill on Deformable DETR is also run with each component
-alone (logits, feature, query, contrastive; the other weights 0). Test-split COCO AP comes from each run's
+alone (logits, feature, query, contrastive; the other weights 0), and with the released query-prior form
+(``query_prior=released``) against the default, to choose the default by measurement. Test-split COCO AP comes from each run's
 ``summary.json`` (nothing is tuned on the test split); the JSON holds AP and gain per seed and their means over
 seeds, and for the ablation the check "all components >= each single component" on those means. Step times are
 the median of repeated training steps in one process: distillation step / (student step + teacher forward).
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from provenance import run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "plugins" / "detection" / "configs"
@@ -61,6 +64,8 @@ FAMILIES = {
             "contrastive": ["model.distiller.logits_weight=0", "model.distiller.feature_weight=0",
                             "model.distiller.query_weight=0"],
         },
+        # the method with one switch changed, per seed; compared with the method, not part of the ablation check
+        "alternatives": {"all_released_query_prior": ["model.distiller.query_prior=released"]},
         "detector": "Deformable DETR",
         "method": "DETRDistill",
     },
@@ -153,6 +158,9 @@ def run_family(name: str, spec: dict, root: Path, seeds=(0,)) -> dict:
         for v, opts in spec["variants"].items():
             students[v][seed] = train(CONFIGS / spec["distill"], root / f"{name}_distill_{v}_s{seed}",
                                       [ckpt, seed_opt, *opts])
+    alternatives = {v: {seed: train(CONFIGS / spec["distill"], root / f"{name}_distill_{v}_s{seed}",
+                                    [ckpt, f"randomness.seed={seed}", *opts]) for seed in seeds}
+                    for v, opts in spec.get("alternatives", {}).items()}
     main = next(iter(spec["variants"]))
     # teacher and baseline are plain configs (metrics under "model"); distillation runs report "student"
     base_ap = {seed: b["model"]["AP"] for seed, b in baselines.items()}
@@ -186,6 +194,12 @@ def run_family(name: str, spec: dict, root: Path, seeds=(0,)) -> dict:
         result["ablation_check"] = {
             "rule": f"mean AP over seeds of '{main}' >= that of each single component",
             "all_mean_AP": all_mean, "single_mean_AP": singles, "passed": not below, "below": below}
+    if alternatives:
+        alt_ap = {v: _per_seed({seed: r["student"]["AP"] for seed, r in runs.items()})
+                  for v, runs in alternatives.items()}
+        result["alternatives_AP"] = {"options": spec["alternatives"], main: result["distilled_AP"], **alt_ap}
+        result["wall_time_s"].update({f"distill_{v}_s{seed}": r["wall_time_s"] for v, runs in alternatives.items()
+                                      for seed, r in runs.items()})
     print(f"  step times ({name})", flush=True)
     result["step_time"] = step_times(CONFIGS / spec["distill"], [ckpt])
     return result
@@ -219,6 +233,13 @@ def table(results: dict) -> str:
         for v, per in abl.items():
             lines.append(f"| {v} | " + " | ".join(f"{per['per_seed'][s]:.1f}" for s in seeds)
                          + f" | {per['mean']:.1f} | {detr['ablation_gain_AP'][v]['mean']:+.1f} |")
+        alt = detr.get("alternatives_AP")
+        if alt:
+            for v, opts in alt["options"].items():
+                per = alt[v]
+                lines.append(f"| {v} ({', '.join(o.split('.')[-1] for o in opts)}) | "
+                             + " | ".join(f"{per['per_seed'][s]:.1f}" for s in seeds)
+                             + f" | {per['mean']:.1f} | {per['mean'] - detr['baseline_AP']['mean']:+.1f} |")
         check = detr.get("ablation_check")
         if check:
             lines += ["", f"all >= each single component (mean over seeds): "
@@ -257,6 +278,7 @@ def main(argv=None) -> int:
         results["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                               "python": platform.python_version(), "note": "2-core CPU shared with other jobs; "
                               "step times are medians of 5 and noisy under that load"}
+        results["provenance"] = run_info()  # this invocation; finished runs in --work-root are reused
         from kdhub.checkpoint import atomic_write_text
         atomic_write_text(out, json.dumps(results, indent=2) + "\n")
         print(json.dumps(results[name], indent=2), flush=True)
