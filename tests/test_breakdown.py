@@ -1,0 +1,61 @@
+"""The cost-breakdown helpers of the benchmarks: the shares' arithmetic by hand, and the peak-memory measurement
+of a step that allocates a known amount."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+
+import breakdown  # noqa: E402
+
+
+def allocating_step(mb: float):
+    """A step that holds ``mb`` MB of touched memory while it runs, and frees it when it returns."""
+    def step():
+        a = np.ones(int(mb * 1e6 / 8))
+        return float(a[::4096].sum())
+    return step
+
+
+def test_shares_by_hand():
+    s = breakdown.shares(10.0, {"teacher_forward": 4.0, "student_step": 3.0, "losses": 2.0})
+    assert s["floor_s"] == pytest.approx(9.0)
+    assert s["machinery_s"] == pytest.approx(1.0)
+    assert s["shares"] == pytest.approx({"teacher_forward": 0.4, "student_step": 0.3, "losses": 0.2, "machinery": 0.1})
+    assert s["overhead_above_floor"] == pytest.approx(1 / 9)
+
+
+def test_negative_machinery_is_reported_as_measured():
+    s = breakdown.shares(9.0, {"a": 5.0, "b": 4.5})
+    assert s["machinery_s"] == pytest.approx(-0.5)
+    assert s["overhead_above_floor"] == pytest.approx(-0.5 / 9.5)
+    r = breakdown.report(0.010, {"a": 0.004, "b": 0.003, "c": 0.002})
+    assert r["full_ms"] == 10.0 and r["floor_ms"] == 9.0 and r["machinery_ms"] == 1.0
+    assert r["overhead_above_floor"] == 0.1111
+
+
+def test_interleaved_medians():
+    calls = {"a": 0, "b": 0}
+
+    def count(name):
+        def fn():
+            calls[name] += 1
+        return fn
+
+    med = breakdown.interleaved({"a": count("a"), "b": count("b")}, repeats=3, inner=2, warmup=1)
+    assert set(med) == {"a", "b"} and all(v >= 0 for v in med.values())
+    assert calls == {"a": 7, "b": 7}  # 1 warm-up + 3 rounds x 2
+
+
+@pytest.mark.skipif(not breakdown.hwm_resettable(), reason="the RSS high-water mark cannot be reset here")
+def test_peak_of_a_known_allocation():
+    big = breakdown.peak_rss_mb("test_breakdown:allocating_step", {"mb": 200}, repeats=2, path=[HERE])
+    small = breakdown.peak_rss_mb("test_breakdown:allocating_step", {"mb": 100}, repeats=2, path=[HERE])
+    assert big["hwm_reset_works"]
+    assert 190 <= big["peak_delta_mb"] <= 215
+    assert breakdown.peak_ratio(big, small) == pytest.approx(2.0, rel=0.08)
