@@ -9,9 +9,13 @@
    from the teacher alone, and the baseline takes as many steps (more epochs over its N mixtures).
 2. Step times, measured interleaved in one process on one fixed batch: a distillation step vs (student
    step + teacher forward), and a step with cached teacher outputs vs the plain student step.
+3. ``--profile-only JSON``: one distillation step broken into its parts (teacher forward, student step, the
+   adapters, the PIT alignment, the losses, machinery), each a share of the step, and the step's peak memory
+   against the floor's (teacher forward + student step), each measured in a fresh process.
 
     python benchmarks/speech_distill.py [--config CONFIG] [--teacher-checkpoint PTH] [--seeds 0 1 2]
                                         [--labelled 0 100] [--out results/speech_distill.json]
+    python benchmarks/speech_distill.py --profile-only results/speech_profile.json [--timing-repeats 5]
 """
 from __future__ import annotations
 
@@ -24,18 +28,21 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Optional
 
 import speechbrain as sb
 import torch
 
 from kdhub.checkpoint import atomic_write_text
 from kdhub.cli import main as kdhub
+from kdhub.taps import FeatureTaps
 from kdhub.timing import median_seconds
 from kdhub_speech.brain import Distillation, SeparationBrain
 from kdhub_speech.cache import TeacherCache
-from kdhub_speech.data import dataset
-from kdhub_speech.intermediate import IntermediateDistillation
+from kdhub_speech.data import dataset, targets as batch_targets
+from kdhub_speech.intermediate import IntermediateDistillation, read_frames
 from kdhub_speech.objective_shifting import ObjectiveShifting
+from kdhub_speech.pit_kd import align_teacher, pit
 from kdhub_speech.plugin import kdhub_load_config
 from kdhub_speech.task import load_data, load_separator
 from provenance import run_info
@@ -51,6 +58,29 @@ def train(work: Path, *options: str) -> dict:
     return json.loads((work / "summary.json").read_text())
 
 
+def make_brain(cfg: dict, teacher, device: str, kd_on: bool, cache: Optional[TeacherCache] = None,
+               features: bool = True) -> SeparationBrain:
+    """A Brain of the config's student (a fresh copy of its initial weights) at its first training step: plain,
+    or distilling from ``teacher`` (or from ``cache``) with the config's terms (the feature term when
+    ``features``)."""
+    hp, d = cfg["training"], cfg["distill"]
+    student = copy.deepcopy(cfg["student_model"]).to(device)
+    kd = None
+    if kd_on:
+        p = [tuple(x) for x in d["features"]["pairs"]] if features else []
+        inter = IntermediateDistillation(p, IntermediateDistillation.probe_channels(student, teacher, p, 4000)) \
+            if p else None
+        kd = Distillation(teacher=teacher, output_weight=d["output"], feature_weight=d["features"]["weight"]
+                          if p else 0.0, pairs=p, shifting=ObjectiveShifting(**d["shifting"]), cache=cache,
+                          intermediate=inter)
+    b = SeparationBrain(student, lr=hp["lr"], epochs=1, steps_per_epoch=100, num_spks=2, distillation=kd,
+                        run_opts={"device": device, "noprogressbar": True})
+    b.on_fit_start()
+    b.on_stage_start(sb.Stage.TRAIN, 1)
+    b.step = 1
+    return b
+
+
 def step_times(teacher_path: Path, work: Path, repeats: int, device: str = "cpu", config: Path = CONFIG,
                overrides=()) -> dict:
     """Median step times (ms) of plain, distilled and cached-distilled training on one batch of ``config``
@@ -63,25 +93,10 @@ def step_times(teacher_path: Path, work: Path, repeats: int, device: str = "cpu"
     batch = next(iter(sb.dataio.dataloader.make_dataloader(train_ds, batch_size=hp["batch_size"])))
     d = cfg["distill"]
     pairs = [tuple(p) for p in d["features"]["pairs"]]
-    sh = ObjectiveShifting(**d["shifting"])
     cache = TeacherCache.build(work / "timing_cache.pt", teacher, train_ds, [t for _, t in pairs], device)
 
     def brain(kd_on: bool, cached: bool, features: bool = True) -> SeparationBrain:
-        student = copy.deepcopy(cfg["student_model"]).to(device)
-        kd = None
-        if kd_on:
-            p = pairs if features else []
-            inter = IntermediateDistillation(p, IntermediateDistillation.probe_channels(student, teacher, p, 4000)) \
-                if p else None
-            kd = Distillation(teacher=teacher, output_weight=d["output"], feature_weight=d["features"]["weight"]
-                              if p else 0.0, pairs=p, shifting=sh, cache=cache if cached else None,
-                              intermediate=inter)
-        b = SeparationBrain(student, lr=hp["lr"], epochs=1, steps_per_epoch=100, num_spks=2, distillation=kd,
-                            run_opts={"device": device, "noprogressbar": True})
-        b.on_fit_start()
-        b.on_stage_start(sb.Stage.TRAIN, 1)
-        b.step = 1
-        return b
+        return make_brain(cfg, teacher, device, kd_on, cache if cached else None, features)
 
     runs = {"student_step": brain(False, False), "distill_step": brain(True, False),
             "cached_distill_step": brain(True, True), "cached_output_only_step": brain(True, True, features=False)}
@@ -102,6 +117,125 @@ def step_times(teacher_path: Path, work: Path, repeats: int, device: str = "cpu"
     ms["cached_output_only_vs_student"] = round(ms["cached_output_only_step"] / ms["student_step"], 4)
     ms["batch"] = f"{hp['batch_size']} x {batch.mix_sig.data.shape[-1]} samples"
     return ms
+
+
+def profile_setup(config: Path = CONFIG, device: str = "cpu"):
+    """The config with its teacher as initialised (seed 0) and the first batch of its training data: the
+    profile's timings and memory do not depend on trained weights."""
+    cfg = kdhub_load_config(config, []).cfg
+    torch.manual_seed(0)
+    teacher = cfg["teacher_model"].eval().to(device)
+    train_ds = dataset(load_data(cfg, str(config)).train)
+    batch = next(iter(sb.dataio.dataloader.make_dataloader(train_ds, batch_size=cfg["training"]["batch_size"])))
+    return cfg, teacher, batch.to(device)
+
+
+def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu"):
+    """One step for the peak-memory measurement (:func:`breakdown.peak_rss_mb`): ``distill``, the distilling
+    Brain's ``fit_batch``; ``floor``, the teacher's no-grad forward and then the plain student's ``fit_batch``."""
+    cfg, teacher, batch = profile_setup(Path(config), device)
+    if variant == "distill":
+        brain = make_brain(cfg, teacher, device, True)
+        return lambda: brain.fit_batch(batch)
+    plain = make_brain(cfg, teacher, device, False)
+
+    def floor():
+        with torch.no_grad():
+            teacher(batch.mix_sig.data)
+        plain.fit_batch(batch)
+    return floor
+
+
+def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int = 3) -> dict:
+    """Break the distillation step (``SeparationBrain.fit_batch`` with :class:`Distillation`) into its parts,
+    timed interleaved in one process on one batch: the teacher's forward (no grad, hook-free copy), the plain
+    student's train step, the intermediate term's adapters (forward and backward on the captured features'
+    shapes), the PIT alignment of the teacher to the references, and the distillation losses (PIT SI-SNR
+    output term and the feature MSE, forward and backward, on tensors of the step's shapes); machinery is the
+    rest. Then the step's peak memory against the floor's, and whether the teacher's outputs join the
+    student's autograd graph."""
+    from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
+
+    cfg, teacher, batch = profile_setup(config, device)
+    d = cfg["distill"]
+    pairs = [tuple(p) for p in d["features"]["pairs"]]
+    plain_teacher = copy.deepcopy(teacher)  # no taps: the teacher_forward part is the bare network
+    student, full = make_brain(cfg, teacher, device, False), make_brain(cfg, teacher, device, True)
+    mix, refs = batch.mix_sig.data, batch_targets(batch, 2)
+    inter = full.kd.intermediate
+    with torch.no_grad():  # the features' and outputs' shapes of this batch
+        s_model = copy.deepcopy(cfg["student_model"]).to(device)
+        with FeatureTaps(s_model, [s for s, _ in pairs], detach=True) as taps:
+            s_model(mix)
+            s_feats = read_frames(s_model, taps, [s for s, _ in pairs], s_model.num_frames(mix))
+        with FeatureTaps(plain_teacher, [t for _, t in pairs], detach=True) as taps:
+            t_out = plain_teacher(mix)
+            t_aligned, sigma = align_teacher(t_out, refs)
+            t_feats = read_frames(plain_teacher, taps, [t for _, t in pairs], plain_teacher.num_frames(mix), sigma)
+        adapted = [a(s) for a, s in zip(inter.adapters, s_feats)]
+    adapters = copy.deepcopy(inter.adapters)
+    feature_loss = copy.deepcopy(inter)  # the term's loss with identity adapters: its inputs are adapted already
+    feature_loss.adapters = torch.nn.ModuleList(torch.nn.Identity() for _ in pairs)
+    s_in = [torch.randn_like(s).requires_grad_() for s in s_feats]
+    a_in = [torch.randn_like(a).requires_grad_() for a in adapted]
+    est = torch.randn_like(t_out).requires_grad_()
+
+    def teacher_forward():
+        with torch.no_grad():
+            plain_teacher(mix)
+
+    def method_modules():
+        sum(a(x).sum() for a, x in zip(adapters, s_in)).backward()
+
+    def matching():
+        with torch.no_grad():
+            align_teacher(t_out, refs)
+
+    def losses():
+        out_ex, _ = pit(est, t_aligned)
+        (d["output"] * out_ex.mean() + d["features"]["weight"] * feature_loss(a_in, t_feats)).backward()
+
+    probe = TeacherGraphProbe(teacher)
+    full.fit_batch(batch)
+    graph = probe.result()
+    probe.close()
+    if graph["teacher_outputs_in_autograd_graph"]:
+        raise SystemExit(f"the teacher's activations join the student's graph: {graph}")
+    parts = {"teacher_forward": teacher_forward, "student_step": lambda: student.fit_batch(batch),
+             "method_modules": method_modules, "matching": matching, "losses": losses}
+    med = interleaved({**parts, "distill_step": lambda: full.fit_batch(batch)}, repeats, inner=3, warmup=1)
+    kwargs = {"config": str(config), "device": device}
+    peaks = {v: peak_rss_mb("speech_distill:peak_step", {"variant": v, **kwargs}, repeats=peak_repeats, device=device)
+             for v in ("floor", "distill")}
+    return {
+        "breakdown": {"of": "SeparationBrain.fit_batch with Distillation (teacher run live, not cached), medians "
+                            "of interleaved rounds",
+                      **report(med["distill_step"], {k: med[k] for k in parts}),
+                      "target_overhead": 0.10,
+                      "parts": {
+                          "teacher_forward": "the teacher's forward under no_grad (a copy without the taps)",
+                          "student_step": "the plain student's fit_batch: forward, PIT SI-SNR to the references, "
+                                          "backward, Adam step",
+                          "method_modules": "the intermediate term's 1x1 Conv1d adapters, forward and backward, "
+                                            "on the student features' shapes " + str([list(x.shape) for x in s_feats]),
+                          "matching": "PIT alignment of the teacher's estimate to the references (sigma); "
+                                      "no GISM, Hungarian or top-K selection in this method",
+                          "losses": "PIT SI-SNR output term against T_sigma and the normalised feature MSE, "
+                                    "forward and backward, on tensors of the step's shapes",
+                          "machinery": "the rest: taps, reading and framing the features, the teacher's hooks, the "
+                                       "objective-shifting weights, SpeechBrain's bookkeeping; the separation and "
+                                       "output terms share one PIT pass in the step, which this can absorb"}},
+        "peak_memory": {"floor": peaks["floor"], "distill_step": peaks["distill"],
+                        "ratio": peak_ratio(peaks["distill"], peaks["floor"]), "target_ratio": 1.15,
+                        "floor_is": "the teacher's no-grad forward, then the plain student's fit_batch, one after the "
+                                    "other in one process",
+                        "each_in": "a fresh process, after the setup and one warm-up step"},
+        "teacher_graph": graph,
+        "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
+        "batch": f"{cfg['training']['batch_size']} x {mix.shape[-1]} samples",
+        "repeats": repeats, "device": device, "threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def cache_cost(work: Path, repeats: int, config: Path = CONFIG) -> dict:
@@ -192,8 +326,20 @@ def main() -> None:
     ap.add_argument("--cache-only", metavar="JSON", default=None,
                     help="measure only the teacher cache's disk size per hour of audio and its read cost vs the "
                          "student step, into JSON")
+    ap.add_argument("--profile-only", metavar="JSON", default=None,
+                    help="break one distillation step into its parts (shares, overhead above the floor) and "
+                         "measure its peak memory against the floor's, into JSON")
+    ap.add_argument("--device", default="cpu", help="device of --profile-only")
     args = ap.parse_args()
     CONFIG = args.config.resolve()
+    if args.profile_only:
+        result = {"benchmark": "speech_profile",
+                  "config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
+                  "data": describe_data(kdhub_load_config(CONFIG, []).cfg),
+                  **profile(CONFIG, args.timing_repeats, args.device), **run_info()}
+        atomic_write_text(Path(args.profile_only), json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     if args.cache_only:
         work = Path(args.work_dir)
         work.mkdir(parents=True, exist_ok=True)
