@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -28,6 +26,7 @@ from torch import nn
 
 from kdhub import TapAlgorithm, build_terms
 
+from breakdown import interleaved, shares
 from provenance import run_info
 
 
@@ -132,26 +131,13 @@ def main() -> None:
             opt.step()
         return step
 
-    def timed(fn):
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
     steps = {name: make_distill_step(terms) for name, terms in configs.items()}
     parts = breakdown_steps(x, y, teacher, plain_student, build_terms(configs["embedding_terms"]))
-    fns = [("reference", reference_step)] + list(steps.items()) + list(parts.items())
-    for _ in range(5):
-        for _, fn in fns:
-            fn()
-    times = {name: [] for name, _ in fns}
-    for i in range(args.steps):  # interleave, rotating the order, so drift affects all equally
-        for name, fn in fns[i % len(fns):] + fns[:i % len(fns)]:
-            times[name].append(timed(fn))
-    med = {name: statistics.median(t) for name, t in times.items()}
+    # one timed call per function and round, the order rotated each round, after 5 warm-up rounds
+    med = interleaved({"reference": reference_step, **steps, **parts}, args.steps, inner=1, warmup=5)
     step = med["embedding_terms"]
-    floor = sum(med[p] for p in parts)  # teacher forward + student step + the method's modules and losses
-    shares = {p.removeprefix("part_"): round(med[p] / step, 4) for p in parts}
-    shares["machinery"] = round(1 - floor / step, 4)
+    # floor: teacher forward + student step + the method's modules and losses
+    split = shares(step, {p.removeprefix("part_"): med[p] for p in parts})
     result = {
         "benchmark": "core_overhead",
         "student_step_plus_teacher_forward_ms": round(med["reference"] * 1e3, 3),
@@ -159,9 +145,10 @@ def main() -> None:
         "ratio": round(med["embedding_terms"] / med["reference"], 4),
         "target_ratio": 1.05,
         "breakdown": {"of": "distill_step (embedding terms), shares of its median time",
-                      "ms": {p.removeprefix("part_"): round(med[p] * 1e3, 3) for p in parts}, "shares": shares,
-                      "floor_with_method_ms": round(floor * 1e3, 3),
-                      "overhead_above_floor": round(step / floor - 1, 4), "target_overhead": 0.10},
+                      "ms": {p.removeprefix("part_"): round(med[p] * 1e3, 3) for p in parts},
+                      "shares": {k: round(v, 4) for k, v in split["shares"].items()},
+                      "floor_with_method_ms": round(split["floor_s"] * 1e3, 3),
+                      "overhead_above_floor": round(split["overhead_above_floor"], 4), "target_overhead": 0.10},
         "spatial_adapter_distill_step_ms": round(med["spatial_adapter"] * 1e3, 3),
         "spatial_adapter_ratio": round(med["spatial_adapter"] / med["reference"], 4),
         "notes": "ratio: taps on logits and penultimate embedding, KD + MSE (linear adapter) + RKD distance; "

@@ -7,6 +7,11 @@ baseline. In one process it also measures the TransKD training step against (stu
 forward), and it times ``kdhub demo segmentation`` end to end in a fresh work dir and data cache.
 
     python benchmarks/segmentation_distill.py --out results/segmentation_distill.json
+    python benchmarks/segmentation_distill.py --profile-only results/segmentation_profile.json --timing-rounds 5
+
+``--profile-only`` breaks one TransKD step into its parts (teacher forward, student step, the method's
+modules, its losses, machinery), each a share of the step, and measures the step's peak memory against the
+floor's (teacher forward + student step), each in a fresh process.
 
 Every run lives in ``--work-dir`` and is reused when the script is run again (``--resume`` semantics),
 so an interrupted benchmark continues where it stopped.
@@ -166,6 +171,186 @@ def step_times(args) -> Dict:
             "load_average": load_average()}
 
 
+def profile_models(variants=("base",), device: str = "cpu"):
+    """One batch of the synth config's shape, a plain student (MiT-N) and teacher (MiT-T, as initialised, seed
+    0), and a TransKD model per variant whose student starts from the plain student's weights and whose teacher
+    is the plain teacher's copy (built through its checkpoint, as training builds it)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    import kdhub_segmentation.mm  # noqa: F401
+    from kdhub_segmentation.model import model_config
+
+    init_default_scope("mmseg")
+    cfg = Config.fromfile(str(CONFIGS / "transkd_mit-t_to_mit-n_synth.py"))
+    size, batch = tuple(cfg.crop_size), cfg.train_dataloader.batch_size
+    torch.manual_seed(0)
+    inputs = torch.randn(batch, 3, *size)
+    samples = []
+    for _ in range(batch):
+        s = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 10, (1, *size))))
+        s.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
+        samples.append(s)
+    student = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-n_synth.py")), "student"))
+    teacher = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-t_synth.py")), "teacher")).eval()
+    tmp = Path(tempfile.mkdtemp())
+    torch.save({"state_dict": teacher.state_dict()}, tmp / "t.pth")
+    cfg.model.student = dict(config=str(CONFIGS / "segformer_mit-n_synth.py"))
+    cfg.model.teacher = dict(config=str(CONFIGS / "segformer_mit-t_synth.py"), checkpoint=str(tmp / "t.pth"))
+    distilled = {}
+    for variant in variants:
+        cfg.model.distiller.variant = variant
+        distilled[variant] = MODELS.build(cfg.model)
+        distilled[variant].student.load_state_dict(student.state_dict())
+        distilled[variant].to(device).train()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return inputs.to(device), [x.to(device) for x in samples], student.to(device).train(), teacher.to(device), distilled
+
+
+def train_step(model, inputs, samples):
+    """``model``'s train step (loss, backward, AdamW step) on one batch, as a callable."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+
+    def run():
+        loss, _ = model.parse_losses(model.loss(inputs, samples))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return run
+
+
+def method_parts(model, inputs):
+    """The method's modules (forward and backward) and its losses (forward and backward) of ``model``, a TransKD
+    SegDistiller, as two callables on leaf tensors of the shapes its taps capture on ``inputs``; the losses
+    compare with the teacher's captured features, as in the step."""
+    import torch
+
+    with torch.no_grad():
+        model.run_teacher(inputs)
+        model.student.extract_feat(inputs)
+    dist = model.distiller
+    e_s, f_s = dist._student.read()
+    e_t, f_t = dist._teacher.read()
+
+    def leaves(tensors):
+        return [torch.randn_like(t).requires_grad_() for t in tensors]
+
+    f_in, e_in, image = leaves(f_s), leaves(e_s), inputs  # the image needs no gradient, as in the step
+    csf_out, aligned_out = leaves(f_t), leaves(e_t)
+
+    def modules():
+        e = e_in[:-1] + [dist.gl_mixer(e_in[-1])] if dist.gl_mixer is not None else e_in
+        aligned = [pea(x) for pea, x in zip(dist.pea, e)]
+        if dist.ea is not None:
+            aligned = dist.ea(aligned, [image] + f_in[:-1])
+        (sum(y.sum() for y in dist.csf(f_in)) + sum(a.sum() for a in aligned)).backward()
+
+    def losses():
+        (dist.hcl_weight * dist.hcl(csf_out, f_t) + dist.embed_loss(aligned_out, e_t)).backward()
+    return modules, losses
+
+
+def peak_step(variant: str, device: str = "cpu"):
+    """One step for the peak-memory measurement (:func:`breakdown.peak_rss_mb`): ``floor``, the teacher's
+    no-grad backbone forward and then the plain student's train step; ``method_V``, the modules' and losses'
+    forward and backward of TransKD variant V alone; ``V``, the variant's step."""
+    import torch
+
+    name = variant.removeprefix("method_")
+    inputs, samples, student, teacher, distilled = profile_models(() if variant == "floor" else (name,), device)
+    if variant.startswith("method_"):
+        modules, losses = method_parts(distilled[name], inputs)
+        return lambda: (modules(), losses())
+    if variant != "floor":
+        return train_step(distilled[variant], inputs, samples)
+    student_step = train_step(student, inputs, samples)
+
+    def floor():
+        with torch.no_grad():
+            teacher.extract_feat(inputs)
+        student_step()
+    return floor
+
+
+def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", peak_repeats: int = 3) -> Dict:
+    """Break the TransKD step (``SegDistiller.loss``, backward, AdamW step) into its parts, timed interleaved in
+    one process: the teacher's backbone forward (no grad, a copy without taps), the plain student's train step,
+    the method's modules (CSF and PEA, with the GL-Mixer or EA for those variants) forward and backward on the
+    tapped features' shapes, and the losses (HCL on the CSF outputs, the patch-embedding MSE) forward and
+    backward; machinery is the rest. Then each variant's peak memory against the floor's, and whether the
+    teacher's outputs join the student's autograd graph."""
+    import torch
+
+    from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
+
+    inputs, samples, student, teacher, distilled = profile_models(variants, device)
+    method = {v: method_parts(model, inputs) for v, model in distilled.items()}
+
+    def teacher_forward():
+        with torch.no_grad():
+            teacher.extract_feat(inputs)
+
+    graph = {}
+    for v, model in distilled.items():
+        probe = TeacherGraphProbe(model.teacher)
+        train_step(model, inputs, samples)()
+        graph[v] = probe.result()
+        probe.close()
+        if graph[v]["teacher_outputs_in_autograd_graph"]:
+            raise SystemExit(f"{v}: the teacher's activations join the student's graph: {graph[v]}")
+    fns = {"teacher_forward": teacher_forward, "student_step": train_step(student, inputs, samples),
+           "losses": method[variants[0]][1]}
+    for v, model in distilled.items():
+        fns[f"method_modules_{v}"] = method[v][0]
+        fns[f"step_{v}"] = train_step(model, inputs, samples)
+    med = interleaved(fns, repeats, inner=3, warmup=1)
+    names = ("floor",) + tuple(variants) + tuple(f"method_{v}" for v in variants)
+    peaks = {v: peak_rss_mb("segmentation_distill:peak_step", {"variant": v, "device": device},
+                            repeats=peak_repeats, device=device) for v in names}
+    out = {}
+    for v in variants:
+        parts = {"teacher_forward": med["teacher_forward"], "student_step": med["student_step"],
+                 "method_modules": med[f"method_modules_{v}"], "losses": med["losses"]}
+        out[v] = {**report(med[f"step_{v}"], parts), "target_overhead": 0.10,
+                  "peak_memory": {"distill_step": peaks[v], "ratio": peak_ratio(peaks[v], peaks["floor"]),
+                                  "target_ratio": 1.15, "method_alone": peaks[f"method_{v}"],
+                                  "ratio_to_floor_plus_method": round(peaks[v]["peak_delta_mb"] / (
+                                      peaks["floor"]["peak_delta_mb"] + peaks[f"method_{v}"]["peak_delta_mb"]), 4)},
+                  "teacher_graph": graph[v]}
+    return {
+        "variants": out,
+        "floor_peak_memory": peaks["floor"],
+        "of": "SegDistiller.loss + backward + AdamW step (TransKD, mmseg), medians of interleaved rounds; "
+              "each variant's shares of its own step",
+        "parts": {"teacher_forward": "the teacher's backbone forward under no_grad (a copy without the taps): the "
+                                     "losses read backbone taps only",
+                  "student_step": "the plain student's train step: forward, decode-head cross entropy, backward, "
+                                  "AdamW step",
+                  "method_modules": "CSF and PEA (base), the GL-Mixer on the deepest embedding (gl) or EA (ea), "
+                                    "forward and backward on the tapped features' shapes",
+                  "losses": "HCL on CSF outputs of the teacher's stage shapes and the patch-embedding MSE, forward "
+                            "and backward",
+                  "matching": "none: TransKD pairs stage i with stage i (no GISM, Hungarian or top-K selection)",
+                  "machinery": "the rest: taps on both backbones, token-to-map reshapes, the distiller's "
+                               "module-dict losses and their parsing, the larger optimiser (the method's "
+                               "parameters), data movement"},
+        "floor_peak_is": "the teacher's no-grad backbone forward, then the plain student's train step, one after "
+                         "the other in one process; each step in a fresh process after the setup and a warm-up step",
+        "ratio_to_floor_plus_method_is": "the step's peak over the floor's peak plus the peak of the method's modules "
+                                         "and losses run alone (forward and backward): their graph is alive with "
+                                         "the student's at its peak, so the two add in the step",
+        "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
+        "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
+        "threads": torch.get_num_threads(), "load_average": load_average(),
+    }
+
+
 def time_demo(env) -> Dict:
     """``kdhub demo segmentation`` from nothing: fresh data cache, fresh work dir."""
     tmp = Path(tempfile.mkdtemp(prefix="kdhub-seg-demo-"))
@@ -193,11 +378,24 @@ def main() -> None:
     p.add_argument("--skip-demo", action="store_true")
     p.add_argument("--demo-only", action="store_true",
                    help="time only the demo (e.g. on a quieter machine) into the existing --out")
+    p.add_argument("--profile-only", metavar="JSON", default=None,
+                   help="break one TransKD step into its parts (shares, overhead above the floor) and measure its "
+                        "peak memory against the floor's, into JSON")
+    p.add_argument("--variants", nargs="+", default=["base", "gl", "ea"], choices=["base", "gl", "ea"],
+                   help="TransKD variants of --profile-only")
+    p.add_argument("--device", default="cpu", help="device of --profile-only")
     args = p.parse_args()
     env = dict(os.environ, KDHUB_PROGRESS="0", PYTHONWARNINGS="ignore")
     env.setdefault("KDHUB_DATA_DIR", str(Path(args.work_dir) / "data"))
     os.environ["KDHUB_DATA_DIR"] = env["KDHUB_DATA_DIR"]
     from kdhub.checkpoint import atomic_write_text
+    if args.profile_only:
+        from provenance import run_info
+        out = {"benchmark": "segmentation_profile", "config": "transkd_mit-t_to_mit-n_synth.py",
+               **profile(args.timing_rounds, tuple(args.variants), args.device), **run_info()}
+        atomic_write_text(args.profile_only, json.dumps(out, indent=2) + "\n")
+        print(json.dumps(out, indent=2))
+        return
     if args.demo_only:
         out = json.loads(Path(args.out).read_text())
         out["demo"] = time_demo(env)

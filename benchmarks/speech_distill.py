@@ -130,10 +130,54 @@ def profile_setup(config: Path = CONFIG, device: str = "cpu"):
     return cfg, teacher, batch.to(device)
 
 
+def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
+    """The method's parts of a distillation step on ``batch``, each a callable: the intermediate term's adapters
+    (forward and backward), the teacher's PIT alignment to the references (no grad), and the losses (PIT SI-SNR
+    output term and the feature MSE, forward and backward), on leaf tensors of the step's shapes against the
+    teacher's real outputs and features (``teacher`` without taps; copies of ``inter``'s modules). Also the
+    student features' shapes."""
+    d = cfg["distill"]
+    pairs = [tuple(p) for p in d["features"]["pairs"]]
+    mix, refs = batch.mix_sig.data, batch_targets(batch, cfg["num_spks"])
+    with torch.no_grad():  # the features' and outputs' shapes of this batch
+        s_model = copy.deepcopy(cfg["student_model"]).to(mix.device)
+        with FeatureTaps(s_model, [s for s, _ in pairs], detach=True) as taps:
+            s_model(mix)
+            s_feats = read_frames(s_model, taps, [s for s, _ in pairs], s_model.num_frames(mix))
+        with FeatureTaps(teacher, [t for _, t in pairs], detach=True) as taps:
+            t_out = teacher(mix)
+            t_aligned, sigma = align_teacher(t_out, refs)
+            t_feats = read_frames(teacher, taps, [t for _, t in pairs], teacher.num_frames(mix), sigma)
+        adapted = [a(s) for a, s in zip(inter.adapters, s_feats)]
+    adapters = copy.deepcopy(inter.adapters)
+    feature_loss = copy.deepcopy(inter)  # the term's loss with identity adapters: its inputs are adapted already
+    feature_loss.adapters = torch.nn.ModuleList(torch.nn.Identity() for _ in pairs)
+    s_in = [torch.randn_like(s).requires_grad_() for s in s_feats]
+    a_in = [torch.randn_like(a).requires_grad_() for a in adapted]
+    est = torch.randn_like(t_out).requires_grad_()
+
+    def modules():
+        sum(a(x).sum() for a, x in zip(adapters, s_in)).backward()
+
+    def matching():
+        with torch.no_grad():
+            align_teacher(t_out, refs)
+
+    def losses():
+        out_ex, _ = pit(est, t_aligned)
+        (d["output"] * out_ex.mean() + d["features"]["weight"] * feature_loss(a_in, t_feats)).backward()
+    return modules, matching, losses, [list(x.shape) for x in s_feats]
+
+
 def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu"):
     """One step for the peak-memory measurement (:func:`breakdown.peak_rss_mb`): ``distill``, the distilling
-    Brain's ``fit_batch``; ``floor``, the teacher's no-grad forward and then the plain student's ``fit_batch``."""
+    Brain's ``fit_batch``; ``floor``, the teacher's no-grad forward and then the plain student's ``fit_batch``;
+    ``method``, the adapters', the alignment's and the losses' parts alone."""
     cfg, teacher, batch = profile_setup(Path(config), device)
+    if variant == "method":
+        inter = make_brain(cfg, teacher, device, True).kd.intermediate
+        parts = method_parts(cfg, copy.deepcopy(teacher), inter, batch)[:3]
+        return lambda: [part() for part in parts]
     if variant == "distill":
         brain = make_brain(cfg, teacher, device, True)
         return lambda: brain.fit_batch(batch)
@@ -157,43 +201,14 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
     from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
 
     cfg, teacher, batch = profile_setup(config, device)
-    d = cfg["distill"]
-    pairs = [tuple(p) for p in d["features"]["pairs"]]
     plain_teacher = copy.deepcopy(teacher)  # no taps: the teacher_forward part is the bare network
     student, full = make_brain(cfg, teacher, device, False), make_brain(cfg, teacher, device, True)
-    mix, refs = batch.mix_sig.data, batch_targets(batch, 2)
-    inter = full.kd.intermediate
-    with torch.no_grad():  # the features' and outputs' shapes of this batch
-        s_model = copy.deepcopy(cfg["student_model"]).to(device)
-        with FeatureTaps(s_model, [s for s, _ in pairs], detach=True) as taps:
-            s_model(mix)
-            s_feats = read_frames(s_model, taps, [s for s, _ in pairs], s_model.num_frames(mix))
-        with FeatureTaps(plain_teacher, [t for _, t in pairs], detach=True) as taps:
-            t_out = plain_teacher(mix)
-            t_aligned, sigma = align_teacher(t_out, refs)
-            t_feats = read_frames(plain_teacher, taps, [t for _, t in pairs], plain_teacher.num_frames(mix), sigma)
-        adapted = [a(s) for a, s in zip(inter.adapters, s_feats)]
-    adapters = copy.deepcopy(inter.adapters)
-    feature_loss = copy.deepcopy(inter)  # the term's loss with identity adapters: its inputs are adapted already
-    feature_loss.adapters = torch.nn.ModuleList(torch.nn.Identity() for _ in pairs)
-    s_in = [torch.randn_like(s).requires_grad_() for s in s_feats]
-    a_in = [torch.randn_like(a).requires_grad_() for a in adapted]
-    est = torch.randn_like(t_out).requires_grad_()
+    mix = batch.mix_sig.data
+    method_modules, matching, losses, s_shapes = method_parts(cfg, plain_teacher, full.kd.intermediate, batch)
 
     def teacher_forward():
         with torch.no_grad():
             plain_teacher(mix)
-
-    def method_modules():
-        sum(a(x).sum() for a, x in zip(adapters, s_in)).backward()
-
-    def matching():
-        with torch.no_grad():
-            align_teacher(t_out, refs)
-
-    def losses():
-        out_ex, _ = pit(est, t_aligned)
-        (d["output"] * out_ex.mean() + d["features"]["weight"] * feature_loss(a_in, t_feats)).backward()
 
     probe = TeacherGraphProbe(teacher)
     full.fit_batch(batch)
@@ -206,7 +221,7 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
     med = interleaved({**parts, "distill_step": lambda: full.fit_batch(batch)}, repeats, inner=3, warmup=1)
     kwargs = {"config": str(config), "device": device}
     peaks = {v: peak_rss_mb("speech_distill:peak_step", {"variant": v, **kwargs}, repeats=peak_repeats, device=device)
-             for v in ("floor", "distill")}
+             for v in ("floor", "distill", "method")}
     return {
         "breakdown": {"of": "SeparationBrain.fit_batch with Distillation (teacher run live, not cached), medians "
                             "of interleaved rounds",
@@ -217,7 +232,7 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
                           "student_step": "the plain student's fit_batch: forward, PIT SI-SNR to the references, "
                                           "backward, Adam step",
                           "method_modules": "the intermediate term's 1x1 Conv1d adapters, forward and backward, "
-                                            "on the student features' shapes " + str([list(x.shape) for x in s_feats]),
+                                            "on the student features' shapes " + str(s_shapes),
                           "matching": "PIT alignment of the teacher's estimate to the references (sigma); "
                                       "no GISM, Hungarian or top-K selection in this method",
                           "losses": "PIT SI-SNR output term against T_sigma and the normalised feature MSE, "
@@ -227,6 +242,12 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
                                        "output terms share one PIT pass in the step, which this can absorb"}},
         "peak_memory": {"floor": peaks["floor"], "distill_step": peaks["distill"],
                         "ratio": peak_ratio(peaks["distill"], peaks["floor"]), "target_ratio": 1.15,
+                        "method_alone": peaks["method"],
+                        "ratio_to_floor_plus_method": round(peaks["distill"]["peak_delta_mb"] / (
+                            peaks["floor"]["peak_delta_mb"] + peaks["method"]["peak_delta_mb"]), 4),
+                        "ratio_to_floor_plus_method_is": "the step's peak over the floor's peak plus the peak of the "
+                                                         "method's parts run alone (adapters, alignment, losses, "
+                                                         "forward and backward)",
                         "floor_is": "the teacher's no-grad forward, then the plain student's fit_batch, one after the "
                                     "other in one process",
                         "each_in": "a fresh process, after the setup and one warm-up step"},
