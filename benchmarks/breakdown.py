@@ -41,7 +41,8 @@ CHILD_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_":
 PEAK_MARK = "PEAK_JSON "
 
 
-def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, inner: int = 1, warmup: int = 1) -> Dict[str, float]:
+def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, inner: int = 1,
+                warmup: int = 1) -> Dict[str, float]:
     """Median seconds of each of ``fns`` over ``repeats`` rounds; in each round every function is timed
     (the median of ``inner`` calls, :func:`kdhub.timing.median_seconds`) in an order rotated by one per
     round, so drift in the machine's load hits every part alike. ``warmup`` untimed rounds come first."""
@@ -136,7 +137,8 @@ def measure_peak(step: Callable[[], Any], repeats: int = 3, warmup: int = 1, dev
             peak = _status_kb("VmHWM") * 1024
         before.append(base / MB)
         deltas.append((peak - base) / MB)
-    return {"peak_delta_mb": round(statistics.median(deltas), 2), "peak_delta_mb_per_step": [round(d, 2) for d in deltas],
+    return {"peak_delta_mb": round(statistics.median(deltas), 2),
+            "peak_delta_mb_per_step": [round(d, 2) for d in deltas],
             "before_step_mb": round(statistics.median(before), 2),
             "measure": "torch.cuda.max_memory_allocated" if cuda else "VmHWM - VmRSS (RSS high-water mark reset)"}
 

@@ -226,9 +226,10 @@ def train_step(model, inputs, samples):
 
 
 def method_parts(model, inputs):
-    """The method's modules (forward and backward) and its losses (forward and backward) of ``model``, a TransKD
-    SegDistiller, as two callables on leaf tensors of the shapes its taps capture on ``inputs``; the losses
-    compare with the teacher's captured features, as in the step."""
+    """The method's modules (forward, backward and the AdamW update of their parameters: work the method adds to
+    every step) and its losses (forward and backward) of ``model``, a TransKD SegDistiller, as two callables on
+    leaf tensors of the shapes its taps capture on ``inputs``; the losses compare with the teacher's captured
+    features, as in the step."""
     import torch
 
     with torch.no_grad():
@@ -243,6 +244,7 @@ def method_parts(model, inputs):
 
     f_in, e_in, image = leaves(f_s), leaves(e_s), inputs  # the image needs no gradient, as in the step
     csf_out, aligned_out = leaves(f_t), leaves(e_t)
+    opt = torch.optim.AdamW(dist.parameters(), 1e-4)
 
     def modules():
         e = e_in[:-1] + [dist.gl_mixer(e_in[-1])] if dist.gl_mixer is not None else e_in
@@ -250,6 +252,8 @@ def method_parts(model, inputs):
         if dist.ea is not None:
             aligned = dist.ea(aligned, [image] + f_in[:-1])
         (sum(y.sum() for y in dist.csf(f_in)) + sum(a.sum() for a in aligned)).backward()
+        opt.step()
+        opt.zero_grad()
 
     def losses():
         (dist.hcl_weight * dist.hcl(csf_out, f_t) + dist.embed_loss(aligned_out, e_t)).backward()
@@ -282,9 +286,9 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
     """Break the TransKD step (``SegDistiller.loss``, backward, AdamW step) into its parts, timed interleaved in
     one process: the teacher's backbone forward (no grad, a copy without taps), the plain student's train step,
     the method's modules (CSF and PEA, with the GL-Mixer or EA for those variants) forward and backward on the
-    tapped features' shapes, and the losses (HCL on the CSF outputs, the patch-embedding MSE) forward and
-    backward; machinery is the rest. Then each variant's peak memory against the floor's, and whether the
-    teacher's outputs join the student's autograd graph."""
+    tapped features' shapes and their parameters' update, and the losses (HCL on the CSF outputs, the
+    patch-embedding MSE) forward and backward; machinery is the rest. Then each variant's peak memory against
+    the floor's, and whether the teacher's outputs join the student's autograd graph."""
     import torch
 
     from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
@@ -333,13 +337,13 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
                   "student_step": "the plain student's train step: forward, decode-head cross entropy, backward, "
                                   "AdamW step",
                   "method_modules": "CSF and PEA (base), the GL-Mixer on the deepest embedding (gl) or EA (ea), "
-                                    "forward and backward on the tapped features' shapes",
+                                    "forward and backward on the tapped features' shapes, and the AdamW update of "
+                                    "their parameters (about as many as the student's)",
                   "losses": "HCL on CSF outputs of the teacher's stage shapes and the patch-embedding MSE, forward "
                             "and backward",
                   "matching": "none: TransKD pairs stage i with stage i (no GISM, Hungarian or top-K selection)",
                   "machinery": "the rest: taps on both backbones, token-to-map reshapes, the distiller's "
-                               "module-dict losses and their parsing, the larger optimiser (the method's "
-                               "parameters), data movement"},
+                               "module-dict losses and their parsing, data movement"},
         "floor_peak_is": "the teacher's no-grad backbone forward, then the plain student's train step, one after "
                          "the other in one process; each step in a fresh process after the setup and a warm-up step",
         "ratio_to_floor_plus_method_is": "the step's peak over the floor's peak plus the peak of the method's modules "

@@ -132,10 +132,10 @@ def profile_setup(config: Path = CONFIG, device: str = "cpu"):
 
 def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
     """The method's parts of a distillation step on ``batch``, each a callable: the intermediate term's adapters
-    (forward and backward), the teacher's PIT alignment to the references (no grad), and the losses (PIT SI-SNR
-    output term and the feature MSE, forward and backward), on leaf tensors of the step's shapes against the
-    teacher's real outputs and features (``teacher`` without taps; copies of ``inter``'s modules). Also the
-    student features' shapes."""
+    (forward, backward and the Adam update of their parameters), the teacher's PIT alignment to the references
+    (no grad), and the losses (PIT SI-SNR output term and the feature MSE, forward and backward), on leaf
+    tensors of the step's shapes against the teacher's real outputs and features (``teacher`` without taps;
+    copies of ``inter``'s modules). Also the student features' shapes."""
     d = cfg["distill"]
     pairs = [tuple(p) for p in d["features"]["pairs"]]
     mix, refs = batch.mix_sig.data, batch_targets(batch, cfg["num_spks"])
@@ -150,6 +150,7 @@ def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
             t_feats = read_frames(teacher, taps, [t for _, t in pairs], teacher.num_frames(mix), sigma)
         adapted = [a(s) for a, s in zip(inter.adapters, s_feats)]
     adapters = copy.deepcopy(inter.adapters)
+    opt = torch.optim.Adam(adapters.parameters(), lr=cfg["training"]["lr"])
     feature_loss = copy.deepcopy(inter)  # the term's loss with identity adapters: its inputs are adapted already
     feature_loss.adapters = torch.nn.ModuleList(torch.nn.Identity() for _ in pairs)
     s_in = [torch.randn_like(s).requires_grad_() for s in s_feats]
@@ -158,6 +159,8 @@ def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
 
     def modules():
         sum(a(x).sum() for a, x in zip(adapters, s_in)).backward()
+        opt.step()
+        opt.zero_grad()
 
     def matching():
         with torch.no_grad():
@@ -194,9 +197,9 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
     """Break the distillation step (``SeparationBrain.fit_batch`` with :class:`Distillation`) into its parts,
     timed interleaved in one process on one batch: the teacher's forward (no grad, hook-free copy), the plain
     student's train step, the intermediate term's adapters (forward and backward on the captured features'
-    shapes), the PIT alignment of the teacher to the references, and the distillation losses (PIT SI-SNR
-    output term and the feature MSE, forward and backward, on tensors of the step's shapes); machinery is the
-    rest. Then the step's peak memory against the floor's, and whether the teacher's outputs join the
+    shapes, and their update), the PIT alignment of the teacher to the references, and the distillation losses
+    (PIT SI-SNR output term and the feature MSE, forward and backward, on tensors of the step's shapes);
+    machinery is the rest. Then the step's peak memory against the floor's, and whether the teacher's outputs join the
     student's autograd graph."""
     from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
 
@@ -231,8 +234,9 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
                           "teacher_forward": "the teacher's forward under no_grad (a copy without the taps)",
                           "student_step": "the plain student's fit_batch: forward, PIT SI-SNR to the references, "
                                           "backward, Adam step",
-                          "method_modules": "the intermediate term's 1x1 Conv1d adapters, forward and backward, "
-                                            "on the student features' shapes " + str(s_shapes),
+                          "method_modules": "the intermediate term's 1x1 Conv1d adapters, forward and backward "
+                                            "on the student features' shapes " + str(s_shapes) + ", and the Adam "
+                                            "update of their parameters",
                           "matching": "PIT alignment of the teacher's estimate to the references (sigma); "
                                       "no GISM, Hungarian or top-K selection in this method",
                           "losses": "PIT SI-SNR output term against T_sigma and the normalised feature MSE, "
