@@ -13,6 +13,12 @@ the median of repeated training steps in one process: distillation step / (stude
 Finished runs are reused by work-dir name: after changing a method, use a fresh ``--work-root``.
 
     python benchmarks/detection_distill.py [--only gid|frcnn|detr|dino] [--seeds 0,1] [--work-root DIR] [--out ...json]
+    python benchmarks/detection_distill.py --profile-only results/detection_profile.json [--profile-repeats 5]
+
+``--profile-only`` breaks one distillation step of GID (RetinaNet) and DETRDistill (Deformable DETR) into its parts
+(teacher forward, plain student step, the method's modules, its selection and matching, its losses, machinery),
+each a share of the step timed interleaved in one process, and measures the step's peak memory against the floor's
+(teacher forward + plain student step), each in a fresh process; teachers as initialised, nothing is trained.
 """
 from __future__ import annotations
 
@@ -247,6 +253,393 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+
+# cost breakdown (--profile-only) ---------------------------------------------------------------------------
+PROFILE_FAMILIES = ("gid", "detr")  # the families the cost targets name: GID on RetinaNet, DETRDistill on Deformable DETR
+#: the issue's total step ratio targets: distillation step / (teacher forward + plain student step)
+STEP_RATIO_TARGETS = {"gid": 1.10, "detr": 1.30}
+
+
+def profile_setup(name: str, device: str = "cpu"):
+    """The family's distillation model with its teacher as initialised (seed 0, saved and loaded through its
+    checkpoint as training loads it), a plain student with the distilled student's initial weights, the first
+    batch of the training set through the data preprocessor (once: both steps would do that alike) and the config.
+    The profile's times and memory do not depend on trained weights."""
+    import copy
+    import shutil
+    import tempfile
+
+    import torch
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    from mmdet.registry import DATASETS, MODELS
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+
+    from kdhub_detection.config import load
+
+    spec = FAMILIES[name]
+    torch.manual_seed(0)
+    teacher = MODELS.build(Config.fromfile(str(CONFIGS / spec["teacher"])).model)
+    teacher.init_weights()
+    tmp = Path(tempfile.mkdtemp(prefix="kdhub-det-profile-"))
+    torch.save({"state_dict": teacher.state_dict()}, tmp / "teacher.pth")
+    cfg = load(CONFIGS / spec["distill"], [f"model.teacher.checkpoint={tmp / 'teacher.pth'}"])
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    shutil.rmtree(tmp, ignore_errors=True)
+    student = copy.deepcopy(model.student)
+    model.to(device).train()
+    student.to(device).train()
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    data = model.data_preprocessor(pseudo_collate([ds[i] for i in range(cfg.train_dataloader.batch_size)]), True)
+    return cfg, model, student, data["inputs"], data["data_samples"]
+
+
+def train_step(model, loss_fn, cfg):
+    """One training step of ``model`` as a callable: ``loss_fn()``'s losses parsed by the model, then the
+    config's optimiser wrapper (AdamW with gradient clipping): backward, clip, step, zero_grad."""
+    import copy
+
+    from mmengine.optim import build_optim_wrapper
+
+    wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+
+    def run():
+        loss, _ = model.parse_losses(loss_fn())
+        wrapper.update_params(loss)
+    return run
+
+
+def _leaf(t):
+    import torch
+    return t.detach().clone().requires_grad_() if isinstance(t, torch.Tensor) else t
+
+
+def _release(tensors) -> None:
+    for t in tensors:
+        t.grad = None
+
+
+def _adamw(params, cfg):
+    import torch
+    opt = cfg.optim_wrapper.optimizer
+    return torch.optim.AdamW(list(params), lr=opt.lr, weight_decay=opt.weight_decay)
+
+
+class _GivenPositives:
+    """A dense-head view whose ``positives`` returns the mask the selection part computed (the losses part
+    times the response terms alone)."""
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    def positives(self, *_):
+        return self.mask
+
+
+def teacher_forward_fn(name: str, model, inputs, samples):
+    """The teacher's forward as the distiller runs it, under no_grad: GID the backbone, FPN and head; DETRDistill
+    the backbone, FPN, transformer (encoder and decoder) and the head on every decoder layer."""
+    import torch
+
+    from kdhub_detection.detr_distill import head_outputs, run_transformer
+
+    teacher = model.teacher
+
+    def run():
+        with torch.no_grad():
+            feats = teacher.extract_feat(inputs)
+            if name == "gid":
+                teacher.bbox_head(feats)
+            else:
+                head_outputs(teacher, run_transformer(teacher, feats, samples)[1])
+    return run
+
+
+def gid_parts(model, inputs, samples, cfg):
+    """GID's parts on one batch, each a callable, on the step's own tensors (both detectors' features and head
+    outputs, computed once): ``modules``, the RoIAlign of the student's FPN features on the GI boxes (forward
+    and backward), the teacher's (no grad) and the feature adapter (forward, backward, AdamW update of its
+    parameters, on a copy); ``selection``, both heads' outputs flattened and decoded, GISM per image (GI scores,
+    box choice, NMS, top-K) and the head's assignment of positions to the GI boxes; ``losses``, the feature,
+    relation and response terms (forward and backward) on leaf tensors of the step's shapes."""
+    import copy
+
+    import torch
+    from mmdet.models.utils import unpack_gt_instances
+    from mmdet.structures.bbox import bbox2roi
+    from torch import nn
+
+    from kdhub_detection.dense_heads import DenseOutputs
+
+    gid, student, teacher = model.distiller, model.student, model.teacher
+    _, _, metas = unpack_gt_instances(samples)
+    with torch.no_grad():
+        s_feats = student.extract_feat(inputs)
+        s_outs = student.bbox_head(s_feats)
+        t_feats = teacher.extract_feat(inputs)
+        t_outs = teacher.bbox_head(t_feats)
+
+    def selection():
+        with torch.no_grad():
+            s = gid.s_view.flatten(s_outs, training=True)
+            t = gid.t_view.flatten(t_outs, training=False)
+            s_probs, t_probs = s.logits.sigmoid(), t.logits.sigmoid()
+            chosen = [gid.gism.select(t_probs[b], s_probs[b], t.boxes[b], s.boxes[b]) for b in range(len(metas))]
+            return s, t, chosen, gid.s_view.positives(s_outs, chosen, metas)
+
+    s, t, chosen, pos = selection()
+    rois = bbox2roi([c.bboxes for c in chosen])
+    t_in = tuple(t_feats[: gid.t_roi.num_inputs])
+    s_in = [_leaf(f) for f in s_feats[: gid.s_roi.num_inputs]]
+    adapter = copy.deepcopy(gid.adapter)
+    opt = _adamw(adapter.parameters(), cfg)
+    with torch.no_grad():
+        f_t = gid.t_roi(t_in, rois)
+        f_s = gid.s_roi(tuple(s_in), rois)
+        adapted = adapter(f_s)
+
+    def modules():
+        with torch.no_grad():
+            gid.t_roi(t_in, rois)
+        f = gid.s_roi(tuple(s_in), rois)
+        (f.sum() + adapter(f).sum()).backward()
+        opt.step()
+        opt.zero_grad()
+        _release(s_in)
+
+    scorer = copy.deepcopy(gid)  # the loss forms with an identity adapter: their input is adapted already
+    scorer.adapter, scorer.s_view = nn.Identity(), _GivenPositives(pos)
+    leaves = [_leaf(x) for x in (f_s, adapted, s.logits, s.reg)]
+    f_s_in, a_in, logits_in, reg_in = leaves
+    s_in_view = DenseOutputs(logits_in, reg_in, s.boxes)
+
+    def losses():
+        out = {"feat": scorer.feature_weight * scorer._feature(a_in, f_t),
+               "rel": scorer.relation_weight * scorer._relation(f_s_in, f_t, rois[:, 0])}
+        out.update(scorer._response(s_in_view, t, s_outs, chosen, metas, "loss_gid"))
+        sum(out.values()).backward()
+        _release(leaves)
+
+    shapes = {"gi_instances": len(rois), "roi_features": list(f_s.shape), "positions": list(s.logits.shape),
+              "positives": int(pos.sum())}
+    return {"method_modules": modules, "selection": selection, "losses": losses}, shapes
+
+
+def detr_parts(model, inputs, samples, cfg):
+    """DETRDistill's parts on one batch, each a callable, on the step's own tensors (both detectors' features,
+    decoder inputs and outputs, computed once). ``modules``: the feature adapters on the neck levels, the
+    contrastive projections of both sides on every layer's matched queries, and the query-prior group's extra
+    student decoder pass and head on the student's memory (forward and backward), with the AdamW update of the
+    distiller's parameters (on copies; the decoder pass runs a copy of the student). Selection and matching, each
+    timed alone: ``matching_hungarian``, the student-to-teacher Hungarian matching per layer and image;
+    ``selection_topk_masks``, the target-aware top-K query qualities and masks per layer, image and level;
+    ``matching_teacher_assignment``, the teacher's Hungarian assignment of its queries to the ground truth per
+    layer (the query-prior group's targets). ``losses``: the logits, contrastive (InfoNCE), masked feature and
+    query-group terms (forward and backward) on leaf tensors of the step's shapes."""
+    import copy
+
+    import torch
+    from mmdet.models.utils import unpack_gt_instances
+
+    from kdhub_detection.contrastive import info_nce
+    from kdhub_detection.detr_distill import head_outputs, matching_hidden, matching_part, run_transformer
+    from kdhub_detection.feature_mask import masked_feature_loss, query_quality, target_aware_mask
+    from kdhub_detection.matching import clamp_to_image
+    from kdhub_detection.query_group import query_group_loss, teacher_assignment, teacher_query_inputs
+
+    d, student, teacher = model.distiller, model.student, model.teacher
+    gts, _, metas = unpack_gt_instances(samples)
+    layers = d.num_layers
+    with torch.no_grad():
+        s_feats = student.extract_feat(inputs)
+        s_dec_in, s_head_in = run_transformer(student, s_feats, samples)
+        s_cls, s_box = matching_part(*head_outputs(student, s_head_in), s_head_in)
+        s_hidden = matching_hidden(s_head_in["hidden_states"], s_head_in)
+        t_feats = teacher.extract_feat(inputs)
+        t_dec_in, t_head_in = run_transformer(teacher, t_feats, samples)
+        t_cls, t_box = head_outputs(teacher, t_head_in)
+    t_target = clamp_to_image(t_box) if d.clamp_teacher_boxes else t_box
+    t_hidden = t_head_in["hidden_states"]
+
+    def hungarian():
+        return [d.logits.match(s_cls[k], s_box[k], t_cls[k], t_target[k], metas) for k in range(layers)]
+
+    def topk_masks():
+        masks = []
+        for k in range(layers):
+            per_level = [[] for _ in t_feats]
+            for b, (gt, meta) in enumerate(zip(gts, metas)):
+                query, quality = query_quality(t_cls[k, b], t_box[k, b], gt.bboxes, meta, d.top_k)
+                q = t_hidden[k, b, query]
+                for level, feat in enumerate(t_feats):
+                    per_level[level].append(target_aware_mask(q, quality, feat[b]))
+            masks.append(per_level)
+        return masks
+
+    def assignment():
+        return [teacher_assignment(teacher.bbox_head, t_cls[k], t_box[k], gts, metas) for k in range(layers)]
+
+    matches, masks, gt_inds = hungarian(), topk_masks(), assignment()
+    s_q = [torch.cat([s_hidden[k, b, si] for b, (si, _) in enumerate(matches[k])]) for k in range(layers)]
+    t_q = [torch.cat([t_hidden[k, b, ti] for b, (_, ti) in enumerate(matches[k])]) for k in range(layers)]
+
+    adapters, contrast = copy.deepcopy(d.adapters), copy.deepcopy(d.contrast)
+    opt = _adamw(list(adapters.parameters()) + list(contrast.parameters()), cfg)
+    q_student = copy.deepcopy(student)
+    feat_in = [_leaf(f) for f in s_feats]
+    q_dec_in = teacher_query_inputs({k: _leaf(v) if k == "memory" else v for k, v in s_dec_in.items()}, t_dec_in)
+    sq_in = [_leaf(x) for x in s_q]
+    with torch.no_grad():
+        adapted = [a(f) for a, f in zip(adapters, feat_in)]
+        s_proj = [contrast.student_proj(x) for x in s_q]
+        t_proj = [contrast.teacher_proj(x) for x in t_q]
+        q_cls, q_box = head_outputs(q_student, dict(q_student.forward_decoder(**q_dec_in)))
+
+    def modules():
+        total = sum(a(f).sum() for a, f in zip(adapters, feat_in))
+        for k in range(layers):
+            total = total + contrast.student_proj(sq_in[k]).sum() + contrast.teacher_proj(t_q[k]).sum()
+        cls, box = head_outputs(q_student, dict(q_student.forward_decoder(**q_dec_in)))
+        (total + cls.sum() + box.sum()).backward()
+        opt.step()
+        opt.zero_grad()
+        q_student.zero_grad(set_to_none=True)
+        _release(feat_in + sq_in + [q_dec_in["memory"]])
+
+    leaves = [_leaf(x) for x in (s_cls, s_box, q_cls, q_box)]
+    cls_in, box_in, q_cls_in, q_box_in = leaves
+    a_in, sp_in, tp_in = [_leaf(x) for x in adapted], [_leaf(x) for x in s_proj], [_leaf(x) for x in t_proj]
+    all_leaves = leaves + a_in + sp_in + tp_in
+
+    def losses():
+        total = cls_in.new_zeros(())
+        for k in range(layers):
+            terms = d.logits(cls_in[k], box_in[k], t_cls[k], t_target[k], metas, matches[k])
+            total = total + d.logits_weight * sum(terms.values())
+            total = total + d.contrastive_weight * info_nce(sp_in[k], tp_in[k], d.contrastive_temperature)
+            total = total + d.feature_weight * masked_feature_loss(a_in, t_feats, masks[k])
+            terms = query_group_loss(student.bbox_head, q_cls_in[k], q_box_in[k], gt_inds[k], gts, metas)
+            total = total + d.query_weight * sum(terms.values())
+        total.backward()
+        _release(all_leaves)
+
+    shapes = {"decoder_layers": layers, "queries": int(s_cls.shape[2]), "matched_pairs_per_layer": len(s_q[0]),
+              "top_k": d.top_k, "feature_levels": [list(f.shape) for f in s_feats]}
+    return {"method_modules": modules, "matching_hungarian": hungarian, "selection_topk_masks": topk_masks,
+            "matching_teacher_assignment": assignment, "losses": losses}, shapes
+
+
+def method_parts(name: str, model, inputs, samples, cfg):
+    return (gid_parts if name == "gid" else detr_parts)(model, inputs, samples, cfg)
+
+
+def peak_step(name: str, variant: str, device: str = "cpu"):
+    """One step for the peak-memory measurement (``breakdown.peak_rss_mb``): ``floor``, the teacher's no-grad
+    forward and then the plain student's train step; ``distill``, the distillation model's train step;
+    ``method``, the method's parts (modules, selection and matching, losses) alone."""
+    cfg, model, student, inputs, samples = profile_setup(name, device)
+    if variant == "distill":
+        return train_step(model, lambda: model(inputs, samples, mode="loss"), cfg)
+    if variant == "method":
+        parts = list(method_parts(name, model, inputs, samples, cfg)[0].values())
+        return lambda: [part() for part in parts]
+    teacher = teacher_forward_fn(name, model, inputs, samples)
+    plain = train_step(student, lambda: student.loss(inputs, samples), cfg)
+    return lambda: (teacher(), plain())
+
+
+def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: int = 3) -> dict:
+    """Break the family's distillation step (``KDDistillDetector`` loss, parse, AdamW step with clipping) into its
+    parts, timed interleaved in one process on one batch: the teacher's forward (no grad), the plain student's
+    train step, the method's modules, its selection and matching, its losses; machinery is the rest. Then the
+    step's peak memory against the floor's (each in a fresh process), and whether the teacher's outputs join
+    the student's autograd graph."""
+    import torch
+
+    from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
+
+    cfg, model, student, inputs, samples = profile_setup(name, device)
+    parts, shapes = method_parts(name, model, inputs, samples, cfg)
+    distill_step = train_step(model, lambda: model(inputs, samples, mode="loss"), cfg)
+    probe = TeacherGraphProbe(model.teacher)
+    distill_step()
+    graph = probe.result()
+    probe.close()
+    if graph["teacher_outputs_in_autograd_graph"]:
+        raise SystemExit(f"{name}: the teacher's activations join the student's graph: {graph}")
+    fns = {"teacher_forward": teacher_forward_fn(name, model, inputs, samples),
+           "student_step": train_step(student, lambda: student.loss(inputs, samples), cfg), **parts,
+           "distill_step": distill_step}
+    med = interleaved(fns, repeats, inner=1, warmup=1)
+    timed = {k: med[k] for k in fns if k != "distill_step"}
+    peaks = {v: peak_rss_mb("detection_distill:peak_step", {"name": name, "variant": v, "device": device},
+                            repeats=peak_repeats, device=device)
+             for v in ("floor", "distill", "method")}
+    rep = report(med["distill_step"], timed)
+    ratio = med["distill_step"] / (med["teacher_forward"] + med["student_step"])
+    spec = FAMILIES[name]
+    return {
+        "method": spec["method"], "detector": spec["detector"], "config": spec["distill"],
+        **rep, "target_overhead": 0.10,
+        "step_ratio": round(ratio, 4), "target_step_ratio": STEP_RATIO_TARGETS[name],
+        "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's step (both "
+                         "timed in the same interleaved rounds)",
+        "peak_memory": {"floor": peaks["floor"], "distill_step": peaks["distill"],
+                        "ratio": peak_ratio(peaks["distill"], peaks["floor"]), "target_ratio": 1.15,
+                        "method_alone": peaks["method"],
+                        "ratio_to_floor_plus_method": round(peaks["distill"]["peak_delta_mb"] / (
+                            peaks["floor"]["peak_delta_mb"] + peaks["method"]["peak_delta_mb"]), 4)},
+        "teacher_graph": graph, "shapes": shapes,
+        "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
+        "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+PROFILE_PARTS = {
+    "teacher_forward": "the teacher's forward under no_grad, as the distiller runs it (GID: backbone, FPN, head; "
+                       "DETRDistill: backbone, FPN, encoder, decoder, the head on every decoder layer)",
+    "student_step": "the plain student's train step: its own detection loss, parse, backward, AdamW step with "
+                    "gradient clipping (the config's optimiser wrapper)",
+    "method_modules": "GID: the RoIAlign of the student's FPN features on the GI boxes (forward and backward), the "
+                      "teacher's (no grad) and the feature adapter (forward, backward, AdamW update); DETRDistill: "
+                      "the neck-level adapters, the contrastive projections of both sides on every layer's matched "
+                      "queries, and the query-prior group's extra student decoder pass and head on the student's "
+                      "memory (forward and backward), with the AdamW update of the distiller's parameters",
+    "selection": "GID: both heads' outputs flattened and decoded, GISM per image (GI scores, box choice, NMS, top 10) "
+                 "and the head's assignment of positions to the GI boxes (the response terms' positives)",
+    "matching_hungarian": "DETRDistill: the Hungarian matching of student to teacher queries per decoder layer and "
+                          "image (mmdet's HungarianAssigner, scipy)",
+    "selection_topk_masks": "DETRDistill: the target-aware top-K query qualities (IoU with the ground truth) and "
+                            "masks per layer, image and neck level",
+    "matching_teacher_assignment": "DETRDistill: the teacher's Hungarian assignment of its queries to the ground "
+                                   "truth per layer (the query-prior group's targets)",
+    "losses": "GID: feature, relation and response (BCE, L1) terms; DETRDistill: logits (BCE, L1, GIoU), InfoNCE, "
+              "masked feature and query-group (focal, L1, GIoU) terms on every layer; forward and backward on "
+              "leaf tensors of the step's shapes",
+    "machinery": "the rest: the student's head outputs flattened in its graph and their backward, index and "
+                 "gather of matched queries, the loss dicts and their parsing, the teacher's box clamping, the "
+                 "distillation wrapper's dispatch, bookkeeping (GID's message-hub scalar)",
+}
+
+
+def profile(families, repeats: int, device: str = "cpu", peak_repeats: int = 3) -> dict:
+    """:func:`profile_family` for each of ``families`` with what the JSON's parts mean."""
+    return {"families": {name: profile_family(name, repeats, device, peak_repeats) for name in families},
+            "of": "KDDistillDetector(mode='loss') + parse_losses + the optimiser wrapper's update (AdamW, gradient "
+                  "clipping), medians of interleaved rounds; the batch went through the data preprocessor once",
+            "parts": PROFILE_PARTS,
+            "floor_peak_is": "the teacher's no-grad forward, then the plain student's train step, one after the other "
+                             "in one process; each variant in a fresh process after the setup and a warm-up step",
+            "ratio_to_floor_plus_method_is": "the step's peak over the floor's peak plus the peak of the method's "
+                                             "parts run alone (modules, selection and matching, losses)",
+            "teacher_weights": "as initialised (seed 0), loaded through a checkpoint as training loads it: the "
+                               "step's time and memory do not depend on trained weights (the selections' and matchings' "
+                               "inputs are bounded by nms_pre, top-K and the query counts)"}
+
+
 def _seeds(text: str):
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
@@ -265,12 +658,28 @@ def main(argv=None) -> int:
     p.add_argument("--work-root", default=str(ROOT / "work_dirs" / "bench_detection"))
     p.add_argument("--out", default=str(ROOT / "results" / "detection_distill.json"))
     p.add_argument("--table", action="store_true", help="print the README tables from --out and exit")
+    p.add_argument("--profile-only", metavar="JSON", default=None,
+                   help="break one distillation step of GID (RetinaNet) and DETRDistill (Deformable DETR) into its "
+                        "parts (shares, overhead above the floor) and measure its peak memory against the floor's, "
+                        "into JSON (--only gid / detr picks one)")
+    p.add_argument("--profile-repeats", type=int, default=5, help="interleaved rounds of --profile-only")
+    p.add_argument("--device", default="cpu", help="device of --profile-only")
     args = p.parse_args(argv)
     if args.table:
         print(table(json.loads(Path(args.out).read_text())))
         return 0
     root = Path(args.work_root)
     os.environ.setdefault("KDHUB_DATA_DIR", str(root / "data"))
+    if args.profile_only:
+        families = args.only or list(PROFILE_FAMILIES)
+        if set(families) - set(PROFILE_FAMILIES):
+            raise SystemExit(f"--profile-only covers {', '.join(PROFILE_FAMILIES)}; got {', '.join(families)}")
+        from kdhub.checkpoint import atomic_write_text
+        result = {"benchmark": "detection_profile", **profile(families, args.profile_repeats, args.device),
+                  **run_info()}
+        atomic_write_text(Path(args.profile_only), json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2), flush=True)
+        return 0
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
     for name in args.only or list(FAMILIES):
