@@ -8,14 +8,21 @@
 4. Inference: MLP student vs SAGE teacher on a generated graph of >= 100k nodes, same machine, one run.
 5. Distillation throughput: student epoch with cached soft labels vs the plain student epoch.
 
+``--profile-only JSON`` instead breaks one GLNN and one FF-G2M student step on a generated graph (batch of
+``--batch`` targets) into its parts (teacher forward: 0, cached; the student network's step; the losses; machinery:
+batch building, indexing, neighbourhood sampling), each a share of the step timed interleaved in one process, with
+the step against the plain student's step, and the step's peak memory against the floor's in fresh processes.
+
 Everything trains through the launcher (``kdhub train``) with the shipped configs.
 
     python benchmarks/graph_reproduce.py --data ../shared/data/npz/cora.npz [--out results/graph_reproduce.json]
+    python benchmarks/graph_reproduce.py --profile-only results/graph_profile.json [--profile-repeats 7]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +32,8 @@ import torch
 from kdhub.cli import main as kdhub
 from kdhub.timing import median_seconds
 from kdhub_graph.csbm import csbm
-from kdhub_graph.glnn import GLNN
+from kdhub_graph.ffg2m import FFG2M, high_frequency_loss, low_frequency_loss
+from kdhub_graph.glnn import GLNN, labelled_ce
 from kdhub_graph.models import MLP, build_teacher
 from kdhub_graph.sampler import CSR, sample
 from kdhub_graph.task import PlainStudent
@@ -132,14 +140,268 @@ def distill_throughput(nodes: int, batch: int, repeats: int, device: str = "cpu"
             "ratio": round(a / b, 3), "target_ratio": 1.05}
 
 
+
+# cost breakdown (--profile-only) ---------------------------------------------------------------------------
+PROFILE_METHODS = ("glnn", "ffg2m")
+#: the issue's total step ratio target per method (GLNN's cached epoch against the plain student's); FF-G2M has none
+STEP_RATIO_TARGETS = {"glnn": 1.05, "ffg2m": None}
+
+
+def profile_setup(method: str, nodes: int, batch: int, device: str = "cpu") -> dict:
+    """A generated CSBM graph (as :func:`distill_throughput` builds it), the student MLP (2 x 128) in the method
+    (GLNN at lambda 0 and T 1, its Cora setting; FF-G2M at lambda 0.4 and tau 1.5, its Cora setting), a plain
+    student with the same initial weights, stand-in cached teacher logits (random: the step's cost does not depend
+    on them) turned into what the method's batches carry, and one batch's targets (the first ``batch`` nodes of a
+    seeded permutation; every node labelled, as in the throughput measurement)."""
+    import copy
+
+    g = csbm(nodes, 10, 128, seed=1).to(device)
+    torch.manual_seed(0)
+    student = MLP(128, 128, 10)
+    model = (GLNN(student, lam=0.0, temperature=1.0) if method == "glnn" else FFG2M(student, lam=0.4, tau=1.5))
+    model.to(device)
+    plain = PlainStudent(copy.deepcopy(student)).to(device)
+    logits = torch.randn(nodes, 10, device=device)
+    needs_graph = getattr(model, "needs_graph", False)
+    per_node = {"teacher_logits": logits} if needs_graph else model.prepare_teacher(logits)
+    csr = CSR.from_edge_index(g.edge_index.cpu(), nodes) if needs_graph else None
+    targets = torch.randperm(nodes, generator=torch.Generator().manual_seed(0))[:batch]
+    labelled = torch.ones(nodes, dtype=torch.bool, device=device)
+    return {"g": g, "model": model, "plain": plain, "logits": logits, "per_node": per_node, "csr": csr,
+            "targets": targets, "labelled": labelled, "device": device}
+
+
+def make_batch(s: dict, targets: torch.Tensor, graph: bool) -> dict:
+    """The batch the graph task builds for ``targets`` (``GraphRun.train_student``'s ``make_batch``): the
+    targets' rows, or with ``graph`` their one-hop neighbourhood (all neighbours, targets first) and its edges."""
+    g, dev, labelled = s["g"], s["device"], s["labelled"]
+    t = targets.to(dev)
+    if not graph:
+        return {"x": g.x[t], "y": g.y[t], "labelled": labelled[t], **{k: v[t] for k, v in s["per_node"].items()}}
+    sub = sample(s["csr"], targets, [-1])
+    n_id = sub.n_id.to(dev)
+    return {"x": g.x[n_id], "y": g.y[t], "labelled": labelled[t], "teacher_logits": s["per_node"]["teacher_logits"][n_id],
+            "edge_index": sub.edge_index.to(dev), "num_targets": sub.batch_size}
+
+
+def graph_train_step(model, batch_fn):
+    """The student step of the graph task's trainer as a callable: build the batch, the model's losses, their sum,
+    zero_grad, backward, Adam step (lr 0.01)."""
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    def run():
+        losses = model(**batch_fn())
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    return run
+
+
+def graph_parts(s: dict):
+    """The parts of the method's step, each a callable on the step's own shapes: ``student_step``, the student
+    network's forward, backward (from a fixed gradient on its logits) and Adam step on the rows the step runs it
+    on (FF-G2M: the targets' whole one-hop neighbourhood, whose predictions its losses need); ``losses``, the step's
+    loss terms forward and backward on leaf logits (GLNN: the soft-label KL, no CE at lambda 0; FF-G2M: the CE on
+    the targets, L_LFD, L_HFD); ``batch_building``, the batch alone (indexing, and for FF-G2M the neighbourhood
+    sampling), reported as a detail of machinery. Also ``plain_losses``, the plain student's CE on its logits."""
+    import copy
+
+    model = s["model"]
+    graph = getattr(model, "needs_graph", False)
+    batch = make_batch(s, s["targets"], graph)
+    net = copy.deepcopy(model.student)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    with torch.no_grad():
+        logits = net(batch["x"])
+    grad = torch.randn_like(logits) / len(logits)
+
+    def student_step():
+        opt.zero_grad()
+        net(batch["x"]).backward(grad)
+        opt.step()
+
+    leaf = logits.clone().requires_grad_()
+    targets_leaf = logits[: len(s["targets"])].clone().requires_grad_()
+    if graph:
+        def losses():
+            n = batch["num_targets"]
+            w = 1.0 - model.lam
+            total = model.lam * labelled_ce(leaf[:n], batch["y"], batch["labelled"]) + w * (
+                low_frequency_loss(leaf, batch["teacher_logits"], batch["edge_index"], n)
+                + high_frequency_loss(leaf, batch["teacher_logits"], batch["edge_index"], model.tau))
+            total.backward()
+            leaf.grad = None
+    else:
+        def losses():
+            ((1.0 - model.lam) * model.soft_kl(leaf, batch["teacher_probs"], batch["teacher_entropy"])).backward()
+            leaf.grad = None
+
+    def plain_losses():
+        labelled_ce(targets_leaf, batch["y"], batch["labelled"]).backward()
+        targets_leaf.grad = None
+
+    rows = {"targets": len(s["targets"]), "student_rows": len(batch["x"])}
+    if graph:
+        rows["edges"] = int(batch["edge_index"].size(1))
+    return {"student_step": student_step, "losses": losses, "batch_building": lambda: make_batch(s, s["targets"], graph),
+            "plain_losses": plain_losses, "plain_student_step": graph_parts_plain_net(s)}, rows
+
+
+def graph_parts_plain_net(s: dict):
+    """The plain student's network step alone (forward, backward from a fixed gradient, Adam) on the targets."""
+    import copy
+
+    net = copy.deepcopy(s["plain"].student)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    x = s["g"].x[s["targets"].to(s["device"])]
+    with torch.no_grad():
+        grad = torch.randn_like(net(x)) / len(x)
+
+    def run():
+        opt.zero_grad()
+        net(x).backward(grad)
+        opt.step()
+    return run
+
+
+def graph_peak_step(method: str, variant: str, nodes: int, batch: int, device: str = "cpu"):
+    """One step for the peak-memory measurement (``breakdown.peak_rss_mb``): ``floor``, the plain student's step
+    (batch of the targets, CE); ``floor_neighbourhood``, the plain student's step run on the same rows as FF-G2M's
+    (the targets' one-hop neighbourhood, CE on the targets); ``distill``, the method's step."""
+    s = profile_setup(method, nodes, batch, device)
+    if variant == "distill":
+        graph = getattr(s["model"], "needs_graph", False)
+        return graph_train_step(s["model"], lambda: make_batch(s, s["targets"], graph))
+    if variant == "floor":
+        return graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))
+    plain = s["plain"]
+
+    def neighbourhood():
+        b = make_batch(s, s["targets"], True)
+        return {"x": b["x"], "y": b["y"], "labelled": b["labelled"], "n": b["num_targets"]}
+
+    opt = torch.optim.Adam(plain.parameters(), lr=0.01)
+
+    def run():
+        b = neighbourhood()
+        loss = labelled_ce(plain.student(b["x"])[: b["n"]], b["y"], b["labelled"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return run
+
+
+def profile_method(method: str, nodes: int, batch: int, repeats: int, device: str = "cpu",
+                   peak_repeats: int = 3) -> dict:
+    """Break one student step of ``method`` (the graph task's: batch, losses, backward, Adam) into its parts,
+    timed interleaved in one process with the step and the plain student's step: the teacher's forward (0: its
+    logits are cached before student training), the student network's step, the losses; machinery is the rest
+    (batch building, indexing, sampling, the loss dict). Then the step's peak memory against the floor's (the
+    plain student's step), each in a fresh process."""
+    from breakdown import interleaved, peak_ratio, peak_rss_mb, report
+
+    s = profile_setup(method, nodes, batch, device)
+    model = s["model"]
+    graph = getattr(model, "needs_graph", False)
+    parts, rows = graph_parts(s)
+    fns = {**parts, "distill_step": graph_train_step(model, lambda: make_batch(s, s["targets"], graph)),
+           "plain_step": graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))}
+    med = interleaved(fns, repeats, inner=5, warmup=2)
+    rep = report(med["distill_step"], {"teacher_forward": 0.0, "student_step": med["student_step"],
+                                       "losses": med["losses"]})
+    plain = report(med["plain_step"], {"teacher_forward": 0.0, "student_step": med["plain_student_step"],
+                                       "losses": med["plain_losses"]})
+    prepare = getattr(model, "prepare_teacher", None)
+    once = {}
+    if prepare is not None and not graph:
+        from kdhub.timing import median_seconds
+        t = median_seconds(lambda: prepare(s["logits"]), repeats=5, warmup=1)
+        steps = -(-nodes // batch)
+        once = {"prepare_teacher_once_ms": round(t * 1e3, 3),
+                "prepare_teacher_vs_one_epoch": round(t / (steps * med["distill_step"]), 5),
+                "prepare_teacher_is": "GLNN.prepare_teacher on every node's cached logits, once per student run "
+                                      f"(not per step); against one epoch of {steps} steps of the profiled size"}
+    variants = ("floor", "distill") + (("floor_neighbourhood",) if graph else ())
+    peaks = {v: peak_rss_mb("graph_reproduce:graph_peak_step", {"method": method, "variant": v, "nodes": nodes,
+                                                                "batch": batch, "device": device},
+                            repeats=peak_repeats, device=device) for v in variants}
+    memory = {"floor": peaks["floor"], "distill_step": peaks["distill"],
+              "ratio": peak_ratio(peaks["distill"], peaks["floor"]), "target_ratio": 1.15}
+    if graph:
+        memory["floor_neighbourhood"] = peaks["floor_neighbourhood"]
+        memory["ratio_to_floor_neighbourhood"] = peak_ratio(peaks["distill"], peaks["floor_neighbourhood"])
+    cached = s["per_node"]
+    return {
+        **rep, "target_overhead": 0.10,
+        "machinery_detail_ms": {"batch_building": round(med["batch_building"] * 1e3, 3)},
+        "plain_student_step": plain,
+        "step_ratio": round(med["distill_step"] / med["plain_step"], 4), "target_step_ratio": STEP_RATIO_TARGETS[method],
+        "step_ratio_is": "the method's step over the plain student's step (CE on the targets' rows, its own batch "
+                         "building included), interleaved in the same rounds",
+        **once,
+        "peak_memory": memory,
+        "teacher_graph": {"teacher_runs_in_step": False,
+                          "cached_rows_in_autograd_graph": any(v.requires_grad or v.grad_fn is not None
+                                                               for v in cached.values()),
+                          "teacher_activations_alive_in_student_backward": False},
+        "rows": rows,
+    }
+
+
+PROFILE_PARTS = {
+    "teacher_forward": "0: the teacher's logits are computed once before student training and cached (GLNN turns "
+                       "them into probabilities and entropies once, prepare_teacher); no teacher runs in a step",
+    "student_step": "the student MLP's forward, backward (from a fixed gradient on its logits) and Adam step on the "
+                    "rows the step runs it on: GLNN the batch's targets, FF-G2M the targets' whole one-hop "
+                    "neighbourhood (its losses need the student's predictions on the neighbours)",
+    "losses": "forward and backward on leaf logits of the step's shape: GLNN the soft-label KL from the cached rows "
+              "(lambda 0: no CE computed); FF-G2M the CE on the targets, L_LFD and L_HFD over the neighbourhood's "
+              "edges",
+    "machinery": "the rest: building the batch (indexing features, labels and cached teacher rows; FF-G2M: sampling "
+                 "the one-hop neighbourhood and its local edges), the loss dict and its sum; "
+                 "machinery_detail_ms.batch_building is the batch building timed alone",
+}
+
+
+def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, device: str = "cpu") -> dict:
+    """:func:`profile_method` for each of ``methods``, with what the JSON's parts mean."""
+    return {"methods": {m: profile_method(m, nodes, batch, repeats, device) for m in methods},
+            "of": "one student step of the graph task (batch, losses, their sum, backward, Adam step), medians of "
+                  "interleaved rounds (each the median of 5 calls); the floor step is the plain student's (CE)",
+            "parts": PROFILE_PARTS,
+            "floor_peak_is": "the plain student's step (batch of the targets, CE), in a fresh process after the setup "
+                             "and a warm-up step, as each variant",
+            "graph": f"CSBM, {nodes} nodes, 10 classes, 128 features (seed 1), batch {batch} targets, student MLP "
+                     "2 x 128, every node labelled",
+            "teacher_logits": "random stand-ins for the cached soft labels: the step's time and memory do not depend "
+                              "on their values",
+            "device": device, "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="cora.npz in the GLNN/CPF layout")
+    ap.add_argument("--data", help="cora.npz in the GLNN/CPF layout (not needed by --profile-only)")
     ap.add_argument("--out", default="results/graph_reproduce.json")
     ap.add_argument("--work-dir", default="work_dirs/graph_reproduce")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--nodes", type=int, default=100_000)
+    ap.add_argument("--profile-only", metavar="JSON", default=None,
+                    help="break one GLNN / FF-G2M student step on a generated graph (--nodes) into its parts "
+                         "(shares, overhead above the floor, step ratio) and measure its peak memory against the "
+                         "plain student step's, into JSON")
+    ap.add_argument("--batch", type=int, default=4096, help="targets per step of --profile-only")
+    ap.add_argument("--profile-repeats", type=int, default=7, help="interleaved rounds of --profile-only")
+    ap.add_argument("--device", default="cpu", help="device of --profile-only")
     args = ap.parse_args()
+    if args.profile_only:
+        from kdhub.checkpoint import atomic_write_text
+        result = {"benchmark": "graph_profile", **profile(args.nodes, args.batch, args.profile_repeats,
+                                                          device=args.device), **run_info()}
+        atomic_write_text(Path(args.profile_only), json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
+    if not args.data:
+        ap.error("--data is required (except with --profile-only)")
     work = Path(args.work_dir)
     seeds = f"seeds={list(range(args.seeds))}".replace(" ", "")
     data = f"data.path={Path(args.data).resolve()}"
