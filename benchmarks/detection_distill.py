@@ -410,6 +410,33 @@ def gid_parts(model, inputs, samples, cfg):
         opt.zero_grad()
         _release(s_in)
 
+    f_in, adapter_d = _leaf(f_s), copy.deepcopy(gid.adapter)
+    opt_d = _adamw(adapter_d.parameters(), cfg)
+
+    def roi_student():
+        gid.s_roi(tuple(s_in), rois).sum().backward()
+        _release(s_in)
+
+    def roi_teacher():
+        with torch.no_grad():
+            gid.t_roi(t_in, rois)
+
+    def adapter_step():
+        adapter_d(f_in).sum().backward()
+        opt_d.step()
+        opt_d.zero_grad()
+        _release([f_in])
+
+    def gism_only():
+        with torch.no_grad():
+            s_, t_ = gid.s_view.flatten(s_outs, training=True), gid.t_view.flatten(t_outs, training=False)
+            s_probs, t_probs = s_.logits.sigmoid(), t_.logits.sigmoid()
+            return [gid.gism.select(t_probs[b], s_probs[b], t_.boxes[b], s_.boxes[b]) for b in range(len(metas))]
+
+    detail = {"method_modules": {"roi_align_student_forward_backward": roi_student, "roi_align_teacher": roi_teacher,
+                                 "adapter_forward_backward_update": adapter_step},
+              "selection": {"flatten_decode_gism_nms": gism_only,
+                            "positives_assignment": lambda: gid.s_view.positives(s_outs, chosen, metas)}}
     scorer = copy.deepcopy(gid)  # the loss forms with an identity adapter: their input is adapted already
     scorer.adapter, scorer.s_view = nn.Identity(), _GivenPositives(pos)
     leaves = [_leaf(x) for x in (f_s, adapted, s.logits, s.reg)]
@@ -420,12 +447,14 @@ def gid_parts(model, inputs, samples, cfg):
         out = {"feat": scorer.feature_weight * scorer._feature(a_in, f_t),
                "rel": scorer.relation_weight * scorer._relation(f_s_in, f_t, rois[:, 0])}
         out.update(scorer._response(s_in_view, t, s_outs, chosen, metas, "loss_gid"))
-        sum(out.values()).backward()
+        total = sum(out.values())
+        total.backward()
         _release(leaves)
+        return total.detach()
 
     shapes = {"gi_instances": len(rois), "roi_features": list(f_s.shape), "positions": list(s.logits.shape),
               "positives": int(pos.sum())}
-    return {"method_modules": modules, "selection": selection, "losses": losses}, shapes
+    return {"method_modules": modules, "selection": selection, "losses": losses}, shapes, detail
 
 
 def detr_parts(model, inputs, samples, cfg):
@@ -509,6 +538,31 @@ def detr_parts(model, inputs, samples, cfg):
         q_student.zero_grad(set_to_none=True)
         _release(feat_in + sq_in + [q_dec_in["memory"]])
 
+    adapters_d, contrast_d = copy.deepcopy(d.adapters), copy.deepcopy(d.contrast)
+    opt_a, opt_c = _adamw(adapters_d.parameters(), cfg), _adamw(contrast_d.parameters(), cfg)
+
+    def adapters_step():
+        sum(a(f).sum() for a, f in zip(adapters_d, feat_in)).backward()
+        opt_a.step()
+        opt_a.zero_grad()
+        _release(feat_in)
+
+    def projections_step():
+        sum(contrast_d.student_proj(sq_in[k]).sum() + contrast_d.teacher_proj(t_q[k]).sum()
+            for k in range(layers)).backward()
+        opt_c.step()
+        opt_c.zero_grad()
+        _release(sq_in)
+
+    def decoder_pass():
+        cls, box = head_outputs(q_student, dict(q_student.forward_decoder(**q_dec_in)))
+        (cls.sum() + box.sum()).backward()
+        q_student.zero_grad(set_to_none=True)
+        _release([q_dec_in["memory"]])
+
+    detail = {"method_modules": {"adapters_forward_backward_update": adapters_step,
+                                 "contrastive_projections_forward_backward_update": projections_step,
+                                 "query_group_decoder_pass_forward_backward": decoder_pass}}
     leaves = [_leaf(x) for x in (s_cls, s_box, q_cls, q_box)]
     cls_in, box_in, q_cls_in, q_box_in = leaves
     a_in, sp_in, tp_in = [_leaf(x) for x in adapted], [_leaf(x) for x in s_proj], [_leaf(x) for x in t_proj]
@@ -525,11 +579,12 @@ def detr_parts(model, inputs, samples, cfg):
             total = total + d.query_weight * sum(terms.values())
         total.backward()
         _release(all_leaves)
+        return total.detach()
 
     shapes = {"decoder_layers": layers, "queries": int(s_cls.shape[2]), "matched_pairs_per_layer": len(s_q[0]),
               "top_k": d.top_k, "feature_levels": [list(f.shape) for f in s_feats]}
     return {"method_modules": modules, "matching_hungarian": hungarian, "selection_topk_masks": topk_masks,
-            "matching_teacher_assignment": assignment, "losses": losses}, shapes
+            "matching_teacher_assignment": assignment, "losses": losses}, shapes, detail
 
 
 def method_parts(name: str, model, inputs, samples, cfg):
@@ -544,7 +599,7 @@ def peak_step(name: str, variant: str, device: str = "cpu"):
     if variant == "distill":
         return train_step(model, lambda: model(inputs, samples, mode="loss"), cfg)
     if variant == "method":
-        parts = list(method_parts(name, model, inputs, samples, cfg)[0].values())
+        parts = list(method_parts(name, model, inputs, samples, cfg)[0].values())  # the parts, not their details
         return lambda: [part() for part in parts]
     teacher = teacher_forward_fn(name, model, inputs, samples)
     plain = train_step(student, lambda: student.loss(inputs, samples), cfg)
@@ -562,7 +617,8 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
     from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
 
     cfg, model, student, inputs, samples = profile_setup(name, device)
-    parts, shapes = method_parts(name, model, inputs, samples, cfg)
+    parts, shapes, detail = method_parts(name, model, inputs, samples, cfg)
+    sub = {f"{part}.{k}": fn for part, fns in detail.items() for k, fn in fns.items()}
     distill_step = train_step(model, lambda: model(inputs, samples, mode="loss"), cfg)
     probe = TeacherGraphProbe(model.teacher)
     distill_step()
@@ -573,7 +629,7 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
     fns = {"teacher_forward": teacher_forward_fn(name, model, inputs, samples),
            "student_step": train_step(student, lambda: student.loss(inputs, samples), cfg), **parts,
            "distill_step": distill_step}
-    med = interleaved(fns, repeats, inner=1, warmup=1)
+    med = interleaved({**fns, **sub}, repeats, inner=1, warmup=1)
     timed = {k: med[k] for k in fns if k != "distill_step"}
     peaks = {v: peak_rss_mb("detection_distill:peak_step", {"name": name, "variant": v, "device": device},
                             repeats=peak_repeats, device=device)
@@ -592,6 +648,9 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
                         "method_alone": peaks["method"],
                         "ratio_to_floor_plus_method": round(peaks["distill"]["peak_delta_mb"] / (
                             peaks["floor"]["peak_delta_mb"] + peaks["method"]["peak_delta_mb"]), 4)},
+        "parts_detail_ms": {part: {k: round(med[f"{part}.{k}"] * 1e3, 3) for k in fns} for part, fns in detail.items()},
+        "parts_detail_is": "pieces of a part, each timed alone in the same rounds (with the AdamW update of its own "
+                           "parameters where it has any); their sum is close to the part's, not equal",
         "teacher_graph": graph, "shapes": shapes,
         "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
         "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),

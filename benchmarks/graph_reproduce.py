@@ -203,7 +203,8 @@ def graph_parts(s: dict):
     on (FF-G2M: the targets' whole one-hop neighbourhood, whose predictions its losses need); ``losses``, the step's
     loss terms forward and backward on leaf logits (GLNN: the soft-label KL, no CE at lambda 0; FF-G2M: the CE on
     the targets, L_LFD, L_HFD); ``batch_building``, the batch alone (indexing, and for FF-G2M the neighbourhood
-    sampling), reported as a detail of machinery. Also ``plain_losses``, the plain student's CE on its logits."""
+    sampling), reported as a detail of machinery; ``plain_losses`` and ``plain_student_step``, the plain student's
+    CE and network step on the targets. The losses return their value (the step's loss on the same weights)."""
     import copy
 
     model = s["model"]
@@ -231,10 +232,13 @@ def graph_parts(s: dict):
                 + high_frequency_loss(leaf, batch["teacher_logits"], batch["edge_index"], model.tau))
             total.backward()
             leaf.grad = None
+            return total.detach()
     else:
         def losses():
-            ((1.0 - model.lam) * model.soft_kl(leaf, batch["teacher_probs"], batch["teacher_entropy"])).backward()
+            total = (1.0 - model.lam) * model.soft_kl(leaf, batch["teacher_probs"], batch["teacher_entropy"])
+            total.backward()
             leaf.grad = None
+            return total.detach()
 
     def plain_losses():
         labelled_ce(targets_leaf, batch["y"], batch["labelled"]).backward()
