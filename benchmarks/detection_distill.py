@@ -323,9 +323,17 @@ def _release(tensors) -> None:
 
 
 def _adamw(params, cfg):
+    """AdamW with the config's settings on ``params``; None when there are none (identity adapters)."""
     import torch
-    opt = cfg.optim_wrapper.optimizer
-    return torch.optim.AdamW(list(params), lr=opt.lr, weight_decay=opt.weight_decay)
+    params, opt = list(params), cfg.optim_wrapper.optimizer
+    return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay) if params else None
+
+
+def _update(opt) -> None:
+    """One step of ``opt`` (an :func:`_adamw`), then zero its gradients; nothing for None."""
+    if opt is not None:
+        opt.step()
+        opt.zero_grad()
 
 
 class _GivenPositives:
@@ -406,8 +414,7 @@ def gid_parts(model, inputs, samples, cfg):
             gid.t_roi(t_in, rois)
         f = gid.s_roi(tuple(s_in), rois)
         (f.sum() + adapter(f).sum()).backward()
-        opt.step()
-        opt.zero_grad()
+        _update(opt)
         _release(s_in)
 
     f_in, adapter_d = _leaf(f_s), copy.deepcopy(gid.adapter)
@@ -423,8 +430,7 @@ def gid_parts(model, inputs, samples, cfg):
 
     def adapter_step():
         adapter_d(f_in).sum().backward()
-        opt_d.step()
-        opt_d.zero_grad()
+        _update(opt_d)
         _release([f_in])
 
     def gism_only():
@@ -533,8 +539,7 @@ def detr_parts(model, inputs, samples, cfg):
             total = total + contrast.student_proj(sq_in[k]).sum() + contrast.teacher_proj(t_q[k]).sum()
         cls, box = head_outputs(q_student, dict(q_student.forward_decoder(**q_dec_in)))
         (total + cls.sum() + box.sum()).backward()
-        opt.step()
-        opt.zero_grad()
+        _update(opt)
         q_student.zero_grad(set_to_none=True)
         _release(feat_in + sq_in + [q_dec_in["memory"]])
 
@@ -543,15 +548,13 @@ def detr_parts(model, inputs, samples, cfg):
 
     def adapters_step():
         sum(a(f).sum() for a, f in zip(adapters_d, feat_in)).backward()
-        opt_a.step()
-        opt_a.zero_grad()
+        _update(opt_a)
         _release(feat_in)
 
     def projections_step():
         sum(contrast_d.student_proj(sq_in[k]).sum() + contrast_d.teacher_proj(t_q[k]).sum()
             for k in range(layers)).backward()
-        opt_c.step()
-        opt_c.zero_grad()
+        _update(opt_c)
         _release(sq_in)
 
     def decoder_pass():

@@ -1,0 +1,58 @@
+"""The cost-breakdown parts of the benchmarks run the methods' own computation: the losses part, on leaf tensors
+taken from the step's forward, gives the loss the method's step computes on the same weights and batch."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+
+graph_reproduce = pytest.importorskip("graph_reproduce")
+
+
+@pytest.mark.parametrize("method", ["glnn", "ffg2m"])
+def test_graph_losses_part_is_the_steps_loss(method):
+    s = graph_reproduce.profile_setup(method, nodes=600, batch=64)
+    parts, rows = graph_reproduce.graph_parts(s)
+    graph = method == "ffg2m"
+    batch = graph_reproduce.make_batch(s, s["targets"], graph)
+    with torch.no_grad():
+        expected = sum(s["model"](**batch).values())
+    assert float(parts["losses"]()) == pytest.approx(float(expected), rel=1e-5)
+    assert rows["targets"] == 64
+    assert rows["student_rows"] == len(batch["x"]) and (rows["student_rows"] > 64) == graph
+    for name in ("student_step", "batch_building", "plain_losses", "plain_student_step"):
+        parts[name]()
+
+
+def test_graph_teacher_rows_are_cached_outside_the_graph():
+    s = graph_reproduce.profile_setup("glnn", nodes=600, batch=64)
+    assert set(s["per_node"]) == {"teacher_probs", "teacher_entropy"}
+    assert not any(v.requires_grad for v in s["per_node"].values())
+
+
+@pytest.fixture(scope="module")
+def detection_data(tmp_path_factory):
+    """The embedded detection set, generated once for this module's tests into a temporary folder."""
+    pytest.importorskip("mmdet")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDHUB_DATA_DIR", str(tmp_path_factory.mktemp("kdhub-data")))
+        yield
+
+
+@pytest.mark.parametrize("family", ["gid", "detr"])
+def test_detection_losses_part_is_the_steps_distillation_loss(family, detection_data):
+    import detection_distill
+
+    cfg, model, student, inputs, samples = detection_distill.profile_setup(family)
+    parts, shapes, detail = detection_distill.method_parts(family, model, inputs, samples, cfg)
+    with torch.no_grad():
+        losses = model(inputs, samples, mode="loss")
+    own = set(student.loss(inputs, samples))  # the student's detection terms: the student step's part
+    expected = sum(v for k, v in losses.items() if k not in own and "loss" in k)
+    assert float(parts["losses"]()) == pytest.approx(float(expected), rel=1e-4)
+    assert set(detail) <= set(parts)
