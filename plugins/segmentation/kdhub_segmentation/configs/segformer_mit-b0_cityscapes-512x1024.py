@@ -1,3 +1,4 @@
+# TransKD's student (SegFormer MiT-B0) alone on Cityscapes with mmseg's own recipe.
 # TransKD's student alone on Cityscapes: SegFormer MiT-B0, not ImageNet-pretrained (as in the paper), trained with
 # mmseg's own Cityscapes recipe: images rescaled by 0.5-2 and cropped to 512 x 1024, flip and photometric
 # distortion, ImageNet mean/std, unweighted cross-entropy, sliding-window test; AdamW lr 6e-5, weight decay 0.01,

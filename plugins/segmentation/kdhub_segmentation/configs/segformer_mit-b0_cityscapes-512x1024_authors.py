@@ -1,3 +1,4 @@
+# TransKD's student (SegFormer MiT-B0) alone on Cityscapes as the TransKD authors' scripts train it.
 # TransKD's student alone on Cityscapes (SegFormer MiT-B0, not ImageNet-pretrained), trained the way the TransKD
 # authors' released training scripts train it, built from mmseg transforms plus two of kdhub's (RandomShift,
 # DownsampleSegMap) and kdhub's ClassWeightedNLLLoss:

@@ -1,3 +1,4 @@
+# TransKD's teacher (SegFormer MiT-B2) on Cityscapes with mmseg's own recipe.
 # TransKD's teacher on Cityscapes: SegFormer MiT-B2 with the student's data and schedule (mmseg's own Cityscapes
 # recipe, not the TransKD authors'; theirs is segformer_mit-b2_cityscapes-512x1024_authors.py).
 # No weights are downloaded: to start from ImageNet-pretrained MiT-B2 weights you have locally, add

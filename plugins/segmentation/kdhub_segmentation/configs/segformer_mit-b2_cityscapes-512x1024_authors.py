@@ -1,3 +1,4 @@
+# TransKD's teacher (SegFormer MiT-B2) on Cityscapes as the TransKD authors' teacher script trains it.
 # TransKD's teacher on Cityscapes, SegFormer MiT-B2, trained the way the TransKD authors' teacher script trains it:
 # the student's data, loss and optimiser (segformer_mit-b0_cityscapes-512x1024_authors.py), with their teacher's
 # decoder width (768) and batch (8 images per step), 1000 epochs. Their teacher starts from ImageNet-pretrained

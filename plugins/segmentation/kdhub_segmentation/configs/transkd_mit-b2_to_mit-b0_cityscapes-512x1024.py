@@ -1,3 +1,4 @@
+# TransKD from MiT-B2 to MiT-B0 on Cityscapes with mmseg's own recipe (not the authors' training).
 # TransKD from SegFormer MiT-B2 to MiT-B0 on Cityscapes with mmseg's own Cityscapes recipe (512 x 1024 random crops
 # of rescaled images, unweighted cross-entropy, sliding-window test, 160k iterations). This is an mmseg-native
 # setting, not the one the TransKD authors trained with, so its numbers are not comparable with the published ones

@@ -1,3 +1,4 @@
+# TransKD from MiT-B2 to MiT-B0 on Cityscapes as the TransKD authors' released code trains it.
 # TransKD from SegFormer MiT-B2 to MiT-B0 on Cityscapes as the TransKD authors' released code trains it: data, loss,
 # optimiser and schedule of segformer_mit-b0_cityscapes-512x1024_authors.py (whole images at 512 x 1024, labels at
 # 128 x 256, flip and a +-2 px shift, no mean/std normalisation, class-weighted NLL, batch 2 on one GPU, AdamW 6e-5,
