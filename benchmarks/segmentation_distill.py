@@ -103,43 +103,14 @@ def step_times(args) -> Dict:
     """Median wall time of one training step: student alone, teacher forward, TransKD (one process, on
     ``args.device``)."""
     import torch
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
 
-    import kdhub_segmentation.mm  # noqa: F401
     from kdhub.timing import median_seconds
-    from kdhub_segmentation.model import model_config
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
 
-    init_default_scope("mmseg")
-    cfg = Config.fromfile(str(CONFIGS / "transkd_mit-t_to_mit-n_synth.py"))
-    size, batch = tuple(cfg.crop_size), cfg.train_dataloader.batch_size
-    torch.manual_seed(0)
-    inputs = torch.randn(batch, 3, *size)
-    samples = []
-    for _ in range(batch):
-        s = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 10, (1, *size))))
-        s.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
-        samples.append(s)
-    student = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-n_synth.py")), "student"))
-    teacher = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-t_synth.py")), "teacher")).eval()
-    ckpt = Path(tempfile.mkdtemp()) / "t.pth"
-    torch.save({"state_dict": teacher.state_dict()}, ckpt)
-    cfg.model.student = dict(config=str(CONFIGS / "segformer_mit-n_synth.py"))
-    cfg.model.teacher = dict(config=str(CONFIGS / "segformer_mit-t_synth.py"), checkpoint=str(ckpt))
-    distilled = MODELS.build(cfg.model)
-    opt_s = torch.optim.AdamW(student.parameters(), 1e-4)
-    opt_d = torch.optim.AdamW(distilled.parameters(), 1e-4)
-
-    def step(model, opt):
-        def run():
-            loss, _ = model.parse_losses(model.loss(inputs, samples))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return run
+    device = torch.device(getattr(args, "device", "cpu"))
+    inputs, samples, student, teacher, models = profile_models(("base",), device)
+    distilled = models["base"]
+    batch, size = inputs.shape[0], tuple(inputs.shape[-2:])
+    student_step, transkd_step = train_step(student, inputs, samples), train_step(distilled, inputs, samples)
 
     def teacher_backbone():
         with torch.no_grad():
@@ -149,20 +120,13 @@ def step_times(args) -> Dict:
         with torch.no_grad():
             teacher._forward(inputs)
 
-    device = torch.device(getattr(args, "device", "cpu"))
-    inputs, samples = inputs.to(device), [sample.to(device) for sample in samples]
-    for model in (student, teacher, distilled):
-        model.to(device)
-    student.train()
-    distilled.train()
     rounds = {"student_step": [], "teacher_forward_backbone": [], "teacher_forward_full": [], "transkd_step": []}
     for _ in range(args.timing_rounds):  # interleaved, so load changes hit every term alike
-        rounds["student_step"].append(median_seconds(step(student, opt_s), repeats=5, warmup=2))
+        rounds["student_step"].append(median_seconds(student_step, repeats=5, warmup=2))
         rounds["teacher_forward_backbone"].append(median_seconds(teacher_backbone, repeats=5, warmup=1))
         rounds["teacher_forward_full"].append(median_seconds(teacher_full, repeats=5, warmup=1))
-        rounds["transkd_step"].append(median_seconds(step(distilled, opt_d), repeats=5, warmup=2))
+        rounds["transkd_step"].append(median_seconds(transkd_step, repeats=5, warmup=2))
     ms = {k: round(statistics.median(v) * 1000, 2) for k, v in rounds.items()}
-    shutil.rmtree(ckpt.parent, ignore_errors=True)
     return {"batch": batch, "image_size": list(size), "threads": torch.get_num_threads(), **{f"{k}_ms": v for k, v in ms.items()},
             "ratio_transkd_vs_student_plus_teacher_backbone":
                 round(ms["transkd_step"] / (ms["student_step"] + ms["teacher_forward_backbone"]), 3),

@@ -357,21 +357,16 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="device of --profile-only")
     args = ap.parse_args()
     CONFIG = args.config.resolve()
-    if args.profile_only:
-        result = {"benchmark": "speech_profile",
-                  "config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
-                  "data": describe_data(kdhub_load_config(CONFIG, []).cfg),
-                  **profile(CONFIG, args.timing_repeats, args.device), **run_info()}
-        atomic_write_text(Path(args.profile_only), json.dumps(result, indent=2) + "\n")
-        print(json.dumps(result, indent=2))
-        return
-    if args.cache_only:
-        work = Path(args.work_dir)
-        work.mkdir(parents=True, exist_ok=True)
+    if args.profile_only or args.cache_only:  # one measurement of one config, recorded with its provenance
+        if args.profile_only:
+            path, measured = args.profile_only, {"benchmark": "speech_profile",
+                                                 **profile(CONFIG, args.timing_repeats, args.device)}
+        else:
+            Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+            path, measured = args.cache_only, cache_cost(Path(args.work_dir), args.timing_repeats, CONFIG)
         result = {"config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
-                  "data": describe_data(kdhub_load_config(CONFIG, []).cfg),
-                  **cache_cost(work, args.timing_repeats, CONFIG), **run_info()}
-        atomic_write_text(Path(args.cache_only), json.dumps(result, indent=2) + "\n")
+                  "data": describe_data(kdhub_load_config(CONFIG, []).cfg), **measured, **run_info()}
+        atomic_write_text(Path(path), json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return
     if args.timing_only:
