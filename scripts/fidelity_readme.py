@@ -78,14 +78,14 @@ def detection() -> str:
     for fam, label in (("gid", "GID (RetinaNet)"), ("detr", "DETRDistill (Deformable DETR)")):
         old, new = b[fam], a[fam]
         rows.append(f"| {label} | 0: {old['baseline']['AP']:.1f} / {old['distilled']['AP']:.1f}, "
-                    f"{old['gain_AP']:+.1f} | {','.join(map(str, new['seeds']))}: {new['baseline_AP']['mean']:.1f} / "
-                    f"{new['distilled_AP']['mean']:.1f}, {new['gain_AP']['mean']:+.1f} |")
+                    f"{old['gain_AP']:+.1f} | {','.join(map(str, new['seeds']))}: {new['baseline_AP']['mean']:.2f} / "
+                    f"{new['distilled_AP']['mean']:.2f}, {new['gain_AP']['mean']:+.2f} |")
     old_abl = b["detr"].get("ablation_AP", {})
     new_abl = a["detr"].get("ablation_AP", {})
     rows += ["", "| DETRDistill component | before (seed 0) | after (mean over seeds) |", "|---|---|---|"]
     for v in new_abl:
         rows.append(f"| {v} | {old_abl[v]:.1f}" if v in old_abl else f"| {v} | -")
-        rows[-1] += f" | {new_abl[v]['mean']:.1f} |"
+        rows[-1] += f" | {new_abl[v]['mean']:.2f} |"
     return "\n".join(rows)
 
 
