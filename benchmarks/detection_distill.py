@@ -19,6 +19,8 @@ Finished runs are reused by work-dir name: after changing a method, use a fresh 
 (teacher forward, plain student step, the method's modules, its selection and matching, its losses, machinery),
 each a share of the step timed interleaved in one process, and measures the step's peak memory against the floor's
 (teacher forward + plain student step), each in a fresh process; teachers as initialised, nothing is trained.
+``--scale recipe`` profiles the shipped COCO recipes' detectors (ResNet-101 -> ResNet-50, 80 classes) on 1067 x 800
+images instead of the embedded set's tiny pairs, so the method's share is the one a user of those recipes pays.
 """
 from __future__ import annotations
 
@@ -260,11 +262,46 @@ PROFILE_FAMILIES = ("gid", "detr")  # the families the cost targets name: GID on
 STEP_RATIO_TARGETS = {"gid": 1.10, "detr": 1.30}
 
 
-def profile_setup(name: str, device: str = "cpu"):
+#: --scale recipe: the shipped COCO recipes' detectors (ResNet-101 teacher -> ResNet-50 student) on images of
+#: COCO's typical training size after the recipes' resize (a 640 x 480 image scaled to 1067 x 800)
+RECIPE_CONFIGS = {"gid": "gid_retinanet_r101_to_r50_fpn_1x_coco.py",
+                  "detr": "detrdistill_deformable_detr_r101_to_r50_50e_coco.py"}
+RECIPE_IMAGE = (800, 1067)
+RECIPE_OBJECTS = 7  # about COCO's mean number of annotated objects per training image
+NO_DOWNLOAD = ("model.student.backbone.init_cfg=None", "model.teacher.backbone.init_cfg=None")
+
+
+def recipe_batch(model, batch: int, classes: int = 80):
+    """``batch`` random images of :data:`RECIPE_IMAGE` with :data:`RECIPE_OBJECTS` random boxes each (seed 0),
+    through the model's data preprocessor as a training batch."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.dataset import pseudo_collate
+    from mmengine.structures import InstanceData
+
+    g = torch.Generator().manual_seed(0)
+    h, w = RECIPE_IMAGE
+    items = []
+    for i in range(batch):
+        wh = torch.rand(RECIPE_OBJECTS, 2, generator=g) * torch.tensor([w / 2, h / 2]) + 16
+        xy = torch.rand(RECIPE_OBJECTS, 2, generator=g) * (torch.tensor([w, h]) - wh)
+        sample = DetDataSample(metainfo=dict(img_id=i, img_path="", ori_shape=(480, 640), img_shape=(h, w),
+                                             scale_factor=(w / 640, h / 480), flip=False, flip_direction=None))
+        sample.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], dim=1),
+                                           labels=torch.randint(0, classes, (RECIPE_OBJECTS,), generator=g))
+        sample.ignored_instances = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+        items.append(dict(inputs=torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
+                          data_samples=sample))
+    return model.data_preprocessor(pseudo_collate(items), True)
+
+
+def profile_setup(name: str, device: str = "cpu", scale: str = "synth", batch: int = 0):
     """The family's distillation model with its teacher as initialised (seed 0, saved and loaded through its
-    checkpoint as training loads it), a plain student with the distilled student's initial weights, the first
-    batch of the training set through the data preprocessor (once: both steps would do that alike) and the config.
-    The profile's times and memory do not depend on trained weights."""
+    checkpoint as training loads it), a plain student with the distilled student's initial weights, one batch
+    through the data preprocessor (once: both steps would do that alike) and the config. ``scale`` synth: the
+    embedded set's tiny detectors on the first batch of its training set; recipe: the COCO recipe's detectors
+    (no ImageNet weights fetched) on :func:`recipe_batch` of ``batch`` images (default 2, the recipes' images per
+    GPU). The profile's times and memory do not depend on trained weights."""
     import copy
     import shutil
     import tempfile
@@ -277,14 +314,20 @@ def profile_setup(name: str, device: str = "cpu"):
     from mmengine.dataset import pseudo_collate
 
     from kdhub_detection.config import load
+    from kdhub_openmmlab.teacher import model_config
 
     spec = FAMILIES[name]
     torch.manual_seed(0)
-    teacher = MODELS.build(Config.fromfile(str(CONFIGS / spec["teacher"])).model)
+    if scale == "recipe":
+        cfg = load(CONFIGS / RECIPE_CONFIGS[name], ["model.teacher.checkpoint=None", *NO_DOWNLOAD])
+        teacher = MODELS.build(model_config(cfg.model.teacher, "model.teacher"))
+    else:
+        teacher = MODELS.build(Config.fromfile(str(CONFIGS / spec["teacher"])).model)
     teacher.init_weights()
     tmp = Path(tempfile.mkdtemp(prefix="kdhub-det-profile-"))
     torch.save({"state_dict": teacher.state_dict()}, tmp / "teacher.pth")
-    cfg = load(CONFIGS / spec["distill"], [f"model.teacher.checkpoint={tmp / 'teacher.pth'}"])
+    options = [f"model.teacher.checkpoint={tmp / 'teacher.pth'}"] + (list(NO_DOWNLOAD) if scale == "recipe" else [])
+    cfg = load(CONFIGS / (RECIPE_CONFIGS[name] if scale == "recipe" else spec["distill"]), options)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -292,8 +335,12 @@ def profile_setup(name: str, device: str = "cpu"):
     student = copy.deepcopy(model.student)
     model.to(device).train()
     student.to(device).train()
-    ds = DATASETS.build(cfg.train_dataloader.dataset)
-    data = model.data_preprocessor(pseudo_collate([ds[i] for i in range(cfg.train_dataloader.batch_size)]), True)
+    if scale == "recipe":
+        data = recipe_batch(model, batch or 2)
+    else:
+        ds = DATASETS.build(cfg.train_dataloader.dataset)
+        data = model.data_preprocessor(pseudo_collate([ds[i] for i in range(batch or cfg.train_dataloader.batch_size)]),
+                                       True)
     return cfg, model, student, data["inputs"], data["data_samples"]
 
 
@@ -594,11 +641,11 @@ def method_parts(name: str, model, inputs, samples, cfg):
     return (gid_parts if name == "gid" else detr_parts)(model, inputs, samples, cfg)
 
 
-def peak_step(name: str, variant: str, device: str = "cpu"):
+def peak_step(name: str, variant: str, device: str = "cpu", scale: str = "synth", batch: int = 0):
     """One step for the peak-memory measurement (``breakdown.peak_rss_mb``): ``floor``, the teacher's no-grad
     forward and then the plain student's train step; ``distill``, the distillation model's train step;
     ``method``, the method's parts (modules, selection and matching, losses) alone."""
-    cfg, model, student, inputs, samples = profile_setup(name, device)
+    cfg, model, student, inputs, samples = profile_setup(name, device, scale, batch)
     if variant == "distill":
         return train_step(model, lambda: model(inputs, samples, mode="loss"), cfg)
     if variant == "method":
@@ -609,7 +656,8 @@ def peak_step(name: str, variant: str, device: str = "cpu"):
     return lambda: (teacher(), plain())
 
 
-def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: int = 3) -> dict:
+def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: int = 3, scale: str = "synth",
+                   batch: int = 0) -> dict:
     """Break the family's distillation step (``KDDistillDetector`` loss, parse, AdamW step with clipping) into its
     parts, timed interleaved in one process on one batch: the teacher's forward (no grad), the plain student's
     train step, the method's modules, its selection and matching, its losses; machinery is the rest. Then the
@@ -619,7 +667,7 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
 
     from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
 
-    cfg, model, student, inputs, samples = profile_setup(name, device)
+    cfg, model, student, inputs, samples = profile_setup(name, device, scale, batch)
     parts, shapes, detail = method_parts(name, model, inputs, samples, cfg)
     sub = {f"{part}.{k}": fn for part, fns in detail.items() for k, fn in fns.items()}
     distill_step = train_step(model, lambda: model(inputs, samples, mode="loss"), cfg)
@@ -634,14 +682,16 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
            "distill_step": distill_step}
     med = interleaved({**fns, **sub}, repeats, inner=1, warmup=1)
     timed = {k: med[k] for k in fns if k != "distill_step"}
-    peaks = {v: peak_rss_mb("detection_distill:peak_step", {"name": name, "variant": v, "device": device},
+    peaks = {v: peak_rss_mb("detection_distill:peak_step",
+                            {"name": name, "variant": v, "device": device, "scale": scale, "batch": batch},
                             repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
     rep = report(med["distill_step"], timed)
     ratio = med["distill_step"] / (med["teacher_forward"] + med["student_step"])
     spec = FAMILIES[name]
     return {
-        "method": spec["method"], "detector": spec["detector"], "config": spec["distill"],
+        "method": spec["method"], "detector": spec["detector"], "scale": scale,
+        "config": RECIPE_CONFIGS[name] if scale == "recipe" else spec["distill"],
         **rep, "target_overhead": 0.10,
         "step_ratio": round(ratio, 4), "target_step_ratio": STEP_RATIO_TARGETS[name],
         "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's step (both "
@@ -687,9 +737,10 @@ PROFILE_PARTS = {
 }
 
 
-def profile(families, repeats: int, device: str = "cpu", peak_repeats: int = 3) -> dict:
+def profile(families, repeats: int, device: str = "cpu", peak_repeats: int = 3, scale: str = "synth",
+            batch: int = 0) -> dict:
     """:func:`profile_family` for each of ``families`` with what the JSON's parts mean."""
-    return {"families": {name: profile_family(name, repeats, device, peak_repeats) for name in families},
+    return {"families": {name: profile_family(name, repeats, device, peak_repeats, scale, batch) for name in families},
             "of": "KDDistillDetector(mode='loss') + parse_losses + the optimiser wrapper's update (AdamW, gradient "
                   "clipping), medians of interleaved rounds; the batch went through the data preprocessor once",
             "parts": PROFILE_PARTS,
@@ -726,6 +777,12 @@ def main(argv=None) -> int:
                         "into JSON (--only gid / detr picks one)")
     p.add_argument("--profile-repeats", type=int, default=5, help="interleaved rounds of --profile-only")
     p.add_argument("--device", default="cpu", help="device of --profile-only")
+    p.add_argument("--scale", default="synth", choices=("synth", "recipe"),
+                   help="detectors of --profile-only: the embedded set's tiny pairs (synth) or the shipped COCO "
+                        "recipes' ResNet-101 -> ResNet-50 on 1067 x 800 images (recipe)")
+    p.add_argument("--batch", type=int, default=0,
+                   help="images per step of --profile-only (default: the synth config's; 2 for recipe)")
+    p.add_argument("--peak-repeats", type=int, default=3, help="measured steps per peak-memory variant")
     args = p.parse_args(argv)
     if args.table:
         print(table(json.loads(Path(args.out).read_text())))
@@ -737,7 +794,8 @@ def main(argv=None) -> int:
         if set(families) - set(PROFILE_FAMILIES):
             raise SystemExit(f"--profile-only covers {', '.join(PROFILE_FAMILIES)}; got {', '.join(families)}")
         from kdhub.checkpoint import atomic_write_text
-        result = {"benchmark": "detection_profile", **profile(families, args.profile_repeats, args.device),
+        result = {"benchmark": "detection_profile",
+                  **profile(families, args.profile_repeats, args.device, args.peak_repeats, args.scale, args.batch),
                   **run_info()}
         atomic_write_text(Path(args.profile_only), json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2), flush=True)

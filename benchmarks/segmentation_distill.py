@@ -11,7 +11,9 @@ forward), and it times ``kdhub demo segmentation`` end to end in a fresh work di
 
 ``--profile-only`` breaks one TransKD step into its parts (teacher forward, student step, the method's
 modules, its losses, machinery), each a share of the step, and measures the step's peak memory against the
-floor's (teacher forward + student step), each in a fresh process.
+floor's (teacher forward + student step), each in a fresh process. ``--scale recipe`` profiles the shipped
+Cityscapes recipe's models instead of the embedded set's tiny pair: MiT-B2 -> MiT-B0 on a 512 x 1024 crop,
+19 classes, 2 images (the smallest batch TransKD's CSF accepts), so the method's share is the one a user pays.
 
 Every run lives in ``--work-dir`` and is reused when the script is run again (``--resume`` semantics),
 so an interrupted benchmark continues where it stopped.
@@ -135,10 +137,19 @@ def step_times(args) -> Dict:
             "load_average": load_average()}
 
 
-def profile_models(variants=("base",), device: str = "cpu"):
-    """One batch of the synth config's shape, a plain student (MiT-N) and teacher (MiT-T, as initialised, seed
-    0), and a TransKD model per variant whose student starts from the plain student's weights and whose teacher
-    is the plain teacher's copy (built through its checkpoint, as training builds it)."""
+#: --scale: (TransKD config, student config, teacher config, classes, batch or None for the config's)
+SCALES = {
+    "synth": ("transkd_mit-t_to_mit-n_synth.py", "segformer_mit-n_synth.py", "segformer_mit-t_synth.py", 10, None),
+    "recipe": ("transkd_mit-b2_to_mit-b0_cityscapes-512x1024.py", "segformer_mit-b0_cityscapes-512x1024.py",
+               "segformer_mit-b2_cityscapes-512x1024.py", 19, 2),
+}
+
+
+def profile_models(variants=("base",), device: str = "cpu", scale: str = "synth"):
+    """One batch of the ``scale``'s config shape (random images and labels), a plain student and teacher (as
+    initialised, seed 0; synth: MiT-N and MiT-T, recipe: MiT-B0 and MiT-B2), and a TransKD model per variant whose
+    student starts from the plain student's weights and whose teacher is the plain teacher's copy (built through
+    its checkpoint, as training builds it)."""
     import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -150,21 +161,22 @@ def profile_models(variants=("base",), device: str = "cpu"):
     from kdhub_segmentation.model import model_config
 
     init_default_scope("mmseg")
-    cfg = Config.fromfile(str(CONFIGS / "transkd_mit-t_to_mit-n_synth.py"))
-    size, batch = tuple(cfg.crop_size), cfg.train_dataloader.batch_size
+    distill_cfg, student_cfg, teacher_cfg, classes, batch = SCALES[scale]
+    cfg = Config.fromfile(str(CONFIGS / distill_cfg))
+    size, batch = tuple(cfg.crop_size), batch or cfg.train_dataloader.batch_size
     torch.manual_seed(0)
     inputs = torch.randn(batch, 3, *size)
     samples = []
     for _ in range(batch):
-        s = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 10, (1, *size))))
+        s = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, classes, (1, *size))))
         s.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
         samples.append(s)
-    student = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-n_synth.py")), "student"))
-    teacher = MODELS.build(model_config(dict(config=str(CONFIGS / "segformer_mit-t_synth.py")), "teacher")).eval()
+    student = MODELS.build(model_config(dict(config=str(CONFIGS / student_cfg)), "student"))
+    teacher = MODELS.build(model_config(dict(config=str(CONFIGS / teacher_cfg)), "teacher")).eval()
     tmp = Path(tempfile.mkdtemp())
     torch.save({"state_dict": teacher.state_dict()}, tmp / "t.pth")
-    cfg.model.student = dict(config=str(CONFIGS / "segformer_mit-n_synth.py"))
-    cfg.model.teacher = dict(config=str(CONFIGS / "segformer_mit-t_synth.py"), checkpoint=str(tmp / "t.pth"))
+    cfg.model.student = dict(config=str(CONFIGS / student_cfg))
+    cfg.model.teacher = dict(config=str(CONFIGS / teacher_cfg), checkpoint=str(tmp / "t.pth"))
     distilled = {}
     for variant in variants:
         cfg.model.distiller.variant = variant
@@ -224,14 +236,14 @@ def method_parts(model, inputs):
     return modules, losses
 
 
-def peak_step(variant: str, device: str = "cpu"):
+def peak_step(variant: str, device: str = "cpu", scale: str = "synth"):
     """One step for the peak-memory measurement (:func:`breakdown.peak_rss_mb`): ``floor``, the teacher's
     no-grad backbone forward and then the plain student's train step; ``method_V``, the modules' and losses'
     forward and backward of TransKD variant V alone; ``V``, the variant's step."""
     import torch
 
     name = variant.removeprefix("method_")
-    inputs, samples, student, teacher, distilled = profile_models(() if variant == "floor" else (name,), device)
+    inputs, samples, student, teacher, distilled = profile_models(() if variant == "floor" else (name,), device, scale)
     if variant.startswith("method_"):
         modules, losses = method_parts(distilled[name], inputs)
         return lambda: (modules(), losses())
@@ -246,7 +258,8 @@ def peak_step(variant: str, device: str = "cpu"):
     return floor
 
 
-def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", peak_repeats: int = 3) -> Dict:
+def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", peak_repeats: int = 3,
+            scale: str = "synth", inner: int = 3) -> Dict:
     """Break the TransKD step (``SegDistiller.loss``, backward, AdamW step) into its parts, timed interleaved in
     one process: the teacher's backbone forward (no grad, a copy without taps), the plain student's train step,
     the method's modules (CSF and PEA, with the GL-Mixer or EA for those variants) forward and backward on the
@@ -257,7 +270,7 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
 
     from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
 
-    inputs, samples, student, teacher, distilled = profile_models(variants, device)
+    inputs, samples, student, teacher, distilled = profile_models(variants, device, scale)
     method = {v: method_parts(model, inputs) for v, model in distilled.items()}
 
     def teacher_forward():
@@ -277,9 +290,9 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
     for v, model in distilled.items():
         fns[f"method_modules_{v}"] = method[v][0]
         fns[f"step_{v}"] = train_step(model, inputs, samples)
-    med = interleaved(fns, repeats, inner=3, warmup=1)
+    med = interleaved(fns, repeats, inner=inner, warmup=1)
     names = ("floor",) + tuple(variants) + tuple(f"method_{v}" for v in variants)
-    peaks = {v: peak_rss_mb("segmentation_distill:peak_step", {"variant": v, "device": device},
+    peaks = {v: peak_rss_mb("segmentation_distill:peak_step", {"variant": v, "device": device, "scale": scale},
                             repeats=peak_repeats, device=device) for v in names}
     out = {}
     for v in variants:
@@ -314,7 +327,7 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
                                          "and losses run alone (forward and backward): their graph is alive with "
                                          "the student's at its peak, so the two add in the step",
         "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
-        "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
+        "scale": scale, "config": SCALES[scale][0], "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
         "threads": torch.get_num_threads(), "load_average": load_average(),
     }
 
@@ -352,6 +365,10 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=["base", "gl", "ea"], choices=["base", "gl", "ea"],
                    help="TransKD variants of --profile-only")
     p.add_argument("--device", default="cpu", help="device of --profile-only")
+    p.add_argument("--scale", default="synth", choices=sorted(SCALES),
+                   help="models of --profile-only: the embedded set's tiny pair (synth) or the shipped Cityscapes "
+                        "recipe's MiT-B2 -> MiT-B0 on 512 x 1024 crops (recipe)")
+    p.add_argument("--inner", type=int, default=3, help="calls per part and round of --profile-only (median)")
     args = p.parse_args()
     env = dict(os.environ, KDHUB_PROGRESS="0", PYTHONWARNINGS="ignore")
     env.setdefault("KDHUB_DATA_DIR", str(Path(args.work_dir) / "data"))
@@ -359,8 +376,9 @@ def main() -> None:
     from kdhub.checkpoint import atomic_write_text
     if args.profile_only:
         from provenance import run_info
-        out = {"benchmark": "segmentation_profile", "config": "transkd_mit-t_to_mit-n_synth.py",
-               **profile(args.timing_rounds, tuple(args.variants), args.device), **run_info()}
+        out = {"benchmark": "segmentation_profile",
+               **profile(args.timing_rounds, tuple(args.variants), args.device, scale=args.scale, inner=args.inner),
+               **run_info()}
         atomic_write_text(args.profile_only, json.dumps(out, indent=2) + "\n")
         print(json.dumps(out, indent=2))
         return
