@@ -381,6 +381,10 @@ PROFILE_PARTS = {
 def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, device: str = "cpu") -> dict:
     """:func:`profile_method` for each of ``methods``, with what the JSON's parts mean."""
     return {"methods": {m: profile_method(m, nodes, batch, repeats, device) for m in methods},
+            "glnn_epoch": distill_throughput(nodes, batch, repeats, device),
+            "glnn_epoch_is": "one GLNN student epoch over every node on cached soft labels against the plain "
+                             "student's CE epoch over the same nodes and batches, alternated, medians (the issue's "
+                             "'cached epoch' target)",
             "of": "one student step of the graph task (batch, losses, their sum, backward, Adam step), medians of "
                   "interleaved rounds (each the median of 5 calls); the floor step is the plain student's (CE)",
             "parts": PROFILE_PARTS,
