@@ -52,23 +52,38 @@ def _sample_neighbours(csr: CSR, nodes: torch.Tensor, k: int, generator: Optiona
     return owner, nbr
 
 
+def workspace(num_nodes: int) -> torch.Tensor:
+    """An id map for :func:`sample`'s ``workspace``: ``num_nodes`` entries of -1."""
+    return torch.full((num_nodes,), -1, dtype=torch.long)
+
+
 def sample(csr: CSR, seeds: torch.Tensor, fanouts: Sequence[int],
-           generator: Optional[torch.Generator] = None) -> SampledSubgraph:
-    """The ``len(fanouts)``-hop sampled computation graph of ``seeds`` (fan-out -1 = all neighbours)."""
+           generator: Optional[torch.Generator] = None, workspace: Optional[torch.Tensor] = None) -> SampledSubgraph:
+    """The ``len(fanouts)``-hop sampled computation graph of ``seeds`` (fan-out -1 = all neighbours).
+
+    ``workspace``: a :func:`workspace` map reused across calls. Without one, each call allocates and fills a
+    ``num_nodes``-long map (global id -> local id), which costs as much as sampling a batch of a few thousand
+    seeds once the graph has millions of nodes, so an epoch would cost O(batches x num_nodes). With one, only the
+    entries of the sampled nodes are written, and they are set back to -1 before returning."""
     num_nodes = len(csr.ptr) - 1
-    local = torch.full((num_nodes,), -1, dtype=torch.long)  # global id -> local id
-    local[seeds] = torch.arange(len(seeds))
-    parts, frontier, rows, cols = [seeds], seeds, [], []
-    count = len(seeds)
-    for k in fanouts:
-        owner, nbr = _sample_neighbours(csr, frontier, k, generator)
-        fresh = torch.unique(nbr[local[nbr] < 0])
-        local[fresh] = torch.arange(count, count + len(fresh))
-        count += len(fresh)
-        rows.append(local[nbr])
-        cols.append(local[frontier][owner])
-        parts.append(fresh)
-        frontier = fresh
-    n_id = torch.cat(parts)
+    local = torch.full((num_nodes,), -1, dtype=torch.long) if workspace is None else workspace
+    parts = [seeds]
+    try:
+        local[seeds] = torch.arange(len(seeds))
+        frontier, rows, cols = seeds, [], []
+        count = len(seeds)
+        for k in fanouts:
+            owner, nbr = _sample_neighbours(csr, frontier, k, generator)
+            fresh = torch.unique(nbr[local[nbr] < 0])
+            local[fresh] = torch.arange(count, count + len(fresh))
+            count += len(fresh)
+            rows.append(local[nbr])
+            cols.append(local[frontier][owner])
+            parts.append(fresh)
+            frontier = fresh
+        n_id = torch.cat(parts)
+    finally:
+        if workspace is not None:
+            local[torch.cat(parts)] = -1
     edge_index = torch.stack([torch.cat(rows), torch.cat(cols)]) if rows else torch.empty(2, 0, dtype=torch.long)
     return SampledSubgraph(n_id, edge_index, len(seeds))
