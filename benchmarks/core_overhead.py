@@ -4,7 +4,8 @@ Measures, interleaved in one run: (a) a distillation step: teacher no-grad forwa
 the logits and the penultimate embedding, KD + feature MSE (linear adapter) + RKD distance terms; (b) the same
 work without the machinery: teacher no-grad forward + plain student train step. Also (c) the step with a
 64->256 1x1 conv adapter on the last feature map, whose extra compute belongs to the method. Writes JSON with
-the median times and the ratios a/b (target <= 1.05) and c/b.
+the median times and the ratios a/b (target <= 1.05) and c/b, and the peak memory of (a) against (b)'s, each in a
+fresh process.
 
 The breakdown of step (a), measured interleaved in the same loop: the teacher's forward and the student's own train
 step (hook-free copies of the same weights), the method's own modules (the adapter's forward and backward) and
@@ -26,7 +27,7 @@ from torch import nn
 
 from kdhub import TapAlgorithm, build_terms
 
-from breakdown import interleaved, shares
+from breakdown import interleaved, peak_ratio, peak_rss_mb, shares
 from provenance import run_info
 
 
@@ -82,32 +83,33 @@ def breakdown_steps(x, y, teacher: nn.Module, student: nn.Module, terms) -> dict
             "part_method_modules": adapters, "part_losses": losses}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="results/core_overhead.json")
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--batch", type=int, default=64)
-    args = ap.parse_args()
-    x = torch.randn(args.batch, 3, 32, 32)
-    y = torch.randint(0, 10, (args.batch,))
-    configs = {
-        # logits KD + FitNet-style MSE and RKD on the penultimate embedding (64 -> 256, linear adapter)
-        "embedding_terms": [
-            {"name": "logits", "loss": {"type": "kd", "temperature": 4.0}},
-            {"name": "embed", "loss": {"type": "mse"}, "student": "10", "teacher": "10",
-             "adapter": {"type": "linear", "in_channels": 64, "out_channels": 256}},
-            {"name": "rkd", "loss": {"type": "rkd_distance"}, "student": "10", "teacher": "10"},
-        ],
-        # logits KD + MSE on the last 8x8 feature map through a 1x1 conv adapter (its compute included)
-        "spatial_adapter": [
-            {"name": "logits", "loss": {"type": "kd", "temperature": 4.0}},
-            {"name": "feat", "loss": {"type": "mse"}, "student": "8", "teacher": "8",
-             "adapter": {"type": "conv", "in_channels": 64, "out_channels": 256}},
-        ],
-    }
+CONFIGS = {
+    # logits KD + FitNet-style MSE and RKD on the penultimate embedding (64 -> 256, linear adapter)
+    "embedding_terms": [
+        {"name": "logits", "loss": {"type": "kd", "temperature": 4.0}},
+        {"name": "embed", "loss": {"type": "mse"}, "student": "10", "teacher": "10",
+         "adapter": {"type": "linear", "in_channels": 64, "out_channels": 256}},
+        {"name": "rkd", "loss": {"type": "rkd_distance"}, "student": "10", "teacher": "10"},
+    ],
+    # logits KD + MSE on the last 8x8 feature map through a 1x1 conv adapter (its compute included)
+    "spatial_adapter": [
+        {"name": "logits", "loss": {"type": "kd", "temperature": 4.0}},
+        {"name": "feat", "loss": {"type": "mse"}, "student": "8", "teacher": "8",
+         "adapter": {"type": "conv", "in_channels": 64, "out_channels": 256}},
+    ],
+}
+
+
+def setup(batch: int):
+    """The batch (seed 0), the teacher (CNN width 64) and the plain student (width 16)."""
     torch.manual_seed(0)
-    teacher = cnn(64)
-    plain_student = cnn(16)
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+    return x, y, cnn(64), cnn(16)
+
+
+def make_reference_step(x, y, teacher, plain_student):
+    """The floor: the teacher's no-grad forward, then the plain student's CE train step (SGD)."""
     opt_s = torch.optim.SGD(plain_student.parameters(), lr=0.01, momentum=0.9)
 
     def reference_step():
@@ -117,21 +119,51 @@ def main() -> None:
         opt_s.zero_grad(set_to_none=True)
         loss.backward()
         opt_s.step()
+    return reference_step
 
-    def make_distill_step(terms):
-        student = cnn(16)
-        student.load_state_dict(plain_student.state_dict())
-        distiller = TapAlgorithm(student, teacher, build_terms(terms)).train()
-        opt = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
 
-        def step():
-            losses = distiller(x, y)
-            opt.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            opt.step()
-        return step
+def make_distill_step(x, y, teacher, plain_student, terms):
+    """A :class:`kdhub.TapAlgorithm` step with ``terms`` on a student starting from the plain student's weights."""
+    student = cnn(16)
+    student.load_state_dict(plain_student.state_dict())
+    distiller = TapAlgorithm(student, teacher, build_terms(terms)).train()
+    opt = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
 
-    steps = {name: make_distill_step(terms) for name, terms in configs.items()}
+    def step():
+        losses = distiller(x, y)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+    return step
+
+
+def peak_step(variant: str, batch: int):
+    """One step for the peak-memory measurement (``breakdown.peak_rss_mb``): ``floor`` (teacher forward, then the
+    plain student's step) or ``distill`` (the embedding-terms distillation step)."""
+    x, y, teacher, plain_student = setup(batch)
+    if variant == "floor":
+        return make_reference_step(x, y, teacher, plain_student)
+    return make_distill_step(x, y, teacher, plain_student, CONFIGS["embedding_terms"])
+
+
+def peak_memory(batch: int) -> dict:
+    """The distillation step's peak memory against the floor's, each in a fresh process (breakdown.py); the
+    method's adapter and losses are part of the step, so the floor here is the teacher and the student alone."""
+    peaks = {v: peak_rss_mb("core_overhead:peak_step", {"variant": v, "batch": batch}) for v in ("floor", "distill")}
+    return {"floor": peaks["floor"], "distill_step": peaks["distill"],
+            "ratio": peak_ratio(peaks["distill"], peaks["floor"]), "target_ratio": 1.15}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/core_overhead.json")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    configs = CONFIGS
+    x, y, teacher, plain_student = setup(args.batch)
+    reference_step = make_reference_step(x, y, teacher, plain_student)
+    steps = {name: make_distill_step(x, y, teacher, plain_student, terms) for name, terms in configs.items()}
     parts = breakdown_steps(x, y, teacher, plain_student, build_terms(configs["embedding_terms"]))
     # one timed call per function and round, the order rotated each round, after 5 warm-up rounds
     med = interleaved({"reference": reference_step, **steps, **parts}, args.steps, inner=1, warmup=5)
@@ -149,6 +181,7 @@ def main() -> None:
                       "shares": {k: round(v, 4) for k, v in split["shares"].items()},
                       "floor_with_method_ms": round(split["floor_s"] * 1e3, 3),
                       "overhead_above_floor": round(split["overhead_above_floor"], 4), "target_overhead": 0.10},
+        "peak_memory": peak_memory(args.batch),
         "spatial_adapter_distill_step_ms": round(med["spatial_adapter"] * 1e3, 3),
         "spatial_adapter_ratio": round(med["spatial_adapter"] / med["reference"], 4),
         "notes": "ratio: taps on logits and penultimate embedding, KD + MSE (linear adapter) + RKD distance; "
