@@ -13,7 +13,8 @@ resetting it at the phase's start (``benchmarks/breakdown.py``'s helpers; the pr
    (:mod:`kdhub_graph.soft_label_store`);
 5. ``student_train``: the GLNN MLP trained over every node in batches that read their cached rows from that
    file (:func:`kdhub_graph.streaming.train_streamed_student`), a fixed number of epochs;
-6. ``evaluate``: teacher (from its cached soft labels) and student test accuracy;
+6. ``evaluate``: teacher (from its cached soft labels) and student test accuracy, and the nearest-class-centre
+   classifier's (the best any feature-only model can do on this graph: the student's ceiling);
 7. ``mlp_baseline``: the same MLP on the training nodes' labels alone, as many optimiser steps as the student,
    to show what the teacher adds.
 
@@ -128,6 +129,11 @@ def child(nodes: int, scratch: Path) -> Dict[str, Any]:
         student_pred = predict(glnn.student, x, test)
         student_acc = (student_pred == y[test]).float().mean().item() * 100
         agreement = (student_pred == teacher_pred).float().mean().item() * 100
+        # the best a feature-only classifier can do here: features are a class centre plus unit Gaussian noise and
+        # the classes are balanced, so the nearest centre (estimated from every node) is the Bayes rule
+        centres = torch.stack([x[y == k].mean(0) for k in range(c["classes"])])
+        nearest = torch.cat([torch.cdist(x[b], centres).argmin(1) for b in test.split(65536)])
+        centre_acc = (nearest == y[test]).float().mean().item() * 100
 
     with phase("mlp_baseline"):
         torch.manual_seed(1)
@@ -151,7 +157,8 @@ def child(nodes: int, scratch: Path) -> Dict[str, Any]:
         "hwm_reset_works": resettable,
         "cache_file_mb": round(cache_bytes / MB, 2),
         "accuracy": {"teacher_test": round(teacher_acc, 2), "student_test": round(student_acc, 2),
-                     "mlp_baseline_test": round(mlp_acc, 2), "student_teacher_agreement": round(agreement, 2)},
+                     "mlp_baseline_test": round(mlp_acc, 2), "student_teacher_agreement": round(agreement, 2),
+                     "nearest_class_centre_test": round(centre_acc, 2)},
         "loss": {"teacher_per_epoch": [round(v, 4) for v in teacher_losses],
                  "student_per_epoch": [round(v, 4) for v in student_losses]},
         "threads": torch.get_num_threads(),
@@ -199,14 +206,15 @@ def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
 def table(result: Dict[str, Any]) -> str:
     """The README's table and summary line, printed from a result JSON (``--table``)."""
     rows = ["| nodes | generate s | teacher s | soft labels s | student s | distillation s | us / node | "
-            "peak RSS MB | cache MB | teacher / student / MLP test acc |",
+            "peak RSS MB | cache MB | teacher / student / MLP / nearest centre test acc |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in result["sizes"]:
         sec, acc = r["seconds"], r["accuracy"]
         rows.append(f"| {r['nodes']:,} | {sec['generate']:.1f} | {sec['teacher_train']:.1f} | {sec['soft_labels']:.1f} | "
                     f"{sec['student_train']:.1f} | {r['distill_s']:.1f} | {r['distill_us_per_node']:.1f} | "
                     f"{r['peak_rss_mb']:,.0f} | {r['cache_file_mb']:.1f} | {acc['teacher_test']:.2f} / "
-                    f"{acc['student_test']:.2f} / {acc['mlp_baseline_test']:.2f} |")
+                    f"{acc['student_test']:.2f} / {acc['mlp_baseline_test']:.2f} / "
+                    f"{acc.get('nearest_class_centre_test', float('nan')):.2f} |")
     s = result["summary"]
     rows.append("")
     rows.append(f"Per-node distillation time, {s['largest']:,} against {s['smallest']:,} nodes: "
@@ -241,6 +249,7 @@ def main() -> None:
     from provenance import run_info
 
     torch.set_num_threads(1)
+    info = run_info()  # the checkout as the run starts (another commit may land while it runs)
     scratch.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     runs = []
@@ -266,8 +275,11 @@ def main() -> None:
         "sizes": runs,
         "summary": summarise(runs),
         "wall_time_s": round(time.perf_counter() - t0, 1),
-        **run_info(),
+        **info,
     }
+    end = run_info()
+    if (end["commit"], end["uncommitted_changes"]) != (info["commit"], info["uncommitted_changes"]):
+        result["checkout_at_end"] = {"commit": end["commit"], "uncommitted_changes": end["uncommitted_changes"]}
     result["machine"]["load_average_1min"] = round(os.getloadavg()[0], 2)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
