@@ -15,7 +15,7 @@ something correlated with the labels, a larger ``block`` mixes more.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -57,24 +57,38 @@ def train_sampled_teacher(gnn: GNN, x: Features, y: torch.Tensor, csr: CSR, trai
     """Supervised GNN training on neighbour-sampled subgraphs of shuffled batches of ``train_nodes`` (Adam, cross
     entropy on the seeds). One id map is reused by every batch (:func:`~kdhub_graph.sampler.workspace`), so a
     batch costs what its subgraph costs, whatever the graph's size. Returns each epoch's mean loss."""
-    opt = torch.optim.Adam(gnn.parameters(), lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)
     local = workspace(len(csr.ptr) - 1)
-    gnn.train()
+
+    def loss_of(seeds: torch.Tensor) -> torch.Tensor:
+        sub = sample(csr, seeds, fanouts, g, workspace=local)
+        return F.cross_entropy(gnn.forward_sampled(feature_rows(x, sub.n_id), sub), y[seeds])
+
+    return _fit(gnn, gnn.parameters(), lambda: train_nodes[torch.randperm(len(train_nodes), generator=g)].split(
+        batch_size), loss_of, epochs, lr, weight_decay, on_epoch)
+
+
+def _fit(model: nn.Module, params, batches: Callable[[], Iterable[torch.Tensor]],
+         loss_of: Callable[[torch.Tensor], torch.Tensor], epochs: int, lr: float, weight_decay: float,
+         on_epoch: Optional[Callable[[int, float], None]]) -> List[float]:
+    """The loop both trainers share: ``model`` in training mode, Adam on ``params``, one step per batch of node ids
+    from ``batches()`` (called once per epoch) on ``loss_of(batch)``; ``model`` back in eval mode at the end.
+    Returns each epoch's mean loss over nodes (each batch weighted by its size)."""
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    model.train()
     losses = []
     for epoch in range(epochs):
         total, count = 0.0, 0
-        for seeds in train_nodes[torch.randperm(len(train_nodes), generator=g)].split(batch_size):
-            sub = sample(csr, seeds, fanouts, g, workspace=local)
-            loss = F.cross_entropy(gnn.forward_sampled(feature_rows(x, sub.n_id), sub), y[seeds])
+        for batch in batches():
+            loss = loss_of(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, count = total + loss.item() * len(seeds), count + len(seeds)
+            total, count = total + loss.item() * len(batch), count + len(batch)
         losses.append(total / max(1, count))
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
-    gnn.eval()
+    model.eval()
     return losses
 
 
@@ -103,25 +117,14 @@ def train_streamed_student(algorithm: nn.Module, x: Features, y: torch.Tensor, l
     ``labelled``: a bool per node, whether its label may be used (GLNN's CE term); ``y`` of other nodes is never
     read by the loss. Adam on the student's parameters, one step per batch. Returns each epoch's mean loss."""
     nodes = torch.arange(len(y)) if nodes is None else nodes
-    opt = torch.optim.Adam(algorithm.student.parameters(), lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)
-    algorithm.train()
-    losses = []
-    for epoch in range(epochs):
-        total, count = 0.0, 0
-        for batch in block_batches(nodes, batch_size, block, g):
-            teacher: Dict[str, torch.Tensor] = soft.rows(batch) if soft is not None else {}
-            terms = algorithm(feature_rows(x, batch), y[batch], labelled[batch], **teacher)
-            loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, count = total + loss.item() * len(batch), count + len(batch)
-        losses.append(total / max(1, count))
-        if on_epoch is not None:
-            on_epoch(epoch, losses[-1])
-    algorithm.eval()
-    return losses
+
+    def loss_of(batch: torch.Tensor) -> torch.Tensor:
+        teacher: Dict[str, torch.Tensor] = soft.rows(batch) if soft is not None else {}
+        return sum(algorithm(feature_rows(x, batch), y[batch], labelled[batch], **teacher).values())
+
+    return _fit(algorithm, algorithm.student.parameters(), lambda: block_batches(nodes, batch_size, block, g),
+                loss_of, epochs, lr, weight_decay, on_epoch)
 
 
 @torch.no_grad()
