@@ -56,3 +56,25 @@ def test_detection_losses_part_is_the_steps_distillation_loss(family, detection_
     expected = sum(v for k, v in losses.items() if k not in own and "loss" in k)
     assert float(parts["losses"]()) == pytest.approx(float(expected), rel=1e-4)
     assert set(detail) <= set(parts)
+
+
+@pytest.mark.parametrize("family", ["gid", "frcnn", "detr"])
+def test_detection_teacher_runs_before_the_students_graph_is_built(family, detection_data):
+    """The distillation step runs the frozen teacher first, so the teacher's working memory is freed before the
+    student's graph exists (the step's peak is then the larger of the two, not their sum): every call of the
+    teacher's backbone and neck modules comes before the first student module call. (A two-stage teacher's RoI
+    head runs later, on RoIs that include the student's proposals.)"""
+    import detection_distill
+
+    _, model, _, inputs, samples = detection_distill.profile_setup(family)
+    calls = []
+    trunk = list(model.teacher.backbone.modules()) + list(model.teacher.neck.modules())
+    hooks = [m.register_forward_pre_hook(lambda *_, role=role: calls.append(role))
+             for role, modules in (("teacher", trunk), ("student", model.student.modules())) for m in modules]
+    try:
+        model(inputs, samples, mode="loss")
+    finally:
+        for h in hooks:
+            h.remove()
+    first_student = calls.index("student")
+    assert first_student > 0 and "teacher" not in calls[first_student:]

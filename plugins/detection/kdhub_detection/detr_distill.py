@@ -176,6 +176,10 @@ class DETRDistill(nn.Module):
 
     def loss(self, student, teacher, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
         gts, _, metas = unpack_gt_instances(data_samples)
+        with torch.no_grad():  # first: its working memory is freed before the student's graph is built
+            t_feats = teacher.extract_feat(inputs)
+            t_dec_in, t_head_in = run_transformer(teacher, t_feats, data_samples)
+            t_cls, t_box = head_outputs(teacher, t_head_in)
         s_feats = student.extract_feat(inputs)
         s_dec_in, s_head_in = run_transformer(student, s_feats, data_samples)
         s_all_cls, s_all_box = head_outputs(student, s_head_in)
@@ -183,10 +187,6 @@ class DETRDistill(nn.Module):
         dn = {"dn_meta": s_head_in["dn_meta"]} if "dn_meta" in s_head_in else {}
         losses = student.bbox_head.loss_by_feat(s_all_cls, s_all_box, *enc, gts, metas, **dn)  # no ignores
         s_cls, s_box = matching_part(s_all_cls, s_all_box, s_head_in)
-        with torch.no_grad():
-            t_feats = teacher.extract_feat(inputs)
-            t_dec_in, t_head_in = run_transformer(teacher, t_feats, data_samples)
-            t_cls, t_box = head_outputs(teacher, t_head_in)
         last = self.num_layers - 1
         # teacher boxes as pseudo targets: clamped to the image as in the released code (matching and targets)
         t_target_box = clamp_to_image(t_box) if self.clamp_teacher_boxes else t_box

@@ -204,12 +204,12 @@ class GID(nn.Module):
         if self.two_stage:
             return self._two_stage_loss(student, teacher, inputs, data_samples)
         gts, gts_ignore, metas = unpack_gt_instances(data_samples)
+        with torch.no_grad():  # first: its working memory is freed before the student's graph is built
+            t_feats = teacher.extract_feat(inputs)
+            t_outs = teacher.bbox_head(t_feats)
         s_feats = student.extract_feat(inputs)
         s_outs = student.bbox_head(s_feats)
         losses = student.bbox_head.loss_by_feat(*s_outs, gts, metas, gts_ignore)
-        with torch.no_grad():
-            t_feats = teacher.extract_feat(inputs)
-            t_outs = teacher.bbox_head(t_feats)
         losses.update(self.distill(s_feats, s_outs, t_feats, t_outs, metas, student.bbox_head.training))
         return losses
 
@@ -227,8 +227,8 @@ class GID(nn.Module):
     def _two_stage_loss(self, student, teacher, inputs: Tensor, data_samples) -> Dict[str, Tensor]:
         """Two-stage detectors: GISM on both RoI heads' outputs on shared proposals, then the three losses."""
         metas = [sample.metainfo for sample in data_samples]
+        t_feats, t_rpn, t_props = teacher_pass(teacher, inputs, metas)  # first, as in loss
         s_feats, s_rpn, s_props, losses = student_pass(student, inputs, data_samples)
-        t_feats, t_rpn, t_props = teacher_pass(teacher, inputs, metas)
         rois = shared_rois(s_props, t_props)
         with torch.no_grad():
             s_cls, s_reg = self.s_rois.forward(s_feats, rois)
