@@ -217,8 +217,8 @@ class GID(nn.Module):
         """Dense detectors: GISM on the head's positions, then the three losses."""
         s = self.s_view.flatten(s_outs, training=student_training)
         t = self.t_view.flatten(t_outs, training=False)
-        s_probs, t_probs = s.logits.sigmoid(), t.logits.sigmoid()
-        selection = [self.gism.select(t_probs[b], s_probs[b], t.boxes[b], s.boxes[b]) for b in range(len(metas))]
+        selection = [self.gism.select(t.logits[b], s.logits[b], t.boxes[b], s.boxes[b], prob=torch.sigmoid)
+                     for b in range(len(metas))]
         out = self._instance_terms(s_feats, t_feats, selection, metas)
         if self.response_weight or self.regression_weight:
             out.update(self._response(s, t, s_outs, selection, metas, "loss_gid"))

@@ -9,6 +9,7 @@ selected instances are where the two detectors disagree most.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 from mmcv.ops import nms
@@ -23,19 +24,20 @@ class GISM:
     min_score: float = 0.0
     nms_pre: int = 1000  # only the highest GI scores enter NMS (as mmdet's heads do before their NMS)
 
+    chunk: int = 16384  # positions per chunk of the per-position scores (bounds the [chunk, C] temporaries)
+
     @torch.no_grad()
-    def select(self, t_probs: Tensor, s_probs: Tensor, t_boxes: Tensor, s_boxes: Tensor) -> InstanceData:
+    def select(self, t_probs: Tensor, s_probs: Tensor, t_boxes: Tensor, s_boxes: Tensor,
+               prob: Optional[Callable[[Tensor], Tensor]] = None) -> InstanceData:
         """General instances of one image.
 
-        ``t_probs``/``s_probs``: [N, C] class probabilities; ``t_boxes``/``s_boxes``: [N, 4] decoded xyxy.
+        ``t_probs``/``s_probs``: [N, C] class probabilities, or with ``prob`` (e.g. ``torch.sigmoid``) the
+        scores that ``prob`` turns into them; ``t_boxes``/``s_boxes``: [N, 4] decoded xyxy.
         Returns InstanceData with ``bboxes`` [K, 4], ``scores`` (GI scores), ``labels`` (class of the
         model whose box was taken), ``from_teacher`` (bool) and ``index`` (position r), K <= top_k.
         """
-        s_probs = s_probs.detach()
         s_boxes = s_boxes.detach()
-        gi_score = (t_probs - s_probs).abs().max(dim=1).values
-        t_top, t_label = t_probs.max(dim=1)
-        s_top, s_label = s_probs.max(dim=1)
+        gi_score, t_top, t_label, s_top, s_label = self.position_scores(t_probs, s_probs.detach(), prob)
         from_teacher = t_top > s_top
         boxes = torch.where(from_teacher[:, None], t_boxes, s_boxes)
         labels = torch.where(from_teacher, t_label, s_label)
@@ -53,6 +55,23 @@ class GISM:
         _, keep = nms(boxes.float(), gi_score.float(), self.iou_threshold)
         keep = keep[: self.top_k]  # nms returns indices sorted by decreasing score
         return _instances(boxes[keep], gi_score[keep], labels[keep], from_teacher[keep], index[keep])
+
+
+    def position_scores(self, t: Tensor, s: Tensor, prob: Optional[Callable[[Tensor], Tensor]] = None):
+        """Per position: the GI score max_c |P_T - P_S|, the teacher's top probability and class, the student's.
+        Computed ``chunk`` positions at a time, so no [N, C] temporary (probabilities, their difference) exists
+        for a dense head's ~10^5 positions x 80 classes while the student's graph is alive: the values are those
+        of the whole-tensor form, element by element."""
+        parts = []
+        for start in range(0, len(t), self.chunk):
+            tc, sc = t[start:start + self.chunk], s[start:start + self.chunk]
+            if prob is not None:
+                tc, sc = prob(tc), prob(sc)
+            parts.append(((tc - sc).abs_().max(dim=1).values, *tc.max(dim=1), *sc.max(dim=1)))
+        if not parts:
+            empty = t.new_zeros(0)
+            return empty, empty, empty.long(), empty, empty.long()
+        return tuple(torch.cat(column) for column in zip(*parts))
 
 
 def _instances(boxes, scores, labels, from_teacher, index) -> InstanceData:

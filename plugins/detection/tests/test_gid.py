@@ -236,3 +236,20 @@ def test_shipped_two_stage_and_dino_demo_configs_build(mm, tmp_path, config, tea
     model = models.build(load(CONFIGS / config, [f"model.teacher.checkpoint={ckpt}"]).cfg.model)
     assert model.teacher.__class__ is model.student.__class__
     assert sum(p.numel() for p in model.teacher.parameters()) > sum(p.numel() for p in model.student.parameters())
+
+
+def test_gism_in_chunks_from_logits_selects_as_on_whole_probabilities():
+    """GISM computes its per-position scores a chunk of positions at a time, from logits through ``prob``; the
+    selection is the one the whole-tensor form makes on probabilities computed beforehand."""
+    from kdhub_detection.gism import GISM
+    g = torch.Generator().manual_seed(0)
+    n, c = 5000, 80
+    t_logits, s_logits = torch.randn(n, c, generator=g) * 3, torch.randn(n, c, generator=g) * 3
+    xy, wh = torch.rand(n, 2, generator=g) * 500, torch.rand(n, 2, generator=g) * 100 + 1
+    t_boxes = torch.cat([xy, xy + wh], dim=1)
+    s_boxes = t_boxes + torch.randn(n, 4, generator=g)
+    chunked = GISM(top_k=10, chunk=700).select(t_logits, s_logits, t_boxes, s_boxes, prob=torch.sigmoid)
+    whole = GISM(top_k=10, chunk=n).select(t_logits.sigmoid(), s_logits.sigmoid(), t_boxes, s_boxes)
+    assert len(whole) == 10
+    for key in ("index", "scores", "bboxes", "labels", "from_teacher"):
+        assert torch.equal(getattr(chunked, key), getattr(whole, key)), key
