@@ -6,7 +6,7 @@ sampler gives the same output convention (seed nodes first, then sampled neighbo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -18,6 +18,15 @@ class CSR:
 
     ptr: torch.Tensor
     col: torch.Tensor
+    _ids: Optional[torch.Tensor] = field(default=None, init=False, repr=False, compare=False)
+
+    def id_map(self) -> torch.Tensor:
+        """The map global id -> local id (-1: not in the subgraph) that :func:`sample` fills, made once per graph:
+        refilling a ``num_nodes``-long map for every batch would cost as much as sampling a batch of a few thousand
+        seeds once the graph has millions of nodes. :func:`sample` sets back every entry it writes."""
+        if self._ids is None:
+            self._ids = torch.full((len(self.ptr) - 1,), -1, dtype=torch.long)
+        return self._ids
 
     @classmethod
     def from_edge_index(cls, edge_index: torch.Tensor, num_nodes: int) -> "CSR":
@@ -52,21 +61,11 @@ def _sample_neighbours(csr: CSR, nodes: torch.Tensor, k: int, generator: Optiona
     return owner, nbr
 
 
-def workspace(num_nodes: int) -> torch.Tensor:
-    """An id map for :func:`sample`'s ``workspace``: ``num_nodes`` entries of -1."""
-    return torch.full((num_nodes,), -1, dtype=torch.long)
-
-
 def sample(csr: CSR, seeds: torch.Tensor, fanouts: Sequence[int],
-           generator: Optional[torch.Generator] = None, workspace: Optional[torch.Tensor] = None) -> SampledSubgraph:
-    """The ``len(fanouts)``-hop sampled computation graph of ``seeds`` (fan-out -1 = all neighbours).
-
-    ``workspace``: a :func:`workspace` map reused across calls. Without one, each call allocates and fills a
-    ``num_nodes``-long map (global id -> local id), which costs as much as sampling a batch of a few thousand
-    seeds once the graph has millions of nodes, so an epoch would cost O(batches x num_nodes). With one, only the
-    entries of the sampled nodes are written, and they are set back to -1 before returning."""
-    num_nodes = len(csr.ptr) - 1
-    local = torch.full((num_nodes,), -1, dtype=torch.long) if workspace is None else workspace
+           generator: Optional[torch.Generator] = None) -> SampledSubgraph:
+    """The ``len(fanouts)``-hop sampled computation graph of ``seeds`` (fan-out -1 = all neighbours). Local ids
+    are kept in the graph's reused :meth:`CSR.id_map`, so a batch costs what its subgraph costs."""
+    local = csr.id_map()
     parts = [seeds]
     try:
         local[seeds] = torch.arange(len(seeds))
@@ -83,7 +82,6 @@ def sample(csr: CSR, seeds: torch.Tensor, fanouts: Sequence[int],
             frontier = fresh
         n_id = torch.cat(parts)
     finally:
-        if workspace is not None:
-            local[torch.cat(parts)] = -1
+        local[torch.cat(parts)] = -1
     edge_index = torch.stack([torch.cat(rows), torch.cat(cols)]) if rows else torch.empty(2, 0, dtype=torch.long)
     return SampledSubgraph(n_id, edge_index, len(seeds))

@@ -26,7 +26,7 @@ from torch import nn
 from .glnn import GLNN
 from .layerwise import layerwise_inference
 from .models import GNN
-from .sampler import CSR, sample, workspace
+from .sampler import CSR, sample
 from .soft_label_store import SoftLabelReader, SoftLabelWriter, glnn_fields
 
 Features = Union[torch.Tensor, np.ndarray]
@@ -55,13 +55,13 @@ def train_sampled_teacher(gnn: GNN, x: Features, y: torch.Tensor, csr: CSR, trai
                           weight_decay: float = 0.0, seed: int = 0,
                           on_epoch: Optional[Callable[[int, float], None]] = None) -> List[float]:
     """Supervised GNN training on neighbour-sampled subgraphs of shuffled batches of ``train_nodes`` (Adam, cross
-    entropy on the seeds). One id map is reused by every batch (:func:`~kdhub_graph.sampler.workspace`), so a
-    batch costs what its subgraph costs, whatever the graph's size. Returns each epoch's mean loss."""
+    entropy on the seeds). The sampler reuses the graph's id map for every batch
+    (:meth:`~kdhub_graph.sampler.CSR.id_map`), so a batch costs what its subgraph costs, whatever the graph's size.
+    Returns each epoch's mean loss."""
     g = torch.Generator().manual_seed(seed)
-    local = workspace(len(csr.ptr) - 1)
 
     def loss_of(seeds: torch.Tensor) -> torch.Tensor:
-        sub = sample(csr, seeds, fanouts, g, workspace=local)
+        sub = sample(csr, seeds, fanouts, g)
         return F.cross_entropy(gnn.forward_sampled(feature_rows(x, sub.n_id), sub), y[seeds])
 
     return _fit(gnn, gnn.parameters(), lambda: train_nodes[torch.randperm(len(train_nodes), generator=g)].split(

@@ -8,7 +8,7 @@ from kdhub_graph.csbm import csbm, csbm_csr
 from kdhub_graph.glnn import GLNN
 from kdhub_graph.layerwise import layerwise_inference
 from kdhub_graph.models import MLP, build_teacher, init_like_dgl_
-from kdhub_graph.sampler import CSR, sample, workspace
+from kdhub_graph.sampler import CSR, sample
 from kdhub_graph.soft_label_store import SoftLabelReader, SoftLabelWriter, glnn_fields, sidecar
 from kdhub_graph.streaming import (block_batches, cache_glnn_soft_labels, predict, train_sampled_teacher,
                                    train_streamed_student)
@@ -63,15 +63,16 @@ def test_layerwise_inference_refuses_other_layers():
         layerwise_inference(gcn, torch.randn(2, 4), csr)
 
 
-def test_sampler_workspace_gives_the_same_subgraphs_and_is_left_clean():
+def test_sampler_reused_id_map_gives_the_same_subgraphs_and_is_left_clean():
+    """Sampling on one graph, batch after batch, reuses its id map: every subgraph is the one a fresh graph object
+    (a fresh map) gives, and the map is all -1 again after each call."""
     data = csbm(400, 4, 4, avg_degree=8.0, seed=0)
     csr = CSR.from_edge_index(data.edge_index, 400)
-    local = workspace(400)
     for i, seeds in enumerate(torch.randperm(400, generator=torch.Generator().manual_seed(0)).split(64)):
-        a = sample(csr, seeds, [5, 3], torch.Generator().manual_seed(i))
-        b = sample(csr, seeds, [5, 3], torch.Generator().manual_seed(i), workspace=local)
+        a = sample(CSR.from_edge_index(data.edge_index, 400), seeds, [5, 3], torch.Generator().manual_seed(i))
+        b = sample(csr, seeds, [5, 3], torch.Generator().manual_seed(i))
         assert torch.equal(a.n_id, b.n_id) and torch.equal(a.edge_index, b.edge_index)
-        assert (local == -1).all()
+        assert (csr.id_map() == -1).all()
 
 
 def test_soft_labels_on_disk_are_the_in_memory_rows(tmp_path):
