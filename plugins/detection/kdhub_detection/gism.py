@@ -23,7 +23,6 @@ class GISM:
     top_k: int = 10
     min_score: float = 0.0
     nms_pre: int = 1000  # only the highest GI scores enter NMS (as mmdet's heads do before their NMS)
-
     chunk: int = 16384  # positions per chunk of the per-position scores (bounds the [chunk, C] temporaries)
 
     @torch.no_grad()
@@ -55,7 +54,6 @@ class GISM:
         _, keep = nms(boxes.float(), gi_score.float(), self.iou_threshold)
         keep = keep[: self.top_k]  # nms returns indices sorted by decreasing score
         return _instances(boxes[keep], gi_score[keep], labels[keep], from_teacher[keep], index[keep])
-
 
     def position_scores(self, t: Tensor, s: Tensor, prob: Optional[Callable[[Tensor], Tensor]] = None):
         """Per position: the GI score max_c |P_T - P_S|, the teacher's top probability and class, the student's.
