@@ -60,6 +60,22 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, inner: int =
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+def minor_faults(fns: Mapping[str, Callable[[], Any]], calls: int = 5) -> Dict[str, float]:
+    """Minor page faults per call of each of ``fns``, each called ``calls`` times in turn (after the timing, in
+    the same process). A step whose peak is tens of MB faults its pages in again whenever glibc has returned
+    the freed heap top to the system (its trim threshold follows the largest block freed, at most 64 MB): a cost
+    of the allocator, not of the method's arithmetic, that the timed parts pay only when they too free that much."""
+    import resource
+
+    out = {}
+    for name, fn in fns.items():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(calls):
+            fn()
+        out[name] = round((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls, 1)
+    return out
+
+
 def shares(full_s: float, parts: Mapping[str, float]) -> Dict[str, Any]:
     """Each part's share of the full step, machinery (full minus the sum of the parts) and the overhead above
     the floor (machinery / sum of the parts). Times in any unit; the result's ``*_s`` values are in it."""

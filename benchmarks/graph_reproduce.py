@@ -35,7 +35,7 @@ from kdhub_graph.csbm import csbm
 from kdhub_graph.ffg2m import FFG2M, high_frequency_loss, low_frequency_loss
 from kdhub_graph.glnn import GLNN, labelled_ce
 from kdhub_graph.models import MLP, build_teacher
-from kdhub_graph.sampler import CSR, sample
+from kdhub_graph.sampler import CSR, rows, sample
 from kdhub_graph.task import PlainStudent
 
 from provenance import run_info
@@ -123,8 +123,8 @@ def distill_throughput(nodes: int, batch: int, repeats: int, device: str = "cpu"
     def epoch(model):
         def run():
             for idx in torch.randperm(nodes, device=device).split(batch):
-                rows = {k: v[idx] for k, v in teacher.items()} if model is glnn else {}
-                losses = model(x=g.x[idx], y=g.y[idx], labelled=labelled[idx], **rows)
+                cached = {k: rows(v, idx) for k, v in teacher.items()} if model is glnn else {}
+                losses = model(x=rows(g.x, idx), y=rows(g.y, idx), labelled=rows(labelled, idx), **cached)
                 opts[model].zero_grad()
                 sum(losses.values()).backward()
                 opts[model].step()
@@ -177,10 +177,12 @@ def make_batch(s: dict, targets: torch.Tensor, graph: bool) -> dict:
     g, dev, labelled = s["g"], s["device"], s["labelled"]
     t = targets.to(dev)
     if not graph:
-        return {"x": g.x[t], "y": g.y[t], "labelled": labelled[t], **{k: v[t] for k, v in s["per_node"].items()}}
+        return {"x": rows(g.x, t), "y": rows(g.y, t), "labelled": rows(labelled, t),
+                **{k: rows(v, t) for k, v in s["per_node"].items()}}
     sub = sample(s["csr"], targets, [-1])
     n_id = sub.n_id.to(dev)
-    return {"x": g.x[n_id], "y": g.y[t], "labelled": labelled[t], "teacher_logits": s["per_node"]["teacher_logits"][n_id],
+    return {"x": rows(g.x, n_id), "y": rows(g.y, t), "labelled": rows(labelled, t),
+            "teacher_logits": rows(s["per_node"]["teacher_logits"], n_id),
             "edge_index": sub.edge_index.to(dev), "num_targets": sub.batch_size}
 
 
@@ -303,7 +305,7 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
     the extra neighbourhood rows, the method's losses: the floor is the plain student's step with its CE swapped for
     the method's losses; machinery is the rest (indexing the cached rows, FF-G2M's sampling). Then the step's peak memory against the floor's (the
     plain student's step), each in a fresh process."""
-    from breakdown import interleaved, peak_ratio, peak_rss_mb, report
+    from breakdown import interleaved, minor_faults, peak_ratio, peak_rss_mb, report
 
     s = profile_setup(method, nodes, batch, device)
     model = s["model"]
@@ -312,6 +314,7 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
     fns = {**parts, "distill_step": graph_train_step(model, lambda: make_batch(s, s["targets"], graph)),
            "plain_step": graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))}
     med = interleaved(fns, repeats, inner=5, warmup=2)
+    faults = minor_faults({k: fns[k] for k in ("distill_step", "plain_step", "student_step", "batch_building")})
     plain = report(med["plain_step"], {"teacher_forward": 0.0, "student_step": med["plain_student_step"],
                                        "losses": med["plain_losses"]})
     # the floor, as in the other domains: the plain student's whole step (its batch building and step loop
@@ -347,6 +350,11 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
         "parts_detail_is": "timed alone in the same rounds: the student MLP's forward, backward and Adam step on the "
                            "method's rows (student_step) and on the targets (plain_student_step), the plain CE",
         "plain_student_step": plain,
+        "minor_page_faults_per_call": faults,
+        "minor_page_faults_are": "after the timing, 5 calls each: the method's step, the plain step, the student "
+                                 "network's step on the method's rows (student_step) and the batch building; each "
+                                 "fault maps a zeroed 4 KiB page, what glibc's trimmed heap costs a step that "
+                                 "allocates tens of MB",
         "step_ratio": round(med["distill_step"] / med["plain_step"], 4), "target_step_ratio": STEP_RATIO_TARGETS[method],
         "step_ratio_is": "the method's step over the plain student's step (CE on the targets' rows, its own batch "
                          "building included), interleaved in the same rounds",

@@ -55,6 +55,8 @@ class GLNN(Algorithm):
     def soft_kl(self, s: torch.Tensor, probs: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
         """KL(p_T || softmax(s / T)) * T^2 averaged over the rows, from prepared teacher rows."""
         t = self.kd.temperature
+        if t == 1.0:  # GLNN's setting: no scaling of the logits (their forward and backward) at all
+            return F.cross_entropy(s, probs) - entropy.mean()
         return (F.cross_entropy(s / t, probs) - entropy.mean()) * t * t
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor,

@@ -26,7 +26,7 @@ from torch import nn
 from .glnn import GLNN
 from .layerwise import layerwise_inference
 from .models import GNN
-from .sampler import CSR, sample
+from .sampler import CSR, rows, sample
 from .soft_label_store import SoftLabelReader, SoftLabelWriter, glnn_fields
 
 Features = Union[torch.Tensor, np.ndarray]
@@ -46,7 +46,7 @@ def block_batches(nodes: torch.Tensor, batch_size: int, block: int, generator: t
 def feature_rows(x: Features, nodes: torch.Tensor) -> torch.Tensor:
     """Rows of a feature tensor or of a (memory-mapped) numpy array, as a float32 tensor."""
     if isinstance(x, torch.Tensor):
-        return x[nodes]
+        return rows(x, nodes)
     return torch.from_numpy(np.ascontiguousarray(x[nodes.numpy()], dtype=np.float32))
 
 

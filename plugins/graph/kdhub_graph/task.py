@@ -30,7 +30,7 @@ from kdhub.device import resolve_device
 from .glnn import labelled_ce
 from .models import MLP, GNN, build_teacher, init_like_dgl_
 from .methods import build_method
-from .sampler import CSR, sample
+from .sampler import CSR, rows, sample
 from .soft_labels import soft_labels
 from .teacher_state import LAYOUTS, mismatch_hints, read_teacher_state
 
@@ -228,10 +228,11 @@ class SeedStages(Stages):
         def make_batch(targets: torch.Tensor) -> Dict[str, Any]:
             t = targets.to(dev)
             if csr is None:
-                return {"x": x[t], "y": y[t], "labelled": train[t], **{k: v[t] for k, v in per_node.items()}}
+                return {"x": rows(x, t), "y": rows(y, t), "labelled": rows(train, t),
+                        **{k: rows(v, t) for k, v in per_node.items()}}
             sub = sample(csr, targets, [-1])
             n_id = sub.n_id.to(dev)
-            return {"x": x[n_id], "y": y[t], "labelled": train[t], "teacher_logits": soft[n_id],
+            return {"x": rows(x, n_id), "y": rows(y, t), "labelled": rows(train, t), "teacher_logits": rows(soft, n_id),
                     "edge_index": sub.edge_index.to(dev), "num_targets": sub.batch_size}
 
         full = s["batch_size"] >= len(nodes) and not dist.is_distributed()
