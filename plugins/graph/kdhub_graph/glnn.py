@@ -12,8 +12,8 @@ move). ``part`` selects one of the two passes for that schedule (``student.sched
 Cost: the soft labels are fixed for the whole of student training, so :meth:`GLNN.prepare_teacher` turns the
 cached logits once into what the KL needs per node, the teacher's probabilities at temperature T and their
 entropy. Per step the KL is then KL(p_T || p_S) = CE(p_T, p_S) - H(p_T): one soft-target cross entropy (the
-same fused log-softmax as the hard-label CE it replaces) and a gathered constant, instead of a second
-log-softmax, an exp and a log of the teacher's side every step.
+same log-softmax as the hard-label CE it replaces, :func:`log_softmax`) and a gathered constant, instead of a
+second log-softmax, an exp and a log of the teacher's side every step.
 """
 from __future__ import annotations
 
@@ -25,11 +25,33 @@ import torch.nn.functional as F
 from kdhub import Algorithm, KDLoss
 
 
+#: below this many classes, a CPU log-softmax is taken over the first dimension of the transposed logits
+FEW_CLASSES = 16
+
+
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``F.log_softmax(logits, -1)`` of ``[rows, classes]`` logits, the same function computed faster on CPU.
+
+    PyTorch's CPU kernel over the last dimension vectorises along that dimension, so with fewer classes than one
+    vector holds (16 floats; Cora has 7, the CSBM benchmarks 10) it runs about 3x slower, forward and backward,
+    than the same reduction over the first dimension of the transposed tensor, which vectorises across rows
+    (measured in ``docs/dev-notes/graph-scale.md``). The two differ only in rounding (last bits)."""
+    if logits.device.type == "cpu" and logits.dim() == 2 and logits.size(1) < FEW_CLASSES:
+        return F.log_softmax(logits.t(), 0).t()
+    return F.log_softmax(logits, -1)
+
+
 def labelled_ce(logits: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
     """Cross entropy over the labelled nodes of a batch (0 when the batch has none)."""
     if labelled.any():
-        return F.cross_entropy(logits[labelled], y[labelled])
+        return F.nll_loss(log_softmax(logits[labelled]), y[labelled])
     return logits.sum() * 0.0
+
+
+def soft_ce(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Cross entropy of ``logits`` against target probabilities, averaged over the rows: what
+    ``F.cross_entropy(logits, probs)`` computes, through :func:`log_softmax`."""
+    return -(probs * log_softmax(logits)).sum(1).mean()
 
 
 class GLNN(Algorithm):
@@ -56,8 +78,8 @@ class GLNN(Algorithm):
         """KL(p_T || softmax(s / T)) * T^2 averaged over the rows, from prepared teacher rows."""
         t = self.kd.temperature
         if t == 1.0:  # GLNN's setting: no scaling of the logits (their forward and backward) at all
-            return F.cross_entropy(s, probs) - entropy.mean()
-        return (F.cross_entropy(s / t, probs) - entropy.mean()) * t * t
+            return soft_ce(s, probs) - entropy.mean()
+        return (soft_ce(s / t, probs) - entropy.mean()) * t * t
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor,
              teacher_logits: Optional[torch.Tensor] = None, part: str = "both",

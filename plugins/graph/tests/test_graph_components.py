@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from kdhub_graph.csbm import csbm
 from kdhub_graph.data import glnn_split, prepare
 from kdhub_graph.ffg2m import FFG2M, high_frequency_loss, low_frequency_loss
-from kdhub_graph.glnn import GLNN
+from kdhub_graph.glnn import GLNN, labelled_ce, log_softmax, soft_ce
 from kdhub_graph.models import MLP, build_teacher
 from kdhub_graph.sampler import CSR, sample
 from kdhub_graph.soft_labels import soft_labels
@@ -77,6 +77,25 @@ def test_glnn_loss_by_hand_and_gradients():
     sum(out.values()).backward()
     assert all(p.grad is not None for p in mlp.parameters())
     assert not t.requires_grad
+
+
+@pytest.mark.parametrize("classes", [2, 7, 10, 16, 40])
+def test_log_softmax_and_cross_entropies_match_torch(classes):
+    """The faster CPU path for few classes is the framework's function: values and gradients agree with
+    F.log_softmax / F.cross_entropy (to rounding) on either side of the switch at 16 classes."""
+    torch.manual_seed(classes)
+    logits = (3 * torch.randn(300, classes)).requires_grad_()
+    ref = logits.detach().clone().requires_grad_()
+    grad = torch.randn(300, classes)
+    log_softmax(logits).backward(grad)
+    F.log_softmax(ref, -1).backward(grad)
+    assert torch.allclose(log_softmax(logits), F.log_softmax(ref, -1), atol=1e-6)
+    assert torch.allclose(logits.grad, ref.grad, atol=1e-6)
+    y, labelled = torch.randint(classes, (300,)), torch.rand(300) < 0.5
+    probs = torch.randn(300, classes).softmax(-1)
+    assert labelled_ce(logits, y, labelled).item() == pytest.approx(
+        F.cross_entropy(ref[labelled], y[labelled]).item(), rel=1e-6)
+    assert soft_ce(logits, probs).item() == pytest.approx(F.cross_entropy(ref, probs).item(), rel=1e-6)
 
 
 def test_ffg2m_terms_by_hand():
