@@ -10,7 +10,7 @@ from kdhub_graph.data import glnn_split, prepare
 from kdhub_graph.ffg2m import FFG2M, high_frequency_loss, low_frequency_loss
 from kdhub_graph.glnn import GLNN, labelled_ce, log_softmax, soft_ce
 from kdhub_graph.models import MLP, build_teacher
-from kdhub_graph.sampler import CSR, sample
+from kdhub_graph.sampler import CSR, sample, unique
 from kdhub_graph.soft_labels import soft_labels
 
 
@@ -59,6 +59,14 @@ def test_sampler_fanout_and_validity():
         want = set(csr.col[csr.ptr[v]:csr.ptr[v + 1]].tolist())
         got = set(full.n_id[full.edge_index[0][full.edge_index[1] == i]].tolist())
         assert got == want
+
+
+def test_unique_ids_as_torch_unique():
+    torch.manual_seed(0)
+    for ids in (torch.randint(0, 50, (200,)), torch.randint(0, 2**31 - 1, (500,)), torch.tensor([7]),
+                torch.empty(0, dtype=torch.long), torch.tensor([2**40, 3, 2**40, 5])):
+        got = unique(ids)
+        assert got.dtype == torch.long and torch.equal(got, torch.unique(ids))
 
 
 def test_glnn_loss_by_hand_and_gradients():
