@@ -76,6 +76,19 @@ def minor_faults(fns: Mapping[str, Callable[[], Any]], calls: int = 5) -> Dict[s
     return out
 
 
+def steady_heap() -> Dict[str, int]:
+    """Tell glibc to keep its heap for the rest of the process (``mallopt``): blocks below 32 MB (its largest
+    allowed mmap threshold) come from the heap, and the freed heap top is never trimmed, so a step's pages stay
+    mapped from one step to the next, as a caching allocator keeps them. Returns the settings. It cannot be
+    undone: measure the default allocator first."""
+    libc = ctypes.CDLL("libc.so.6")
+    settings = {"M_MMAP_THRESHOLD": 32 * 1024 * 1024, "M_TRIM_THRESHOLD": 1 << 30}
+    for code, value in ((-3, settings["M_MMAP_THRESHOLD"]), (-1, settings["M_TRIM_THRESHOLD"])):
+        if libc.mallopt(code, value) != 1:
+            raise RuntimeError(f"mallopt({code}, {value}) failed")
+    return settings
+
+
 def shares(full_s: float, parts: Mapping[str, float]) -> Dict[str, Any]:
     """Each part's share of the full step, machinery (full minus the sum of the parts) and the overhead above
     the floor (machinery / sum of the parts). Times in any unit; the result's ``*_s`` values are in it."""

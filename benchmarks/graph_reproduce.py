@@ -297,6 +297,51 @@ def graph_peak_step(method: str, variant: str, nodes: int, batch: int, device: s
     return run
 
 
+def time_method(method: str, nodes: int, batch: int, repeats: int, device: str = "cpu"):
+    """The setup of ``method`` (:func:`profile_setup`), the median seconds of its step, the plain step and the
+    parts (:func:`graph_parts`) timed in interleaved rounds, the minor page faults per call of the steps, and the
+    rows the step runs on."""
+    from breakdown import interleaved, minor_faults
+
+    s = profile_setup(method, nodes, batch, device)
+    graph = getattr(s["model"], "needs_graph", False)
+    parts, rows = graph_parts(s)
+    fns = {**parts, "distill_step": graph_train_step(s["model"], lambda: make_batch(s, s["targets"], graph)),
+           "plain_step": graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))}
+    med = interleaved(fns, repeats, inner=5, warmup=2)
+    faults = minor_faults({k: fns[k] for k in ("distill_step", "plain_step", "student_step", "batch_building")})
+    return s, med, faults, rows
+
+
+def floor_report(med: dict, graph: bool) -> dict:
+    """The step's shares and overhead above the floor, built as in the other domains: the plain student's whole
+    step (its batch building and step loop included) with its CE swapped for the method's losses, plus (FF-G2M,
+    ``graph``) the extra rows the method runs the student on, its own work."""
+    from breakdown import report
+
+    own = {"student_step": med["plain_step"] - med["plain_losses"], "losses": med["losses"]}
+    if graph:
+        own["method_modules"] = med["student_step"] - med["plain_student_step"]
+    return report(med["distill_step"], {"teacher_forward": 0.0, **own})
+
+
+def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: str = "cpu") -> dict:
+    """Each method's step, floor and overhead timed again with glibc told to keep its heap (breakdown.steady_heap):
+    no block below 32 MB is mapped for itself and the freed heap top is never handed back, so no step faults its
+    pages in again, as with a caching allocator (jemalloc, tcmalloc). Run after every default measurement: the
+    setting cannot be undone in the process."""
+    from breakdown import steady_heap
+
+    settings = steady_heap()
+    out = {"allocator": settings}
+    for m in methods:
+        s, med, faults, _ = time_method(m, nodes, batch, repeats, device)
+        rep = floor_report(med, getattr(s["model"], "needs_graph", False))
+        out[m] = {k: rep[k] for k in ("full_ms", "floor_ms", "machinery_ms", "overhead_above_floor")}
+        out[m]["minor_page_faults_per_call"] = faults
+    return out
+
+
 def profile_method(method: str, nodes: int, batch: int, repeats: int, device: str = "cpu",
                    peak_repeats: int = 3) -> dict:
     """Break one student step of ``method`` (the graph task's: batch, losses, backward, Adam) into its parts,
@@ -305,24 +350,14 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
     the extra neighbourhood rows, the method's losses: the floor is the plain student's step with its CE swapped for
     the method's losses; machinery is the rest (indexing the cached rows, FF-G2M's sampling). Then the step's peak memory against the floor's (the
     plain student's step), each in a fresh process."""
-    from breakdown import interleaved, minor_faults, peak_ratio, peak_rss_mb, report
+    from breakdown import peak_ratio, peak_rss_mb, report
 
-    s = profile_setup(method, nodes, batch, device)
+    s, med, faults, rows = time_method(method, nodes, batch, repeats, device)
     model = s["model"]
     graph = getattr(model, "needs_graph", False)
-    parts, rows = graph_parts(s)
-    fns = {**parts, "distill_step": graph_train_step(model, lambda: make_batch(s, s["targets"], graph)),
-           "plain_step": graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))}
-    med = interleaved(fns, repeats, inner=5, warmup=2)
-    faults = minor_faults({k: fns[k] for k in ("distill_step", "plain_step", "student_step", "batch_building")})
     plain = report(med["plain_step"], {"teacher_forward": 0.0, "student_step": med["plain_student_step"],
                                        "losses": med["plain_losses"]})
-    # the floor, as in the other domains: the plain student's whole step (its batch building and step loop
-    # included) with its CE swapped for the method's losses, plus the extra rows the method runs the student on
-    own = {"student_step": med["plain_step"] - med["plain_losses"], "losses": med["losses"]}
-    if graph:  # FF-G2M's student runs on the targets' whole one-hop neighbourhood: the method's own work
-        own["method_modules"] = med["student_step"] - med["plain_student_step"]
-    rep = report(med["distill_step"], {"teacher_forward": 0.0, **own})
+    rep = floor_report(med, graph)
     prepare = getattr(model, "prepare_teacher", None)
     once = {}
     if prepare is not None and not graph:
@@ -388,8 +423,14 @@ PROFILE_PARTS = {
 
 def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, device: str = "cpu") -> dict:
     """:func:`profile_method` for each of ``methods``, with what the JSON's parts mean."""
-    return {"methods": {m: profile_method(m, nodes, batch, repeats, device) for m in methods},
-            "glnn_epoch": distill_throughput(nodes, batch, repeats, device),
+    result = {"methods": {m: profile_method(m, nodes, batch, repeats, device) for m in methods},
+              "glnn_epoch": distill_throughput(nodes, batch, repeats, device)}
+    if device == "cpu":
+        result["steady_heap"] = steady_heap_profile(methods, nodes, batch, repeats, device)
+        result["steady_heap_is"] = ("the same step, floor and overhead timed again in the same process after the "
+                                    "default measurements, with glibc keeping its heap (settings under allocator): "
+                                    "what the step costs without re-faulting freed pages")
+    return {**result,
             "glnn_epoch_is": "one GLNN student epoch over every node on cached soft labels against the plain "
                              "student's CE epoch over the same nodes and batches, alternated, medians (the issue's "
                              "'cached epoch' target)",

@@ -26,7 +26,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for lin, norm in zip(self.lins[:-1], self.norms):
-            x = F.dropout(F.relu(norm(lin(x))), self.dropout, self.training)
+            x = F.dropout(F.relu(norm(lin(x)), inplace=True), self.dropout, self.training)
         return self.lins[-1](x)
 
 
