@@ -35,7 +35,7 @@ from kdhub_graph.csbm import csbm
 from kdhub_graph.ffg2m import FFG2M, high_frequency_loss, low_frequency_loss
 from kdhub_graph.glnn import GLNN, labelled_ce
 from kdhub_graph.models import MLP, build_teacher
-from kdhub_graph.sampler import CSR, rows, sample
+from kdhub_graph.sampler import CSR, RowBuffer, rows, sample
 from kdhub_graph.task import PlainStudent
 
 from provenance import run_info
@@ -168,12 +168,14 @@ def profile_setup(method: str, nodes: int, batch: int, device: str = "cpu") -> d
     targets = torch.randperm(nodes, generator=torch.Generator().manual_seed(0))[:batch]
     labelled = torch.ones(nodes, dtype=torch.bool, device=device)
     return {"g": g, "model": model, "plain": plain, "logits": logits, "per_node": per_node, "csr": csr,
-            "targets": targets, "labelled": labelled, "device": device}
+            "targets": targets, "labelled": labelled, "device": device, "features": RowBuffer()}
 
 
-def make_batch(s: dict, targets: torch.Tensor, graph: bool) -> dict:
+def make_batch(s: dict, targets: torch.Tensor, graph: bool, fresh: bool = False) -> dict:
     """The batch the graph task builds for ``targets`` (``GraphRun.train_student``'s ``make_batch``): the
-    targets' rows, or with ``graph`` their one-hop neighbourhood (all neighbours, targets first) and its edges."""
+    targets' rows, or with ``graph`` their one-hop neighbourhood (all neighbours, targets first) and its edges, the
+    features gathered into the setup's kept block as the task does (``fresh``: into a new tensor, for a batch
+    that outlives the next call)."""
     g, dev, labelled = s["g"], s["device"], s["labelled"]
     t = targets.to(dev)
     if not graph:
@@ -181,8 +183,8 @@ def make_batch(s: dict, targets: torch.Tensor, graph: bool) -> dict:
                 **{k: rows(v, t) for k, v in s["per_node"].items()}}
     sub = sample(s["csr"], targets, [-1])
     n_id = sub.n_id.to(dev)
-    return {"x": rows(g.x, n_id), "y": rows(g.y, t), "labelled": rows(labelled, t),
-            "teacher_logits": rows(s["per_node"]["teacher_logits"], n_id),
+    return {"x": rows(g.x, n_id) if fresh else s["features"](g.x, n_id), "y": rows(g.y, t),
+            "labelled": rows(labelled, t), "teacher_logits": rows(s["per_node"]["teacher_logits"], n_id),
             "edge_index": sub.edge_index.to(dev), "num_targets": sub.batch_size}
 
 
@@ -211,7 +213,7 @@ def graph_parts(s: dict):
 
     model = s["model"]
     graph = getattr(model, "needs_graph", False)
-    batch = make_batch(s, s["targets"], graph)
+    batch = make_batch(s, s["targets"], graph, fresh=True)
     net = copy.deepcopy(model.student)
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
     with torch.no_grad():

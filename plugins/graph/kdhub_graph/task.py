@@ -30,7 +30,7 @@ from kdhub.device import resolve_device
 from .glnn import labelled_ce
 from .models import MLP, GNN, build_teacher, init_like_dgl_
 from .methods import build_method
-from .sampler import CSR, rows, sample
+from .sampler import CSR, RowBuffer, rows, sample
 from .soft_labels import soft_labels
 from .teacher_state import LAYOUTS, mismatch_hints, read_teacher_state
 
@@ -225,6 +225,8 @@ class SeedStages(Stages):
             prepare = getattr(model, "prepare_teacher", None)
             per_node = prepare(soft) if prepare is not None and csr is None else {"teacher_logits": soft}
 
+        features = RowBuffer()  # a neighbourhood's feature rows, written in place batch after batch
+
         def make_batch(targets: torch.Tensor) -> Dict[str, Any]:
             t = targets.to(dev)
             if csr is None:
@@ -232,7 +234,8 @@ class SeedStages(Stages):
                         **{k: rows(v, t) for k, v in per_node.items()}}
             sub = sample(csr, targets, [-1])
             n_id = sub.n_id.to(dev)
-            return {"x": rows(x, n_id), "y": rows(y, t), "labelled": rows(train, t), "teacher_logits": rows(soft, n_id),
+            return {"x": features(x, n_id), "y": rows(y, t), "labelled": rows(train, t),
+                    "teacher_logits": rows(soft, n_id),
                     "edge_index": sub.edge_index.to(dev), "num_targets": sub.batch_size}
 
         full = s["batch_size"] >= len(nodes) and not dist.is_distributed()
