@@ -42,10 +42,11 @@ PEAK_MARK = "PEAK_JSON "
 
 
 def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, inner: int = 1,
-                warmup: int = 1) -> Dict[str, float]:
+                warmup: int = 1, samples_out: Optional[Dict[str, list]] = None) -> Dict[str, float]:
     """Median seconds of each of ``fns`` over ``repeats`` rounds; in each round every function is timed
     (the median of ``inner`` calls, :func:`kdhub.timing.median_seconds`) in an order rotated by one per
-    round, so drift in the machine's load hits every part alike. ``warmup`` untimed rounds come first."""
+    round, so drift in the machine's load hits every part alike. ``warmup`` untimed rounds come first.
+    ``samples_out`` (optional) receives every round's time of each function, to pool several measurements."""
     from kdhub.timing import median_seconds
 
     items = list(fns.items())
@@ -57,6 +58,9 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, inner: int =
         k = i % len(items)
         for name, fn in items[k:] + items[:k]:
             samples[name].append(median_seconds(fn, repeats=inner, warmup=0))
+    if samples_out is not None:
+        for name, v in samples.items():
+            samples_out.setdefault(name, []).extend(v)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 

@@ -299,20 +299,28 @@ def graph_peak_step(method: str, variant: str, nodes: int, batch: int, device: s
     return run
 
 
-def time_method(method: str, nodes: int, batch: int, repeats: int, device: str = "cpu"):
+def time_method(method: str, nodes: int, batch: int, repeats: int, device: str = "cpu", blocks: int = 1):
     """The setup of ``method`` (:func:`profile_setup`), the median seconds of its step, the plain step and the
-    parts (:func:`graph_parts`) timed in interleaved rounds, the minor page faults per call of the steps, and the
-    rows the step runs on."""
+    parts (:func:`graph_parts`) timed in interleaved rounds, the minor page faults per call of the steps, the rows
+    the step runs on, and each block's overhead above the floor. With ``blocks`` > 1 the whole measurement is
+    repeated on a new setup (new tensors, so new places in memory) and the medians are taken over every block's
+    rounds: on this machine a 70 ms step's overhead moves by several points between processes, more than within
+    one block."""
     from breakdown import interleaved, minor_faults
 
-    s = profile_setup(method, nodes, batch, device)
-    graph = getattr(s["model"], "needs_graph", False)
-    parts, rows = graph_parts(s)
-    fns = {**parts, "distill_step": graph_train_step(s["model"], lambda: make_batch(s, s["targets"], graph)),
-           "plain_step": graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))}
-    med = interleaved(fns, repeats, inner=5, warmup=2)
+    pooled: dict = {}
+    overheads = []
+    for _ in range(max(1, blocks)):
+        s = profile_setup(method, nodes, batch, device)
+        graph = getattr(s["model"], "needs_graph", False)
+        parts, rows = graph_parts(s)
+        fns = {**parts, "distill_step": graph_train_step(s["model"], lambda: make_batch(s, s["targets"], graph)),
+               "plain_step": graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))}
+        overheads.append(floor_report(interleaved(fns, repeats, inner=5, warmup=2, samples_out=pooled),
+                                      graph)["overhead_above_floor"])
+    med = {name: statistics.median(v) for name, v in pooled.items()}
     faults = minor_faults({k: fns[k] for k in ("distill_step", "plain_step", "student_step", "batch_building")})
-    return s, med, faults, rows
+    return s, med, faults, rows, overheads
 
 
 def floor_report(med: dict, graph: bool) -> dict:
@@ -327,7 +335,7 @@ def floor_report(med: dict, graph: bool) -> dict:
     return report(med["distill_step"], {"teacher_forward": 0.0, **own})
 
 
-def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: str = "cpu") -> dict:
+def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: str = "cpu", blocks: int = 1) -> dict:
     """Each method's step, floor and overhead timed again with glibc told to keep its heap (breakdown.steady_heap):
     no block below 32 MB is mapped for itself and the freed heap top is never handed back, so no step faults its
     pages in again, as with a caching allocator (jemalloc, tcmalloc). Run after every default measurement: the
@@ -337,15 +345,16 @@ def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: s
     settings = steady_heap()
     out = {"allocator": settings}
     for m in methods:
-        s, med, faults, _ = time_method(m, nodes, batch, repeats, device)
+        s, med, faults, _, blocks = time_method(m, nodes, batch, repeats, device, blocks)
         rep = floor_report(med, getattr(s["model"], "needs_graph", False))
         out[m] = {k: rep[k] for k in ("full_ms", "floor_ms", "machinery_ms", "overhead_above_floor")}
         out[m]["minor_page_faults_per_call"] = faults
+        out[m]["overhead_per_block"] = blocks
     return out
 
 
 def profile_method(method: str, nodes: int, batch: int, repeats: int, device: str = "cpu",
-                   peak_repeats: int = 3) -> dict:
+                   peak_repeats: int = 3, blocks: int = 1) -> dict:
     """Break one student step of ``method`` (the graph task's: batch, losses, backward, Adam) into its parts,
     timed interleaved in one process with the step and the plain student's step: the teacher's forward (0: its
     logits are cached before student training), the plain student's whole step less its CE, FF-G2M's student on
@@ -354,7 +363,7 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
     plain student's step), each in a fresh process."""
     from breakdown import peak_ratio, peak_rss_mb, report
 
-    s, med, faults, rows = time_method(method, nodes, batch, repeats, device)
+    s, med, faults, rows, blocks = time_method(method, nodes, batch, repeats, device, blocks)
     model = s["model"]
     graph = getattr(model, "needs_graph", False)
     plain = report(med["plain_step"], {"teacher_forward": 0.0, "student_step": med["plain_student_step"],
@@ -388,6 +397,7 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
                            "method's rows (student_step) and on the targets (plain_student_step), the plain CE",
         "plain_student_step": plain,
         "minor_page_faults_per_call": faults,
+        "overhead_per_block": blocks,
         "minor_page_faults_are": "after the timing, 5 calls each: the method's step, the plain step, the student "
                                  "network's step on the method's rows (student_step) and the batch building; each "
                                  "fault maps a zeroed 4 KiB page, what glibc's trimmed heap costs a step that "
@@ -423,12 +433,12 @@ PROFILE_PARTS = {
 }
 
 
-def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, device: str = "cpu") -> dict:
+def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, device: str = "cpu", blocks: int = 1) -> dict:
     """:func:`profile_method` for each of ``methods``, with what the JSON's parts mean."""
-    result = {"methods": {m: profile_method(m, nodes, batch, repeats, device) for m in methods},
+    result = {"methods": {m: profile_method(m, nodes, batch, repeats, device, blocks=blocks) for m in methods},
               "glnn_epoch": distill_throughput(nodes, batch, repeats, device)}
     if device == "cpu":
-        result["steady_heap"] = steady_heap_profile(methods, nodes, batch, repeats, device)
+        result["steady_heap"] = steady_heap_profile(methods, nodes, batch, repeats, device, blocks)
         result["steady_heap_is"] = ("the same step, floor and overhead timed again in the same process after the "
                                     "default measurements, with glibc keeping its heap (settings under allocator): "
                                     "what the step costs without re-faulting freed pages")
@@ -437,7 +447,8 @@ def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, devic
                              "student's CE epoch over the same nodes and batches, alternated, medians (the issue's "
                              "'cached epoch' target)",
             "of": "one student step of the graph task (batch, losses, their sum, backward, Adam step), medians of "
-                  "interleaved rounds (each the median of 5 calls); the floor step is the plain student's (CE)",
+                  "interleaved rounds (each the median of 5 calls), pooled over the blocks (each a new setup; "
+                  "overhead_per_block: each block's own); the floor step is the plain student's (CE)",
             "parts": PROFILE_PARTS,
             "floor_peak_is": "the plain student's step (batch of the targets, CE), in a fresh process after the setup "
                              "and a warm-up step, as each variant",
@@ -461,12 +472,15 @@ def main() -> None:
                          "plain student step's, into JSON")
     ap.add_argument("--batch", type=int, default=4096, help="targets per step of --profile-only")
     ap.add_argument("--profile-repeats", type=int, default=7, help="interleaved rounds of --profile-only")
+    ap.add_argument("--profile-blocks", type=int, default=1,
+                    help="--profile-only repeats its timing this many times on new setups and pools the rounds")
     ap.add_argument("--device", default="cpu", help="device of --profile-only")
     args = ap.parse_args()
     if args.profile_only:
         from kdhub.checkpoint import atomic_write_text
         result = {"benchmark": "graph_profile", **profile(args.nodes, args.batch, args.profile_repeats,
-                                                          device=args.device), **run_info()}
+                                                          device=args.device, blocks=args.profile_blocks),
+                  "blocks": args.profile_blocks, **run_info()}
         atomic_write_text(Path(args.profile_only), json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return
