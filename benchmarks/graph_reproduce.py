@@ -345,11 +345,11 @@ def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: s
     settings = steady_heap()
     out = {"allocator": settings}
     for m in methods:
-        s, med, faults, _, blocks = time_method(m, nodes, batch, repeats, device, blocks)
+        s, med, faults, _, per_block = time_method(m, nodes, batch, repeats, device, blocks)
         rep = floor_report(med, getattr(s["model"], "needs_graph", False))
         out[m] = {k: rep[k] for k in ("full_ms", "floor_ms", "machinery_ms", "overhead_above_floor")}
         out[m]["minor_page_faults_per_call"] = faults
-        out[m]["overhead_per_block"] = blocks
+        out[m]["overhead_per_block"] = per_block
     return out
 
 
@@ -363,7 +363,7 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
     plain student's step), each in a fresh process."""
     from breakdown import peak_ratio, peak_rss_mb, report
 
-    s, med, faults, rows, blocks = time_method(method, nodes, batch, repeats, device, blocks)
+    s, med, faults, rows, per_block = time_method(method, nodes, batch, repeats, device, blocks)
     model = s["model"]
     graph = getattr(model, "needs_graph", False)
     plain = report(med["plain_step"], {"teacher_forward": 0.0, "student_step": med["plain_student_step"],
@@ -397,7 +397,7 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
                            "method's rows (student_step) and on the targets (plain_student_step), the plain CE",
         "plain_student_step": plain,
         "minor_page_faults_per_call": faults,
-        "overhead_per_block": blocks,
+        "overhead_per_block": per_block,
         "minor_page_faults_are": "after the timing, 5 calls each: the method's step, the plain step, the student "
                                  "network's step on the method's rows (student_step) and the batch building; each "
                                  "fault maps a zeroed 4 KiB page, what glibc's trimmed heap costs a step that "
