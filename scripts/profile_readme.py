@@ -143,19 +143,25 @@ def graph_paragraph() -> str:
         f"**{ff['peak_memory']['ratio_to_floor_neighbourhood']}x** the plain student's step on the same "
         f"{ff['rows']['student_rows']} rows (the floor with the method's own work). No cached teacher row is part of "
         "an autograd graph, so no teacher activation is alive during the student's backward.")
+    blocks = ff.get("overhead_per_block")
+    if blocks and len(blocks) > 1:
+        text += (f" The timing ran in {len(blocks)} blocks, each on a new setup, and the figures above pool their "
+                 f"rounds; each block alone measured FF-G2M's overhead between {_pct(min(blocks))} and "
+                 f"{_pct(max(blocks))}, GLNN's between {_pct(min(gl['overhead_per_block']))} and "
+                 f"{_pct(max(gl['overhead_per_block']))}: on this machine a step of tens of ms moves by several "
+                 "points from one process or setup to the next.")
     faults = ff.get("minor_page_faults_per_call")
     steady = j.get("steady_heap")
     if faults and steady:
         sf = steady["ffg2m"]
         text += (
-            f" The FF-G2M step allocates and frees tens of MB, and glibc's default allocator hands the freed heap "
-            f"back to the system: after the timing, the step faulted {faults['distill_step']:.0f} pages per call in "
-            f"again against {faults['student_step']:.0f} for its student network's step alone and "
-            f"{faults['plain_step']:.0f} for the plain step. Timed again in the same run with glibc keeping its heap "
+            f" Minor page faults per call, after the timing: the FF-G2M step {faults['distill_step']:.0f}, its student "
+            f"network's step alone {faults['student_step']:.0f}, the plain step {faults['plain_step']:.0f} (the "
+            "neighbourhood's feature rows go into a block kept from batch to batch, `RowBuffer`; a new 16 MB tensor "
+            "per step was mapped and faulted in every time). Timed again in the same run with glibc keeping its heap "
             f"(`mallopt`: mmap threshold {steady['allocator']['M_MMAP_THRESHOLD'] >> 20} MB, no trimming; what a "
-            f"caching allocator such as jemalloc or tcmalloc does), the FF-G2M step takes {sf['full_ms']} ms "
-            f"against a floor of {sf['floor_ms']} ms, overhead **{_pct(sf['overhead_above_floor'])}**, with "
-            f"{sf['minor_page_faults_per_call']['distill_step']:.0f} faults per call; GLNN "
+            f"caching allocator such as jemalloc or tcmalloc does), the FF-G2M step takes {sf['full_ms']} ms against a "
+            f"floor of {sf['floor_ms']} ms, overhead **{_pct(sf['overhead_above_floor'])}**; GLNN "
             f"{_pct(steady['glnn']['overhead_above_floor'])}.")
     return text
 
