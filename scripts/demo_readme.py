@@ -21,7 +21,10 @@ def main() -> None:
     path = ap.parse_args().record
     record = json.loads(path.read_text())
     machine = record["machine"]
-    print(f"From `make demo` at commit {record['commit'][:7]} ({machine['cores']} cores, torch {machine['torch']}; "
+    command = record.get("command", "")
+    how = "`make demo`" if command.endswith("demo --work-dir work_dirs/demo --json results/demo.json") else \
+        f"`{command.replace('python .venv/bin/', '')}`"
+    print(f"From {how} at commit {record['commit'][:7]} ({machine['cores']} cores, torch {machine['torch']}; "
           f"`{path.as_posix()}`): {minutes(record['wall_time_s'])} for the demos, "
           + ", ".join(f"{d} {minutes(v['wall_time_s'])}" for d, v in record["domains"].items()) + ".\n")
     print("| domain | model | metric | params | latency (ms) |\n|---|---|---|---|---|")
