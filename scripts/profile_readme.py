@@ -11,6 +11,7 @@ A derived figure (the speech step ratio) is computed here from that file's own p
     python scripts/profile_readme.py          # the table and each JSON's commit and command
     python scripts/profile_readme.py graph    # the paragraph on the graph profile
     python scripts/profile_readme.py core     # the "Core overhead" paragraph
+    python scripts/profile_readme.py scale    # the paragraph on the graph scale benchmark
 """
 from __future__ import annotations
 
@@ -199,6 +200,22 @@ def core_paragraph() -> str:
         "compute the method adds, not machinery overhead.")
 
 
+def scale_paragraph() -> str:
+    """The README's paragraph on the graph scale benchmark, from ``results/graph_scale.json``."""
+    j = _load("graph_scale")
+    sm = j["summary"]
+    met = sm["met"]
+    return (
+        f"Scale (`results/graph_scale.json`, commit {j['commit'][:7]}, `{j['command']}`, one thread, "
+        f"{j['wall_time_s']} s; the table and how to run it are in the graph plugin's README, section \"Scale\"): GLNN "
+        "end to end on generated CSBM graphs of 100,000, 500,000 and 2,500,000 nodes (average degree 25, 100 "
+        "features). The pieces are a neighbour-sampled SAGE teacher, layer-wise soft-label inference to a `.npy` cache "
+        f"and a student streamed in batches. The 2.5M-node run costs **{sm['per_node_ratio_largest_to_smallest']}x** "
+        f"the 100k run's time per node (target <= 1.5: {_met(met['per_node_ratio'])}) and peaks at "
+        f"**{sm['largest_peak_rss_mb']} MB** RSS (target <= 16 GB: {_met(met['memory'])}). The student is "
+        f"{'' if met['student_above_mlp_baseline_every_size'] else 'not '}above the plain MLP at every size.")
+
+
 def main() -> None:
     import sys
 
@@ -207,6 +224,9 @@ def main() -> None:
         return
     if sys.argv[1:] == ["core"]:
         print(core_paragraph())
+        return
+    if sys.argv[1:] == ["scale"]:
+        print(scale_paragraph())
         return
     print("| method | models | step ms | step ratio (target) | overhead above floor % (<= 10) | "
           "peak vs teacher + student | peak vs floor with the method's modules (<= 1.15) | JSON |")
