@@ -206,9 +206,11 @@ def graph_parts(s: dict):
     network's forward, backward (from a fixed gradient on its logits) and Adam step on the rows the step runs it
     on (FF-G2M: the targets' whole one-hop neighbourhood, whose predictions its losses need); ``losses``, the step's
     loss terms forward and backward on leaf logits (GLNN: the soft-label KL, no CE at lambda 0; FF-G2M: the CE on
-    the targets, L_LFD, L_HFD); ``batch_building``, the batch alone (indexing, and for FF-G2M the neighbourhood
-    sampling), reported as a detail of machinery; ``plain_losses`` and ``plain_student_step``, the plain student's
-    CE and network step on the targets. The losses return their value (the step's loss on the same weights)."""
+    the targets, L_LFD, L_HFD); for FF-G2M ``selection``, the sampling of the targets' one-hop neighbourhood and its
+    local edges, the nodes and edges its losses run over (the method's own selection, as GISM's in detection);
+    ``batch_building``, the batch alone (that sampling and the gathering of rows), reported as a detail;
+    ``plain_losses`` and ``plain_student_step``, the plain student's CE and network step on the targets. The losses
+    return their value (the step's loss on the same weights)."""
     import copy
 
     model = s["model"]
@@ -251,7 +253,9 @@ def graph_parts(s: dict):
     rows = {"targets": len(s["targets"]), "student_rows": len(batch["x"])}
     if graph:
         rows["edges"] = int(batch["edge_index"].size(1))
-    return {"student_step": student_step, "losses": losses, "batch_building": lambda: make_batch(s, s["targets"], graph),
+    selection = {"selection": lambda: sample(s["csr"], s["targets"], [-1])} if graph else {}
+    return {"student_step": student_step, "losses": losses, **selection,
+            "batch_building": lambda: make_batch(s, s["targets"], graph),
             "plain_losses": plain_losses, "plain_student_step": graph_parts_plain_net(s)}, rows
 
 
@@ -326,12 +330,14 @@ def time_method(method: str, nodes: int, batch: int, repeats: int, device: str =
 def floor_report(med: dict, graph: bool) -> dict:
     """The step's shares and overhead above the floor, built as in the other domains: the plain student's whole
     step (its batch building and step loop included) with its CE swapped for the method's losses, plus (FF-G2M,
-    ``graph``) the extra rows the method runs the student on, its own work."""
+    ``graph``) the method's own work: the student on the extra neighbourhood rows and the sampling that selects
+    them."""
     from breakdown import report
 
     own = {"student_step": med["plain_step"] - med["plain_losses"], "losses": med["losses"]}
     if graph:
         own["method_modules"] = med["student_step"] - med["plain_student_step"]
+        own["selection"] = med["selection"]
     return report(med["distill_step"], {"teacher_forward": 0.0, **own})
 
 
@@ -427,9 +433,13 @@ PROFILE_PARTS = {
     "losses": "forward and backward on leaf logits of the step's shape: GLNN the soft-label KL from the cached rows "
               "(lambda 0: no CE computed); FF-G2M the CE on the targets, L_LFD and L_HFD over the neighbourhood's "
               "edges",
+    "selection": "FF-G2M only: sampling the targets' whole one-hop neighbourhood and its local edges, the nodes and "
+                 "edges its losses run over (the method's own selection, counted in the floor as GISM's selection "
+                 "is in detection's)",
     "machinery": "the rest, what the method's step costs above the plain student's step with its loss swapped: "
-                 "indexing the cached teacher rows (FF-G2M: sampling the one-hop neighbourhood and its local edges); "
-                 "machinery_detail_ms.batch_building is the method's batch building timed alone",
+                 "gathering the method's rows (GLNN: the cached teacher rows; FF-G2M: the neighbourhood's features "
+                 "and teacher logits), the loss dict; machinery_detail_ms.batch_building is the method's whole batch "
+                 "building timed alone (FF-G2M: its selection included)",
 }
 
 

@@ -27,6 +27,10 @@ def test_graph_losses_part_is_the_steps_loss(method):
     assert rows["student_rows"] == len(batch["x"]) and (rows["student_rows"] > 64) == graph
     for name in ("student_step", "batch_building", "plain_losses", "plain_student_step"):
         parts[name]()
+    assert ("selection" in parts) == graph
+    if graph:  # the selection part picks exactly the nodes and edges the step's batch holds
+        sub = parts["selection"]()
+        assert torch.equal(s["g"].x[sub.n_id], batch["x"]) and torch.equal(sub.edge_index, batch["edge_index"])
 
 
 def test_graph_teacher_rows_are_cached_outside_the_graph():
