@@ -446,7 +446,7 @@ PROFILE_PARTS = {
 def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, device: str = "cpu", blocks: int = 1) -> dict:
     """:func:`profile_method` for each of ``methods``, with what the JSON's parts mean."""
     result = {"methods": {m: profile_method(m, nodes, batch, repeats, device, blocks=blocks) for m in methods},
-              "glnn_epoch": distill_throughput(nodes, batch, repeats, device)}
+              "glnn_epoch": distill_throughput(nodes, batch, repeats * max(1, blocks), device)}
     if device == "cpu":
         result["steady_heap"] = steady_heap_profile(methods, nodes, batch, repeats, device, blocks)
         result["steady_heap_is"] = ("the same step, floor and overhead timed again in the same process after the "
@@ -454,8 +454,8 @@ def profile(nodes: int, batch: int, repeats: int, methods=PROFILE_METHODS, devic
                                     "what the step costs without re-faulting freed pages")
     return {**result,
             "glnn_epoch_is": "one GLNN student epoch over every node on cached soft labels against the plain "
-                             "student's CE epoch over the same nodes and batches, alternated, medians (the issue's "
-                             "'cached epoch' target)",
+                             "student's CE epoch over the same nodes and batches, alternated (repeats x blocks "
+                             "times), medians (the issue's 'cached epoch' target)",
             "of": "one student step of the graph task (batch, losses, their sum, backward, Adam step), medians of "
                   "interleaved rounds (each the median of 5 calls), pooled over the blocks (each a new setup; "
                   "overhead_per_block: each block's own); the floor step is the plain student's (CE)",
