@@ -121,7 +121,7 @@ def graph_paragraph() -> str:
         "part is 0 in both methods. The floor is built as in the other domains: the plain student's whole step in the "
         f"same task ({gl['plain_student_step']['full_ms']} ms for the GLNN setup: building its batch, the MLP's "
         "forward, backward and Adam step, the step loop) less its CE, plus the method's losses (and for FF-G2M the "
-        "student on the extra neighbourhood rows). "
+        "student on the extra neighbourhood rows and the sampling that selects them). "
         f"GLNN (lambda 0: the soft-label KL from the rows `prepare_teacher` computed once) {gl['full_ms']} ms against "
         f"a floor of {gl['floor_ms']} ms: the student's own step {_pct(gl['shares']['student_step'])}, the KL "
         f"{_pct(gl['shares']['losses'])}, machinery {_pct(gl['shares']['machinery'])}; overhead above the floor "
