@@ -52,6 +52,17 @@ def test_interleaved_medians():
     assert calls == {"a": 7, "b": 7}  # 1 warm-up + 3 rounds x 2
 
 
+def test_interleaved_pools_every_round_across_measurements():
+    """Two measurements into one ``samples_out``: each function keeps one time per timed round of both (warm-up
+    rounds excluded), and a pool's median is taken over all of them."""
+    pooled = {}
+    for repeats in (3, 4):
+        breakdown.interleaved({"a": lambda: None, "b": lambda: None}, repeats=repeats, inner=2, warmup=1,
+                              samples_out=pooled)
+    assert {k: len(v) for k, v in pooled.items()} == {"a": 7, "b": 7}
+    assert all(t >= 0 for v in pooled.values() for t in v)
+
+
 @pytest.mark.skipif(not breakdown.hwm_resettable(), reason="the RSS high-water mark cannot be reset here")
 def test_peak_of_a_known_allocation():
     big = breakdown.peak_rss_mb("test_breakdown:allocating_step", {"mb": 200}, repeats=2, path=[HERE])
