@@ -370,10 +370,12 @@ def _release(tensors) -> None:
 
 
 def _adamw(params, cfg):
-    """AdamW with the config's settings on ``params``; None when there are none (identity adapters)."""
+    """AdamW with the config's settings on ``params`` (its ``optim_wrapper.optimizer`` less the type: learning
+    rate, weight decay, the multi-tensor update where set); None when there are none (identity adapters)."""
     import torch
-    params, opt = list(params), cfg.optim_wrapper.optimizer
-    return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay) if params else None
+    params, settings = list(params), dict(cfg.optim_wrapper.optimizer)
+    settings.pop("type")
+    return torch.optim.AdamW(params, **settings) if params else None
 
 
 def _update(opt) -> None:
@@ -692,7 +694,7 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
     return {
         "method": spec["method"], "detector": spec["detector"], "scale": scale,
         "config": RECIPE_CONFIGS[name] if scale == "recipe" else spec["distill"],
-        **rep, "target_overhead": 0.10,
+        "optimizer": dict(cfg.optim_wrapper.optimizer), **rep, "target_overhead": 0.10,
         "step_ratio": round(ratio, 4), "target_step_ratio": STEP_RATIO_TARGETS[name],
         "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's step (both "
                          "timed in the same interleaved rounds)",

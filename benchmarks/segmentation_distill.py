@@ -21,6 +21,7 @@ so an interrupted benchmark continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -187,11 +188,29 @@ def profile_models(variants=("base",), device: str = "cpu", scale: str = "synth"
     return inputs.to(device), [x.to(device) for x in samples], student.to(device).train(), teacher.to(device), distilled
 
 
-def train_step(model, inputs, samples):
-    """``model``'s train step (loss, backward, AdamW step) on one batch, as a callable."""
+@functools.lru_cache(maxsize=None)
+def optimizer_settings(scale: str = "synth") -> Dict:
+    """The keyword arguments of the AdamW that the ``scale``'s TransKD config trains with (its
+    ``optim_wrapper.optimizer`` less the type: learning rate, weight decay and, on the embedded configs, the
+    multi-tensor update), so the profile's steps update parameters as training does."""
+    from mmengine.config import Config
+
+    settings = dict(Config.fromfile(str(CONFIGS / SCALES[scale][0])).optim_wrapper.optimizer)
+    if settings.pop("type") != "AdamW":
+        raise SystemExit(f"{SCALES[scale][0]}: the profile expects an AdamW optimizer")
+    return settings
+
+
+def adamw(params, scale: str = "synth"):
+    """AdamW over ``params`` with the ``scale``'s config settings (:func:`optimizer_settings`)."""
     import torch
 
-    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    return torch.optim.AdamW(params, **optimizer_settings(scale))
+
+
+def train_step(model, inputs, samples, scale: str = "synth"):
+    """``model``'s train step (loss, backward, the config's AdamW step) on one batch, as a callable."""
+    opt = adamw(model.parameters(), scale)
 
     def run():
         loss, _ = model.parse_losses(model.loss(inputs, samples))
@@ -201,7 +220,7 @@ def train_step(model, inputs, samples):
     return run
 
 
-def method_parts(model, inputs):
+def method_parts(model, inputs, scale: str = "synth"):
     """The method's modules (forward, backward and the AdamW update of their parameters: work the method adds to
     every step) and its losses (forward and backward) of ``model``, a TransKD SegDistiller, as two callables on
     leaf tensors of the shapes its taps capture on ``inputs``; the losses compare with the teacher's captured
@@ -220,7 +239,7 @@ def method_parts(model, inputs):
 
     f_in, e_in, image = leaves(f_s), leaves(e_s), inputs  # the image needs no gradient, as in the step
     csf_out, aligned_out = leaves(f_t), leaves(e_t)
-    opt = torch.optim.AdamW(dist.parameters(), 1e-4)
+    opt = adamw(dist.parameters(), scale)
 
     def modules():
         e = e_in[:-1] + [dist.gl_mixer(e_in[-1])] if dist.gl_mixer is not None else e_in
@@ -245,11 +264,11 @@ def peak_step(variant: str, device: str = "cpu", scale: str = "synth"):
     name = variant.removeprefix("method_")
     inputs, samples, student, teacher, distilled = profile_models(() if variant == "floor" else (name,), device, scale)
     if variant.startswith("method_"):
-        modules, losses = method_parts(distilled[name], inputs)
+        modules, losses = method_parts(distilled[name], inputs, scale)
         return lambda: (modules(), losses())
     if variant != "floor":
-        return train_step(distilled[variant], inputs, samples)
-    student_step = train_step(student, inputs, samples)
+        return train_step(distilled[variant], inputs, samples, scale)
+    student_step = train_step(student, inputs, samples, scale)
 
     def floor():
         with torch.no_grad():
@@ -271,7 +290,7 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
     from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
 
     inputs, samples, student, teacher, distilled = profile_models(variants, device, scale)
-    method = {v: method_parts(model, inputs) for v, model in distilled.items()}
+    method = {v: method_parts(model, inputs, scale) for v, model in distilled.items()}
 
     def teacher_forward():
         with torch.no_grad():
@@ -280,16 +299,16 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
     graph = {}
     for v, model in distilled.items():
         probe = TeacherGraphProbe(model.teacher)
-        train_step(model, inputs, samples)()
+        train_step(model, inputs, samples, scale)()
         graph[v] = probe.result()
         probe.close()
         if graph[v]["teacher_outputs_in_autograd_graph"]:
             raise SystemExit(f"{v}: the teacher's activations join the student's graph: {graph[v]}")
-    fns = {"teacher_forward": teacher_forward, "student_step": train_step(student, inputs, samples),
+    fns = {"teacher_forward": teacher_forward, "student_step": train_step(student, inputs, samples, scale),
            "losses": method[variants[0]][1]}
     for v, model in distilled.items():
         fns[f"method_modules_{v}"] = method[v][0]
-        fns[f"step_{v}"] = train_step(model, inputs, samples)
+        fns[f"step_{v}"] = train_step(model, inputs, samples, scale)
     med = interleaved(fns, repeats, inner=inner, warmup=1)
     names = ("floor",) + tuple(variants) + tuple(f"method_{v}" for v in variants)
     peaks = {v: peak_rss_mb("segmentation_distill:peak_step", {"variant": v, "device": device, "scale": scale},
@@ -327,7 +346,7 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
                                          "and losses run alone (forward and backward): their graph is alive with "
                                          "the student's at its peak, so the two add in the step",
         "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
-        "scale": scale, "config": SCALES[scale][0], "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
+        "scale": scale, "config": SCALES[scale][0], "optimizer": optimizer_settings(scale), "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
         "threads": torch.get_num_threads(), "load_average": load_average(),
     }
 
