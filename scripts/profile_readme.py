@@ -348,23 +348,10 @@ def scale_paragraph() -> str:
 def main() -> None:
     import sys
 
-    if sys.argv[1:] == ["graph"]:
-        print(graph_paragraph())
-        return
-    if sys.argv[1:] == ["core"]:
-        print(core_paragraph())
-        return
-    if sys.argv[1:] == ["scale"]:
-        print(scale_paragraph())
-        return
-    if sys.argv[1:] == ["detection"]:
-        print(detection_paragraph())
-        return
-    if sys.argv[1:] == ["segmentation"]:
-        print(segmentation_paragraph())
-        return
-    if sys.argv[1:] == ["tiny"]:
-        print(tiny_paragraph())
+    paragraphs = {"graph": graph_paragraph, "core": core_paragraph, "scale": scale_paragraph,
+                  "detection": detection_paragraph, "segmentation": segmentation_paragraph, "tiny": tiny_paragraph}
+    if sys.argv[1:]:
+        print(paragraphs[sys.argv[1]]())
         return
     print("| method | models | step ms | step ratio (target) | overhead above floor % (<= 10) | "
           "peak vs teacher + student | peak vs floor with the method's modules (<= 1.15) | JSON |")

@@ -260,26 +260,19 @@ def test_shipped_multi_tensor_adamw_trains_exactly_as_the_per_tensor_loop(mm, ti
     parameter tensors instead of a Python-level one per tensor). With the config's gradient clipping it must
     move a GID model exactly as PyTorch's per-tensor loop, its CPU default, does, so every result trained
     before the setting stands."""
-    import copy
-
-    from mmengine.optim import build_optim_wrapper
+    from kdhub_openmmlab.testing import trained_state
     student, teacher, ckpt = tiny_retina
     cfg = load(distill(tmp_path, "g.py", student, teacher, ckpt, "dict(type='GID', top_k=4)")).cfg
     assert cfg.optim_wrapper.optimizer.foreach is True and cfg.optim_wrapper.clip_grad
     data = batch_of(mm, cfg, n=2, preprocess=False)
-    states = []
-    for foreach in (True, False):
+
+    def build():
         torch.manual_seed(1)
         model = mm[0].build(cfg.model)
         model.init_weights()
-        model.train()
-        start = copy.deepcopy(model.state_dict())
-        wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
-        wrapper_cfg.optimizer.foreach = foreach
-        wrapper = build_optim_wrapper(model, wrapper_cfg)
-        for _ in range(3):
-            model.train_step(data, wrapper)
-        states.append(model.state_dict())
+        return model.train()
+    (start, multi), (_, loop) = (trained_state(build, cfg.optim_wrapper, lambda m, w: m.train_step(data, w),
+                                               foreach=foreach) for foreach in (True, False))
     key = "student.bbox_head.retina_cls.weight"
-    assert not torch.equal(start[key], states[1][key])
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not torch.equal(start[key], loop[key])
+    assert all(torch.equal(multi[k], loop[k]) for k in loop)

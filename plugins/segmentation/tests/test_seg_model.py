@@ -197,24 +197,22 @@ def test_shipped_multi_tensor_adamw_trains_exactly_as_the_per_tensor_loop(teache
     With the runtime's parameter groups it must move a TransKD model exactly as PyTorch's per-tensor loop, its
     CPU default, does, so every result trained before the setting stands."""
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
 
     import kdhub_segmentation
+    from kdhub_openmmlab.testing import trained_state
     runtime = Config.fromfile(str(Path(kdhub_segmentation.__file__).parent / "configs/_base_/synth_runtime.py"))
     assert runtime.optim_wrapper.optimizer.foreach is True and runtime.optim_wrapper.paramwise_cfg
     inputs, samples = batch()
-    states = []
-    for foreach in (True, False):
+
+    def build():
         torch.manual_seed(0)
-        model = distiller_model(teacher_ckpt, distiller=dict(type="TransKDDistiller", variant="ea", csf_channels=8,
-                                                             csf_squeeze_channels=4))
-        start = copy.deepcopy(model.state_dict())
-        wrapper_cfg = copy.deepcopy(runtime.optim_wrapper)
-        wrapper_cfg.optimizer.foreach = foreach
-        wrapper = build_optim_wrapper(model, wrapper_cfg)
-        for _ in range(3):
-            wrapper.update_params(model.parse_losses(model.loss(inputs, samples))[0])
-        states.append(model.state_dict())
+        return distiller_model(teacher_ckpt, distiller=dict(type="TransKDDistiller", variant="ea", csf_channels=8,
+                                                            csf_squeeze_channels=4))
+
+    def step(model, wrapper):
+        wrapper.update_params(model.parse_losses(model.loss(inputs, samples))[0])
+    (start, multi), (_, loop) = (trained_state(build, runtime.optim_wrapper, step, foreach=foreach)
+                                 for foreach in (True, False))
     key = "distiller.csf.stages.0.reduce.0.weight"
-    assert key in start and not torch.equal(start[key], states[1][key])
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not torch.equal(start[key], loop[key])
+    assert all(torch.equal(multi[k], loop[k]) for k in loop)
