@@ -371,7 +371,7 @@ def _release(tensors) -> None:
 
 def _adamw(params, cfg):
     """AdamW with the config's settings on ``params`` (its ``optim_wrapper.optimizer`` less the type: learning
-    rate, weight decay, the multi-tensor update where set); None when there are none (identity adapters)."""
+    rate, weight decay and any other setting); None when there are none (identity adapters)."""
     import torch
     params, settings = list(params), dict(cfg.optim_wrapper.optimizer)
     settings.pop("type")

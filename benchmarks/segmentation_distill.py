@@ -191,8 +191,8 @@ def profile_models(variants=("base",), device: str = "cpu", scale: str = "synth"
 @functools.lru_cache(maxsize=None)
 def optimizer_settings(scale: str = "synth") -> Dict:
     """The keyword arguments of the AdamW that the ``scale``'s TransKD config trains with (its
-    ``optim_wrapper.optimizer`` less the type: learning rate, weight decay and, on the embedded configs, the
-    multi-tensor update), so the profile's steps update parameters as training does."""
+    ``optim_wrapper.optimizer`` less the type: learning rate, betas, weight decay and any other setting), so
+    the profile's steps update parameters as training does."""
     from mmengine.config import Config
 
     settings = dict(Config.fromfile(str(CONFIGS / SCALES[scale][0])).optim_wrapper.optimizer)

@@ -253,26 +253,3 @@ def test_gism_in_chunks_from_logits_selects_as_on_whole_probabilities():
     assert len(whole) == 10
     for key in ("index", "scores", "bboxes", "labels", "from_teacher"):
         assert torch.equal(getattr(chunked, key), getattr(whole, key)), key
-
-
-def test_shipped_multi_tensor_adamw_trains_exactly_as_the_per_tensor_loop(mm, tiny_retina, tmp_path):
-    """The embedded configs ask for PyTorch's multi-tensor AdamW (``foreach=True``: one update over all the
-    parameter tensors instead of a Python-level one per tensor). With the config's gradient clipping it must
-    move a GID model exactly as PyTorch's per-tensor loop, its CPU default, does, so every result trained
-    before the setting stands."""
-    from kdhub_openmmlab.testing import trained_state
-    student, teacher, ckpt = tiny_retina
-    cfg = load(distill(tmp_path, "g.py", student, teacher, ckpt, "dict(type='GID', top_k=4)")).cfg
-    assert cfg.optim_wrapper.optimizer.foreach is True and cfg.optim_wrapper.clip_grad
-    data = batch_of(mm, cfg, n=2, preprocess=False)
-
-    def build():
-        torch.manual_seed(1)
-        model = mm[0].build(cfg.model)
-        model.init_weights()
-        return model.train()
-    (start, multi), (_, loop) = (trained_state(build, cfg.optim_wrapper, lambda m, w: m.train_step(data, w),
-                                               foreach=foreach) for foreach in (True, False))
-    key = "student.bbox_head.retina_cls.weight"
-    assert not torch.equal(start[key], loop[key])
-    assert all(torch.equal(multi[k], loop[k]) for k in loop)

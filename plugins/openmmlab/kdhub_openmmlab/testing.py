@@ -9,8 +9,7 @@ file where mmengine looks for each ``init_cfg=dict(type='Pretrained', ...)`` che
 (torch.hub's cache under ``$TORCH_HOME``), so ImageNet initialisation runs through mmengine's own loader
 without a download. :func:`random_checkpoint` writes a teacher checkpoint of the right architecture.
 :func:`tensorboard_matches_mmengine` compares what kdhub's TensorBoard observer wrote for a run with what
-mmengine's own visualiser recorded for it. :func:`trained_state` trains a freshly built model a few steps through
-the optimiser wrapper of a config, with chosen optimiser settings, to compare two settings' updates.
+mmengine's own visualiser recorded for it.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ import json
 import math
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 #: keys of data pipelines holding image sizes (``scale`` of Resize, ``scales`` of RandomChoiceResize, crops)
 SIZE_KEYS = ("scale", "scales", "crop_size")
@@ -195,20 +194,3 @@ def tensorboard_matches_mmengine(run_dir: Path, role: str) -> Dict[str, int]:
                     assert math.isclose(dict(events[f"eval/{role}/{key}"])[step], value, abs_tol=1e-4), (key, step)
                     counts["eval"] += 1
     return counts
-
-
-def trained_state(build: Callable[[], Any], optim_wrapper: Mapping[str, Any], step: Callable[[Any, Any], Any],
-                  steps: int = 3, **optimizer: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """The state dicts, before and after, of the model ``build()`` returns trained ``steps`` times by
-    ``step(model, wrapper)``; the wrapper is mmengine's, built from the config's ``optim_wrapper`` with
-    ``optimizer`` replacing settings of its optimiser (parameter groups and gradient clipping as configured)."""
-    from mmengine.optim import build_optim_wrapper
-
-    model = build()
-    before = copy.deepcopy(model.state_dict())
-    wrapper_cfg = copy.deepcopy(dict(optim_wrapper))
-    wrapper_cfg["optimizer"] = {**wrapper_cfg["optimizer"], **optimizer}
-    wrapper = build_optim_wrapper(model, wrapper_cfg)
-    for _ in range(steps):
-        step(model, wrapper)
-    return before, model.state_dict()

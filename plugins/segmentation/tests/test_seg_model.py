@@ -1,6 +1,5 @@
 """SegDistiller with TransKD and the core's terms: gradients, frozen teacher, state, pairing errors."""
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -189,30 +188,3 @@ def test_paper_recipe_pairs_mit_b2_with_mit_b0(mmseg_scope):
     assert loaded.method == "transkd-ea" and loaded.cfg.train_dataloader.batch_size == 2
     assert loaded.cfg.optim_wrapper.optimizer.lr == 6e-5 and loaded.cfg.param_scheduler[1].end == 160000
     check_pairing(loaded.cfg)
-
-
-def test_shipped_multi_tensor_adamw_trains_exactly_as_the_per_tensor_loop(teacher_ckpt):
-    """The embedded configs ask for PyTorch's multi-tensor AdamW (``foreach=True``: one update over all the
-    parameter tensors instead of a Python-level one per tensor, many small ones in TransKD's CSF, PEA and EA).
-    With the runtime's parameter groups it must move a TransKD model exactly as PyTorch's per-tensor loop, its
-    CPU default, does, so every result trained before the setting stands."""
-    from mmengine.config import Config
-
-    import kdhub_segmentation
-    from kdhub_openmmlab.testing import trained_state
-    runtime = Config.fromfile(str(Path(kdhub_segmentation.__file__).parent / "configs/_base_/synth_runtime.py"))
-    assert runtime.optim_wrapper.optimizer.foreach is True and runtime.optim_wrapper.paramwise_cfg
-    inputs, samples = batch()
-
-    def build():
-        torch.manual_seed(0)
-        return distiller_model(teacher_ckpt, distiller=dict(type="TransKDDistiller", variant="ea", csf_channels=8,
-                                                            csf_squeeze_channels=4))
-
-    def step(model, wrapper):
-        wrapper.update_params(model.parse_losses(model.loss(inputs, samples))[0])
-    (start, multi), (_, loop) = (trained_state(build, runtime.optim_wrapper, step, foreach=foreach)
-                                 for foreach in (True, False))
-    key = "distiller.csf.stages.0.reduce.0.weight"
-    assert not torch.equal(start[key], loop[key])
-    assert all(torch.equal(multi[k], loop[k]) for k in loop)

@@ -27,9 +27,7 @@ model = dict(
 
 max_epochs = 12
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=4)
-# foreach=True: PyTorch's multi-tensor AdamW, bit-identical to the per-tensor loop it runs on CPU by default but
-# without one Python-level update per parameter tensor (many small ones here); on GPU it is already the default.
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4, foreach=True),
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
                      clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),

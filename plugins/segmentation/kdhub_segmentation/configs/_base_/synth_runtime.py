@@ -5,9 +5,7 @@ env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv
                dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, deterministic=False)
 log_processor = dict(by_epoch=False)
-# foreach=True: PyTorch's multi-tensor AdamW, bit-identical to the per-tensor loop it runs on CPU by default but
-# without one Python-level update per parameter tensor (many small ones here); on GPU it is already the default.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.001, betas=(0.9, 0.999), weight_decay=0.01, foreach=True),
+    optimizer=dict(type='AdamW', lr=0.001, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(custom_keys={'pos_block': dict(decay_mult=0.), 'norm': dict(decay_mult=0.)}))
