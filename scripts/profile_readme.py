@@ -249,7 +249,8 @@ def segmentation_paragraph() -> str:
     optimizer = ("the config's " if "optimizer" in j else "") + _adamw(j.get("optimizer"))
     return (
         f"Segmentation (`results/segmentation_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, "
-        f"{j['threads']} thread{'s' if j['threads'] != 1 else ''}, load average {j['load_average'][0]}): the TransKD step (MiT-T -> MiT-N, "
+        f"{j['threads']} thread{'s' if j['threads'] != 1 else ''}, load average {j['load_average'][0]}): the TransKD "
+        "step (MiT-T -> MiT-N, "
         f"`SegDistiller.loss`, backward, {optimizer} step), batch {j['batch']} at "
         f"{j['image_size'][0]}x{j['image_size'][1]}; {runs} (target <= 10%). TransKD has no selection or matching. "
         f"Peak memory against the floor's {floor} MB: {peaks}. The step's peak is above the 1.15x target against the "
