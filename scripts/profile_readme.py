@@ -199,11 +199,12 @@ def detection_paragraph() -> str:
                 + _peak_text(f["peak_memory"], f["peak_memory"]["floor"]["peak_delta_mb"]) + ".")
     gd, dd = gid["parts_detail_ms"], detr["parts_detail_ms"]
     sh = detr["shapes"]
+    source = (f"`results/detection_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, from a clone, one "
+              f"thread, load average {loads[0]} to {loads[-1]}")
     return (
-        f"Detection, embedded set (`results/detection_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, from "
-        f"a clone, one thread, load average {loads[0]} to {loads[-1]}): one step of `KDDistillDetector` (loss, parse, "
-        f"the config's {_adamw(gid.get('optimizer'))} with gradient clipping), batch {gid['batch']} of the embedded "
-        "set. Teachers are as initialised and loaded through a checkpoint. "
+        f"Detection, embedded set ({source}): one step of `KDDistillDetector` (loss, parse, the config's "
+        f"{_adamw(gid.get('optimizer'))} with gradient clipping), batch {gid['batch']} of the embedded set. Teachers "
+        "are as initialised and loaded through a checkpoint. "
         f"GID (RetinaNet R18/w32 -> R18/w16, {gid['image_size'][0]} px) {gid['full_ms']} ms: "
         + shares(gid, {"teacher_forward": "teacher forward", "student_step": "student step"})
         + f", the method's modules {_pct(gid['shares']['method_modules'])} (RoIAlign of the student's FPN features on "
