@@ -277,17 +277,15 @@ def peak_step(variant: str, device: str = "cpu", scale: str = "synth"):
     return floor
 
 
-def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", peak_repeats: int = 3,
-            scale: str = "synth", inner: int = 3) -> Dict:
-    """Break the TransKD step (``SegDistiller.loss``, backward, AdamW step) into its parts, timed interleaved in
-    one process: the teacher's backbone forward (no grad, a copy without taps), the plain student's train step,
-    the method's modules (CSF and PEA, with the GL-Mixer or EA for those variants) forward and backward on the
-    tapped features' shapes and their parameters' update, and the losses (HCL on the CSF outputs, the
-    patch-embedding MSE) forward and backward; machinery is the rest. Then each variant's peak memory against
-    the floor's, and whether the teacher's outputs join the student's autograd graph."""
+def time_block(variants, device: str, scale: str, repeats: int, inner: int, pooled: Dict[str, list],
+               check_graph: bool = False):
+    """One timing block on a new setup (batch, models, optimizers): the parts and each variant's step timed
+    interleaved (:func:`breakdown.interleaved`; every round's time is added to ``pooled``). With ``check_graph``,
+    first whether the teacher's outputs join the student's autograd graph in each variant's step. Returns the
+    block's medians, that check (or {}), the batch size and the image size."""
     import torch
 
-    from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
+    from breakdown import TeacherGraphProbe, interleaved
 
     inputs, samples, student, teacher, distilled = profile_models(variants, device, scale)
     method = {v: method_parts(model, inputs, scale) for v, model in distilled.items()}
@@ -297,7 +295,7 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
             teacher.extract_feat(inputs)
 
     graph = {}
-    for v, model in distilled.items():
+    for v, model in distilled.items() if check_graph else ():
         probe = TeacherGraphProbe(model.teacher)
         train_step(model, inputs, samples, scale)()
         graph[v] = probe.result()
@@ -309,20 +307,53 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
     for v, model in distilled.items():
         fns[f"method_modules_{v}"] = method[v][0]
         fns[f"step_{v}"] = train_step(model, inputs, samples, scale)
-    med = interleaved(fns, repeats, inner=inner, warmup=1)
+    med = interleaved(fns, repeats, inner=inner, warmup=1, samples_out=pooled)
+    return med, graph, len(samples), list(inputs.shape[-2:])
+
+
+def _parts(med: Dict[str, float], variant: str) -> Dict[str, float]:
+    return {"teacher_forward": med["teacher_forward"], "student_step": med["student_step"],
+            "method_modules": med[f"method_modules_{variant}"], "losses": med["losses"]}
+
+
+def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", peak_repeats: int = 3,
+            scale: str = "synth", inner: int = 3, blocks: int = 1) -> Dict:
+    """Break the TransKD step (``SegDistiller.loss``, backward, AdamW step) into its parts, timed interleaved in
+    one process: the teacher's backbone forward (no grad, a copy without taps), the plain student's train step,
+    the method's modules (CSF and PEA, with the GL-Mixer or EA for those variants) forward and backward on the
+    tapped features' shapes and their parameters' update, and the losses (HCL on the CSF outputs, the
+    patch-embedding MSE) forward and backward; machinery is the rest. The timing runs in ``blocks`` blocks, each
+    on a new setup, and pools their rounds: the same step on a new set of models moves by several percent here
+    (:func:`time_block`). Then each variant's peak memory against the floor's, and whether the teacher's outputs
+    join the student's autograd graph."""
+    import torch
+
+    from breakdown import peak_ratio, peak_rss_mb, report
+
+    pooled: Dict[str, list] = {}
+    per_block, graph = [], {}
+    for b in range(max(1, blocks)):
+        block, checked, batch, size = time_block(variants, device, scale, repeats, inner, pooled, check_graph=b == 0)
+        per_block.append(block)
+        graph = graph or checked
+    med = {k: statistics.median(v) for k, v in pooled.items()}
     names = ("floor",) + tuple(variants) + tuple(f"method_{v}" for v in variants)
     peaks = {v: peak_rss_mb("segmentation_distill:peak_step", {"variant": v, "device": device, "scale": scale},
                             repeats=peak_repeats, device=device) for v in names}
     out = {}
     for v in variants:
-        parts = {"teacher_forward": med["teacher_forward"], "student_step": med["student_step"],
-                 "method_modules": med[f"method_modules_{v}"], "losses": med["losses"]}
+        parts = _parts(med, v)
         out[v] = {**report(med[f"step_{v}"], parts), "target_overhead": 0.10,
                   "peak_memory": {"distill_step": peaks[v], "ratio": peak_ratio(peaks[v], peaks["floor"]),
                                   "target_ratio": 1.15, "method_alone": peaks[f"method_{v}"],
                                   "ratio_to_floor_plus_method": round(peaks[v]["peak_delta_mb"] / (
                                       peaks["floor"]["peak_delta_mb"] + peaks[f"method_{v}"]["peak_delta_mb"]), 4)},
                   "teacher_graph": graph[v]}
+        if len(per_block) > 1:
+            out[v]["overhead_per_block"] = [report(b[f"step_{v}"], _parts(b, v))["overhead_above_floor"]
+                                            for b in per_block]
+            out[v]["step_ratio_per_block"] = [round(b[f"step_{v}"] / (b["teacher_forward"] + b["student_step"]), 4)
+                                              for b in per_block]
     return {
         "variants": out,
         "floor_peak_memory": peaks["floor"],
@@ -346,7 +377,8 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
                                          "and losses run alone (forward and backward): their graph is alive with "
                                          "the student's at its peak, so the two add in the step",
         "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
-        "scale": scale, "config": SCALES[scale][0], "optimizer": optimizer_settings(scale), "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
+        "scale": scale, "config": SCALES[scale][0], "optimizer": optimizer_settings(scale), "batch": batch,
+        "image_size": size, "repeats": repeats, "blocks": len(per_block), "device": device,
         "threads": torch.get_num_threads(), "load_average": load_average(),
     }
 
@@ -388,6 +420,8 @@ def main() -> None:
                    help="models of --profile-only: the embedded set's tiny pair (synth) or the shipped Cityscapes "
                         "recipe's MiT-B2 -> MiT-B0 on 512 x 1024 crops (recipe)")
     p.add_argument("--inner", type=int, default=3, help="calls per part and round of --profile-only (median)")
+    p.add_argument("--profile-blocks", type=int, default=1,
+                   help="timing blocks of --profile-only, each on a new setup, their rounds pooled")
     args = p.parse_args()
     env = dict(os.environ, KDHUB_PROGRESS="0", PYTHONWARNINGS="ignore")
     env.setdefault("KDHUB_DATA_DIR", str(Path(args.work_dir) / "data"))
@@ -396,7 +430,8 @@ def main() -> None:
     if args.profile_only:
         from provenance import run_info
         out = {"benchmark": "segmentation_profile",
-               **profile(args.timing_rounds, tuple(args.variants), args.device, scale=args.scale, inner=args.inner),
+               **profile(args.timing_rounds, tuple(args.variants), args.device, scale=args.scale, inner=args.inner,
+                         blocks=args.profile_blocks),
                **run_info()}
         atomic_write_text(args.profile_only, json.dumps(out, indent=2) + "\n")
         print(json.dumps(out, indent=2))
