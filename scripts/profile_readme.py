@@ -232,6 +232,18 @@ def detection_paragraph() -> str:
         "disabled), so none of the teacher's activations is alive during the student's backward.")
 
 
+def _blocks_text(j: dict) -> str:
+    """For a segmentation profile timed in several blocks (each on a new setup, rounds pooled): the range of
+    each variant's step ratio and overhead over the blocks; "" for one block."""
+    if j.get("blocks", 1) <= 1:
+        return ""
+    spread = "; ".join(f"{v} {min(r['step_ratio_per_block']):.3f} to {max(r['step_ratio_per_block']):.3f} "
+                       f"(overhead {_pct(min(r['overhead_per_block']))} to {_pct(max(r['overhead_per_block']))})"
+                       for v, r in j["variants"].items())
+    return (f"The timing ran in {j['blocks']} blocks of {j['repeats']} rounds, each block on a new setup, and the "
+            f"figures above pool their rounds; each block alone measured the step ratios {spread}. ")
+
+
 def segmentation_paragraph() -> str:
     """The README's paragraph on the TransKD profile on the embedded set, from
     ``results/segmentation_profile.json``."""
@@ -254,6 +266,7 @@ def segmentation_paragraph() -> str:
         "step (MiT-T -> MiT-N, "
         f"`SegDistiller.loss`, backward, {optimizer} step), batch {j['batch']} at "
         f"{j['image_size'][0]}x{j['image_size'][1]}; {runs} (target <= 10%). TransKD has no selection or matching. "
+        + _blocks_text(j) +
         f"Peak memory against the floor's {floor} MB: {peaks}. The step's peak is above the 1.15x target against the "
         "teacher-plus-student floor. The excess is less than what the method's own modules and losses take when run "
         "alone (their activations: CSF at 64 channels on every stage, PEA, the GL-Mixer or EA), and these live with "
