@@ -28,10 +28,12 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Dict
 
 from provenance import run_info
 
@@ -658,43 +660,69 @@ def peak_step(name: str, variant: str, device: str = "cpu", scale: str = "synth"
     return lambda: (teacher(), plain())
 
 
-def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: int = 3, scale: str = "synth",
-                   batch: int = 0) -> dict:
-    """Break the family's distillation step (``KDDistillDetector`` loss, parse, AdamW step with clipping) into its
-    parts, timed interleaved in one process on one batch: the teacher's forward (no grad), the plain student's
-    train step, the method's modules, its selection and matching, its losses; machinery is the rest. Then the
-    step's peak memory against the floor's (each in a fresh process), and whether the teacher's outputs join
-    the student's autograd graph."""
-    import torch
-
-    from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
-
+def time_family(name: str, repeats: int, device: str, scale: str, batch: int, pooled: Dict[str, list],
+                check_graph: bool = False) -> dict:
+    """One timing block of the family on a new setup (batch, detectors, optimisers): the parts, their pieces
+    and the distillation step timed interleaved (every round's time is added to ``pooled``). With
+    ``check_graph``, first whether the teacher's outputs join the student's autograd graph."""
     cfg, model, student, inputs, samples = profile_setup(name, device, scale, batch)
     parts, shapes, detail = method_parts(name, model, inputs, samples, cfg)
     sub = {f"{part}.{k}": fn for part, fns in detail.items() for k, fn in fns.items()}
     distill_step = train_step(model, lambda: model(inputs, samples, mode="loss"), cfg)
-    probe = TeacherGraphProbe(model.teacher)
-    distill_step()
-    graph = probe.result()
-    probe.close()
-    if graph["teacher_outputs_in_autograd_graph"]:
-        raise SystemExit(f"{name}: the teacher's activations join the student's graph: {graph}")
+    graph = {}
+    if check_graph:
+        from breakdown import TeacherGraphProbe
+        probe = TeacherGraphProbe(model.teacher)
+        distill_step()
+        graph = probe.result()
+        probe.close()
+        if graph["teacher_outputs_in_autograd_graph"]:
+            raise SystemExit(f"{name}: the teacher's activations join the student's graph: {graph}")
     fns = {"teacher_forward": teacher_forward_fn(name, model, inputs, samples),
            "student_step": train_step(student, lambda: student.loss(inputs, samples), cfg), **parts,
            "distill_step": distill_step}
-    med = interleaved({**fns, **sub}, repeats, inner=1, warmup=1)
-    timed = {k: med[k] for k in fns if k != "distill_step"}
+    from breakdown import interleaved
+    med = interleaved({**fns, **sub}, repeats, inner=1, warmup=1, samples_out=pooled)
+    return {"med": med, "parts": [k for k in fns if k != "distill_step"], "graph": graph, "shapes": shapes,
+            "detail": {part: list(fns) for part, fns in detail.items()},
+            "optimizer": dict(cfg.optim_wrapper.optimizer),
+            "batch": len(samples), "image_size": list(inputs.shape[-2:])}
+
+
+def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: int = 3, scale: str = "synth",
+                   batch: int = 0, blocks: int = 1) -> dict:
+    """Break the family's distillation step (``KDDistillDetector`` loss, parse, AdamW step with clipping) into its
+    parts, timed interleaved in one process on one batch: the teacher's forward (no grad), the plain student's
+    train step, the method's modules, its selection and matching, its losses; machinery is the rest. The timing
+    runs in ``blocks`` blocks, each on a new setup (:func:`time_family`), and pools their rounds. Then the step's
+    peak memory against the floor's (each in a fresh process), and whether the teacher's outputs join the
+    student's autograd graph."""
+    import torch
+
+    from breakdown import peak_ratio, peak_rss_mb, report
+
+    pooled: Dict[str, list] = {}
+    runs = [time_family(name, repeats, device, scale, batch, pooled, check_graph=b == 0) for b in range(max(1, blocks))]
+    first = runs[0]
+    med = {k: statistics.median(v) for k, v in pooled.items()}
+    timed = {k: med[k] for k in first["parts"]}
+    graph, shapes, detail = first["graph"], first["shapes"], first["detail"]
     peaks = {v: peak_rss_mb("detection_distill:peak_step",
                             {"name": name, "variant": v, "device": device, "scale": scale, "batch": batch},
                             repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
     rep = report(med["distill_step"], timed)
     ratio = med["distill_step"] / (med["teacher_forward"] + med["student_step"])
+    if len(runs) > 1:
+        rep["overhead_per_block"] = [report(r["med"]["distill_step"], {k: r["med"][k] for k in r["parts"]})[
+            "overhead_above_floor"] for r in runs]
+        rep["step_ratio_per_block"] = [round(r["med"]["distill_step"] / (
+            r["med"]["teacher_forward"] + r["med"]["student_step"]), 4) for r in runs]
     spec = FAMILIES[name]
     return {
         "method": spec["method"], "detector": spec["detector"], "scale": scale,
         "config": RECIPE_CONFIGS[name] if scale == "recipe" else spec["distill"],
-        "optimizer": dict(cfg.optim_wrapper.optimizer), **rep, "target_overhead": 0.10,
+        "optimizer": first["optimizer"], **rep, "target_overhead": 0.10,
         "step_ratio": round(ratio, 4), "target_step_ratio": STEP_RATIO_TARGETS[name],
         "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's step (both "
                          "timed in the same interleaved rounds)",
@@ -703,11 +731,13 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
                         "method_alone": peaks["method"],
                         "ratio_to_floor_plus_method": round(peaks["distill"]["peak_delta_mb"] / (
                             peaks["floor"]["peak_delta_mb"] + peaks["method"]["peak_delta_mb"]), 4)},
-        "parts_detail_ms": {part: {k: round(med[f"{part}.{k}"] * 1e3, 3) for k in fns} for part, fns in detail.items()},
+        "parts_detail_ms": {part: {k: round(med[f"{part}.{k}"] * 1e3, 3) for k in keys}
+                            for part, keys in detail.items()},
         "parts_detail_is": "pieces of a part, each timed alone in the same rounds (with the AdamW update of its own "
                            "parameters where it has any); their sum is close to the part's, not equal",
         "teacher_graph": graph, "shapes": shapes,
-        "batch": len(samples), "image_size": list(inputs.shape[-2:]), "repeats": repeats, "device": device,
+        "batch": first["batch"], "image_size": first["image_size"], "repeats": repeats, "blocks": len(runs),
+        "device": device,
         "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -740,9 +770,10 @@ PROFILE_PARTS = {
 
 
 def profile(families, repeats: int, device: str = "cpu", peak_repeats: int = 3, scale: str = "synth",
-            batch: int = 0) -> dict:
+            batch: int = 0, blocks: int = 1) -> dict:
     """:func:`profile_family` for each of ``families`` with what the JSON's parts mean."""
-    return {"families": {name: profile_family(name, repeats, device, peak_repeats, scale, batch) for name in families},
+    return {"families": {name: profile_family(name, repeats, device, peak_repeats, scale, batch, blocks)
+                         for name in families},
             "of": "KDDistillDetector(mode='loss') + parse_losses + the optimiser wrapper's update (AdamW, gradient "
                   "clipping), medians of interleaved rounds; the batch went through the data preprocessor once",
             "parts": PROFILE_PARTS,
@@ -778,6 +809,8 @@ def main(argv=None) -> int:
                         "parts (shares, overhead above the floor) and measure its peak memory against the floor's, "
                         "into JSON (--only gid / detr picks one)")
     p.add_argument("--profile-repeats", type=int, default=5, help="interleaved rounds of --profile-only")
+    p.add_argument("--profile-blocks", type=int, default=1,
+                   help="timing blocks of --profile-only, each on a new setup, their rounds pooled")
     p.add_argument("--device", default="cpu", help="device of --profile-only")
     p.add_argument("--scale", default="synth", choices=("synth", "recipe"),
                    help="detectors of --profile-only: the embedded set's tiny pairs (synth) or the shipped COCO "
@@ -797,7 +830,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"--profile-only covers {', '.join(PROFILE_FAMILIES)}; got {', '.join(families)}")
         from kdhub.checkpoint import atomic_write_text
         result = {"benchmark": "detection_profile",
-                  **profile(families, args.profile_repeats, args.device, args.peak_repeats, args.scale, args.batch),
+                  **profile(families, args.profile_repeats, args.device, args.peak_repeats, args.scale, args.batch,
+                            args.profile_blocks),
                   **run_info()}
         atomic_write_text(Path(args.profile_only), json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2), flush=True)
