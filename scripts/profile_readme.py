@@ -227,21 +227,25 @@ def detection_paragraph() -> str:
                         "selection_topk_masks": "the target-aware top-K masks",
                         "matching_teacher_assignment": "the teacher's assignment to the ground truth",
                         "losses": "losses", "machinery": "machinery"}) + ". " + verdict(detr) + " "
+        + _blocks_text({"GID": gid, "DETRDistill": detr}) +
         f"No teacher output joins the student's graph (0 of {gid['teacher_graph']['teacher_module_calls']} teacher "
         f"module calls in GID, 0 of {detr['teacher_graph']['teacher_module_calls']} in DETRDistill, all with grad "
         "disabled), so none of the teacher's activations is alive during the student's backward.")
 
 
-def _blocks_text(j: dict) -> str:
-    """For a segmentation profile timed in several blocks (each on a new setup, rounds pooled): the range of
-    each variant's step ratio and overhead over the blocks; "" for one block."""
-    if j.get("blocks", 1) <= 1:
+def _blocks_text(records: Dict[str, dict]) -> str:
+    """For a profile timed in several blocks (each on a new setup, rounds pooled): the range of each record's
+    step ratio and overhead over the blocks; "" for one block. ``records``: label -> a variant's or family's
+    record holding ``step_ratio_per_block`` and ``overhead_per_block``."""
+    timed = {k: r for k, r in records.items() if len(r.get("step_ratio_per_block", [])) > 1}
+    if not timed:
         return ""
-    spread = "; ".join(f"{v} {min(r['step_ratio_per_block']):.3f} to {max(r['step_ratio_per_block']):.3f} "
+    spread = "; ".join(f"{k} {min(r['step_ratio_per_block']):.3f} to {max(r['step_ratio_per_block']):.3f} "
                        f"(overhead {_pct(min(r['overhead_per_block']))} to {_pct(max(r['overhead_per_block']))})"
-                       for v, r in j["variants"].items())
-    return (f"The timing ran in {j['blocks']} blocks of {j['repeats']} rounds, each block on a new setup, and the "
-            f"figures above pool their rounds; each block alone measured the step ratios {spread}. ")
+                       for k, r in timed.items())
+    blocks = len(next(iter(timed.values()))["step_ratio_per_block"])
+    return (f"The timing ran in {blocks} blocks, each on a new setup, and the figures above pool their rounds; each "
+            f"block alone measured the step ratios {spread}. ")
 
 
 def segmentation_paragraph() -> str:
@@ -266,7 +270,7 @@ def segmentation_paragraph() -> str:
         "step (MiT-T -> MiT-N, "
         f"`SegDistiller.loss`, backward, {optimizer} step), batch {j['batch']} at "
         f"{j['image_size'][0]}x{j['image_size'][1]}; {runs} (target <= 10%). TransKD has no selection or matching. "
-        + _blocks_text(j) +
+        + _blocks_text(j["variants"]) +
         f"Peak memory against the floor's {floor} MB: {peaks}. The step's peak is above the 1.15x target against the "
         "teacher-plus-student floor. The excess is less than what the method's own modules and losses take when run "
         "alone (their activations: CSF at 64 channels on every stage, PEA, the GL-Mixer or EA), and these live with "
