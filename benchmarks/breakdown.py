@@ -114,6 +114,19 @@ def report(full_s: float, parts: Mapping[str, float], digits: int = 4) -> Dict[s
             "overhead_above_floor": round(s["overhead_above_floor"], digits)}
 
 
+
+def paired(samples: Mapping[str, list], step: str, floor: Iterable[str], parts: Iterable[str]) -> Dict[str, float]:
+    """The step ratio (``step`` over the sum of ``floor``'s functions) and the overhead above the floor (``step``
+    over the sum of ``parts``, less one), each formed within every timed round of :func:`interleaved` and then the
+    median over all rounds (``samples``: its ``samples_out``, rounds of several blocks pooled). The functions of
+    one round run within seconds of each other on one setup, so a ratio from one round compares like with like;
+    a ratio of pooled medians can pair one block's step with another block's parts."""
+    floor, parts = list(floor), list(parts)
+    rounds = range(len(samples[step]))
+    ratio = [samples[step][i] / sum(samples[k][i] for k in floor) for i in rounds]
+    over = [samples[step][i] / sum(samples[k][i] for k in parts) - 1 for i in rounds]
+    return {"step_ratio": round(statistics.median(ratio), 4), "overhead_above_floor": round(statistics.median(over), 4)}
+
 # peak memory -------------------------------------------------------------------------------------------------
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:

@@ -376,7 +376,8 @@ def _adamw(params, cfg):
     rate, weight decay and any other setting); None when there are none (identity adapters)."""
     import torch
     params, settings = list(params), dict(cfg.optim_wrapper.optimizer)
-    settings.pop("type")
+    if settings.pop("type") != "AdamW":
+        raise SystemExit(f"{cfg.filename}: the profile expects an AdamW optimizer")
     return torch.optim.AdamW(params, **settings) if params else None
 
 
@@ -663,8 +664,9 @@ def peak_step(name: str, variant: str, device: str = "cpu", scale: str = "synth"
 def time_family(name: str, repeats: int, device: str, scale: str, batch: int, pooled: Dict[str, list],
                 check_graph: bool = False) -> dict:
     """One timing block of the family on a new setup (batch, detectors, optimisers): the parts, their pieces
-    and the distillation step timed interleaved (every round's time is added to ``pooled``). With
-    ``check_graph``, first whether the teacher's outputs join the student's autograd graph."""
+    and the distillation step timed interleaved (every round's time is kept in the result's ``samples`` and
+    added to ``pooled``). With ``check_graph``, first whether the teacher's outputs join the student's autograd
+    graph."""
     cfg, model, student, inputs, samples = profile_setup(name, device, scale, batch)
     parts, shapes, detail = method_parts(name, model, inputs, samples, cfg)
     sub = {f"{part}.{k}": fn for part, fns in detail.items() for k, fn in fns.items()}
@@ -682,8 +684,11 @@ def time_family(name: str, repeats: int, device: str, scale: str, batch: int, po
            "student_step": train_step(student, lambda: student.loss(inputs, samples), cfg), **parts,
            "distill_step": distill_step}
     from breakdown import interleaved
-    med = interleaved({**fns, **sub}, repeats, inner=1, warmup=1, samples_out=pooled)
-    return {"med": med, "parts": [k for k in fns if k != "distill_step"], "graph": graph, "shapes": shapes,
+    block: Dict[str, list] = {}
+    interleaved({**fns, **sub}, repeats, inner=1, warmup=1, samples_out=block)
+    for k, v in block.items():
+        pooled.setdefault(k, []).extend(v)
+    return {"samples": block, "parts": [k for k in fns if k != "distill_step"], "graph": graph, "shapes": shapes,
             "detail": {part: list(fns) for part, fns in detail.items()},
             "optimizer": dict(cfg.optim_wrapper.optimizer),
             "batch": len(samples), "image_size": list(inputs.shape[-2:])}
@@ -699,10 +704,11 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
     student's autograd graph."""
     import torch
 
-    from breakdown import peak_ratio, peak_rss_mb, report
+    from breakdown import paired, peak_ratio, peak_rss_mb, report
 
     pooled: Dict[str, list] = {}
-    runs = [time_family(name, repeats, device, scale, batch, pooled, check_graph=b == 0) for b in range(max(1, blocks))]
+    runs = [time_family(name, repeats, device, scale, batch, pooled, check_graph=b == 0)
+            for b in range(max(1, blocks))]
     first = runs[0]
     med = {k: statistics.median(v) for k, v in pooled.items()}
     timed = {k: med[k] for k in first["parts"]}
@@ -712,20 +718,26 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
                             repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
     rep = report(med["distill_step"], timed)
-    ratio = med["distill_step"] / (med["teacher_forward"] + med["student_step"])
+    rep["overhead_of_medians"] = rep["overhead_above_floor"]
+    floor = ("teacher_forward", "student_step")
+    per_round = paired(pooled, "distill_step", floor, first["parts"])
+    rep["overhead_above_floor"] = per_round["overhead_above_floor"]
     if len(runs) > 1:
-        rep["overhead_per_block"] = [report(r["med"]["distill_step"], {k: r["med"][k] for k in r["parts"]})[
-            "overhead_above_floor"] for r in runs]
-        rep["step_ratio_per_block"] = [round(r["med"]["distill_step"] / (
-            r["med"]["teacher_forward"] + r["med"]["student_step"]), 4) for r in runs]
+        blocks_ = [paired(r["samples"], "distill_step", floor, r["parts"]) for r in runs]
+        rep["overhead_per_block"] = [b["overhead_above_floor"] for b in blocks_]
+        rep["step_ratio_per_block"] = [b["step_ratio"] for b in blocks_]
     spec = FAMILIES[name]
     return {
         "method": spec["method"], "detector": spec["detector"], "scale": scale,
         "config": RECIPE_CONFIGS[name] if scale == "recipe" else spec["distill"],
         "optimizer": first["optimizer"], **rep, "target_overhead": 0.10,
-        "step_ratio": round(ratio, 4), "target_step_ratio": STEP_RATIO_TARGETS[name],
-        "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's step (both "
-                         "timed in the same interleaved rounds)",
+        "step_ratio": per_round["step_ratio"], "target_step_ratio": STEP_RATIO_TARGETS[name],
+        "step_ratio_of_medians": round(med["distill_step"] / (med["teacher_forward"] + med["student_step"]), 4),
+        "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's step, formed "
+                         "within each interleaved round, median over every round of every block",
+        "overhead_is": "overhead_above_floor: the step over the sum of its parts less one, formed within each round, "
+                       "median over every round of every block; overhead_of_medians: the same from the parts' "
+                       "pooled medians (the shares' basis)",
         "peak_memory": {"floor": peaks["floor"], "distill_step": peaks["distill"],
                         "ratio": peak_ratio(peaks["distill"], peaks["floor"]), "target_ratio": 1.15,
                         "method_alone": peaks["method"],

@@ -21,6 +21,7 @@ so an interrupted benchmark continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -189,34 +190,31 @@ def profile_models(variants=("base",), device: str = "cpu", scale: str = "synth"
 
 
 @functools.lru_cache(maxsize=None)
-def optimizer_settings(scale: str = "synth") -> Dict:
-    """The keyword arguments of the AdamW that the ``scale``'s TransKD config trains with (its
-    ``optim_wrapper.optimizer`` less the type: learning rate, betas, weight decay and any other setting), so
-    the profile's steps update parameters as training does."""
+def _optim_wrapper(scale: str) -> Dict:
     from mmengine.config import Config
 
-    settings = dict(Config.fromfile(str(CONFIGS / SCALES[scale][0])).optim_wrapper.optimizer)
-    if settings.pop("type") != "AdamW":
+    wrapper = Config.fromfile(str(CONFIGS / SCALES[scale][0])).optim_wrapper.to_dict()
+    if wrapper["optimizer"]["type"] != "AdamW":
         raise SystemExit(f"{SCALES[scale][0]}: the profile expects an AdamW optimizer")
-    return settings
+    return wrapper
 
 
-def adamw(params, scale: str = "synth"):
-    """AdamW over ``params`` with the ``scale``'s config settings (:func:`optimizer_settings`)."""
-    import torch
-
-    return torch.optim.AdamW(params, **optimizer_settings(scale))
+def optim_wrapper_config(scale: str = "synth") -> Dict:
+    """The ``optim_wrapper`` the ``scale``'s TransKD config trains with (AdamW, its settings and parameter
+    groups), a new copy on every call."""
+    return copy.deepcopy(_optim_wrapper(scale))
 
 
 def train_step(model, inputs, samples, scale: str = "synth"):
-    """``model``'s train step (loss, backward, the config's AdamW step) on one batch, as a callable."""
-    opt = adamw(model.parameters(), scale)
+    """``model``'s train step (loss, parse, mmengine's optimiser wrapper of the config: backward, AdamW step with
+    the config's parameter groups, zero_grad) on one batch, as a callable."""
+    from mmengine.optim import build_optim_wrapper
+
+    wrapper = build_optim_wrapper(model, optim_wrapper_config(scale))
 
     def run():
         loss, _ = model.parse_losses(model.loss(inputs, samples))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        wrapper.update_params(loss)
     return run
 
 
@@ -226,6 +224,7 @@ def method_parts(model, inputs, scale: str = "synth"):
     leaf tensors of the shapes its taps capture on ``inputs``; the losses compare with the teacher's captured
     features, as in the step."""
     import torch
+    from mmengine.optim import build_optim_wrapper
 
     with torch.no_grad():
         model.run_teacher(inputs)
@@ -239,7 +238,7 @@ def method_parts(model, inputs, scale: str = "synth"):
 
     f_in, e_in, image = leaves(f_s), leaves(e_s), inputs  # the image needs no gradient, as in the step
     csf_out, aligned_out = leaves(f_t), leaves(e_t)
-    opt = adamw(dist.parameters(), scale)
+    opt = build_optim_wrapper(dist, optim_wrapper_config(scale))
 
     def modules():
         e = e_in[:-1] + [dist.gl_mixer(e_in[-1])] if dist.gl_mixer is not None else e_in
@@ -282,7 +281,7 @@ def time_block(variants, device: str, scale: str, repeats: int, inner: int, pool
     """One timing block on a new setup (batch, models, optimizers): the parts and each variant's step timed
     interleaved (:func:`breakdown.interleaved`; every round's time is added to ``pooled``). With ``check_graph``,
     first whether the teacher's outputs join the student's autograd graph in each variant's step. Returns the
-    block's medians, that check (or {}), the batch size and the image size."""
+    block's round times, that check (or {}), the batch size and the image size."""
     import torch
 
     from breakdown import TeacherGraphProbe, interleaved
@@ -307,13 +306,22 @@ def time_block(variants, device: str, scale: str, repeats: int, inner: int, pool
     for v, model in distilled.items():
         fns[f"method_modules_{v}"] = method[v][0]
         fns[f"step_{v}"] = train_step(model, inputs, samples, scale)
-    med = interleaved(fns, repeats, inner=inner, warmup=1, samples_out=pooled)
-    return med, graph, len(samples), list(inputs.shape[-2:])
+    block: Dict[str, list] = {}
+    interleaved(fns, repeats, inner=inner, warmup=1, samples_out=block)
+    for k, v in block.items():
+        pooled.setdefault(k, []).extend(v)
+    return block, graph, len(samples), list(inputs.shape[-2:])
 
 
-def _parts(med: Dict[str, float], variant: str) -> Dict[str, float]:
-    return {"teacher_forward": med["teacher_forward"], "student_step": med["student_step"],
-            "method_modules": med[f"method_modules_{variant}"], "losses": med["losses"]}
+def _parts(variant: str):
+    return "teacher_forward", "student_step", f"method_modules_{variant}", "losses"
+
+
+def _per_round(samples: Dict[str, list], variant: str) -> Dict[str, float]:
+    """:func:`breakdown.paired` for the variant's step: its step ratio and overhead, formed within each round."""
+    from breakdown import paired
+
+    return paired(samples, f"step_{variant}", ("teacher_forward", "student_step"), _parts(variant))
 
 
 def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", peak_repeats: int = 3,
@@ -342,23 +350,29 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
                             repeats=peak_repeats, device=device) for v in names}
     out = {}
     for v in variants:
-        parts = _parts(med, v)
-        out[v] = {**report(med[f"step_{v}"], parts), "target_overhead": 0.10,
+        parts = {k.removesuffix(f"_{v}"): med[k] for k in _parts(v)}
+        rep, per_round = report(med[f"step_{v}"], parts), _per_round(pooled, v)
+        rep["overhead_of_medians"] = rep["overhead_above_floor"]
+        rep["overhead_above_floor"] = per_round["overhead_above_floor"]
+        out[v] = {**rep, "step_ratio": per_round["step_ratio"], "target_overhead": 0.10,
                   "peak_memory": {"distill_step": peaks[v], "ratio": peak_ratio(peaks[v], peaks["floor"]),
                                   "target_ratio": 1.15, "method_alone": peaks[f"method_{v}"],
                                   "ratio_to_floor_plus_method": round(peaks[v]["peak_delta_mb"] / (
                                       peaks["floor"]["peak_delta_mb"] + peaks[f"method_{v}"]["peak_delta_mb"]), 4)},
                   "teacher_graph": graph[v]}
         if len(per_block) > 1:
-            out[v]["overhead_per_block"] = [report(b[f"step_{v}"], _parts(b, v))["overhead_above_floor"]
-                                            for b in per_block]
-            out[v]["step_ratio_per_block"] = [round(b[f"step_{v}"] / (b["teacher_forward"] + b["student_step"]), 4)
-                                              for b in per_block]
+            blocks_ = [_per_round(b, v) for b in per_block]
+            out[v]["overhead_per_block"] = [b["overhead_above_floor"] for b in blocks_]
+            out[v]["step_ratio_per_block"] = [b["step_ratio"] for b in blocks_]
     return {
         "variants": out,
         "floor_peak_memory": peaks["floor"],
         "of": "SegDistiller.loss + backward + AdamW step (TransKD, mmseg), medians of interleaved rounds; "
               "each variant's shares of its own step",
+        "ratios_are": "step_ratio (the step over the teacher's forward plus the plain student's step) and "
+                      "overhead_above_floor (the step over the sum of its parts, less one): formed within each "
+                      "interleaved round, median over every round of every block; overhead_of_medians: the same "
+                      "from the parts' pooled medians (the shares' basis)",
         "parts": {"teacher_forward": "the teacher's backbone forward under no_grad (a copy without the taps): the "
                                      "losses read backbone taps only",
                   "student_step": "the plain student's train step: forward, decode-head cross entropy, backward, "
@@ -377,7 +391,7 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
                                          "and losses run alone (forward and backward): their graph is alive with "
                                          "the student's at its peak, so the two add in the step",
         "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
-        "scale": scale, "config": SCALES[scale][0], "optimizer": optimizer_settings(scale), "batch": batch,
+        "scale": scale, "config": SCALES[scale][0], "optim_wrapper": optim_wrapper_config(scale), "batch": batch,
         "image_size": size, "repeats": repeats, "blocks": len(per_block), "device": device,
         "threads": torch.get_num_threads(), "load_average": load_average(),
     }

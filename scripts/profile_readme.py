@@ -6,7 +6,8 @@ includes the method's own modules) and the step's peak memory, over the teacher'
 step and over that floor plus the method's own modules run alone (the issue's floor; FF-G2M: the plain student on
 the same neighbourhood rows), each against its target. Every
 figure comes from ``results/<domain>_profile[_recipe].json``; the table names each file's commit and command.
-A derived figure (the speech step ratio) is computed here from that file's own parts.
+Derived figures (the speech step ratio, and the step ratio of a profile JSON that does not give one) are computed
+here from that file's own parts.
 
     python scripts/profile_readme.py          # the table and each JSON's commit and command
     python scripts/profile_readme.py graph    # the paragraph on the graph profile
@@ -14,7 +15,7 @@ A derived figure (the speech step ratio) is computed here from that file's own p
     python scripts/profile_readme.py scale    # the paragraph on the graph scale benchmark
     python scripts/profile_readme.py detection     # the paragraph on the detection profile (embedded set)
     python scripts/profile_readme.py segmentation  # the paragraph on the TransKD profile (embedded set)
-    python scripts/profile_readme.py tiny     # the paragraph on the step ratios at the embedded sets' sizes
+    python scripts/profile_readme.py tiny          # the paragraph on the step ratios at the embedded sets' sizes
 """
 from __future__ import annotations
 
@@ -67,10 +68,8 @@ def rows() -> List[str]:
         if d is None:
             continue
         for variant, v in d["variants"].items():
-            parts = v["parts_ms"]
-            step = v["full_ms"] / (parts["teacher_forward"] + parts["student_step"])
             out.append(_row("TransKD", f"{scale}: {variant}, batch {d['batch']} at "
-                            f"{'x'.join(map(str, d['image_size']))}", name, v["full_ms"], step,
+                            f"{'x'.join(map(str, d['image_size']))}", name, v["full_ms"], _step_ratio(v),
                             v["overhead_above_floor"], v["peak_memory"]["ratio"],
                             v["peak_memory"]["ratio_to_floor_plus_method"]))
     s = _load("speech_profile")
@@ -172,15 +171,44 @@ def graph_paragraph() -> str:
     return text
 
 
-def _adamw(settings: Optional[dict]) -> str:
-    """How a profile's JSON says its steps updated parameters: "AdamW", "AdamW (multi-tensor)"."""
-    return "AdamW (multi-tensor)" if (settings or {}).get("foreach") else "AdamW"
+def _step_ratio(record: dict) -> float:
+    """A profile record's step ratio: as the JSON gives it (formed within each round), or for older JSONs the
+    step over the teacher's forward plus the plain student's step from the parts' medians."""
+    if "step_ratio" in record:
+        return record["step_ratio"]
+    parts = record["parts_ms"]
+    return round(record["full_ms"] / (parts["teacher_forward"] + parts["student_step"]), 4)
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
+def _teacher_graph(graphs: Dict[str, dict]) -> str:
+    """What the profiles' probes found about the teacher's outputs and the student's graph (label -> probe)."""
+    joined = sum(g["teacher_outputs_in_autograd_graph"] for g in graphs.values())
+    grad = sum(g["teacher_calls_with_grad_enabled"] for g in graphs.values())
+    calls = ", ".join(f"{g['teacher_outputs_in_autograd_graph']} of {g['teacher_module_calls']} teacher module calls"
+                      + (f" in {label}" if label else "") for label, g in graphs.items())
+    if joined:
+        return f"Teacher outputs join the student's graph ({calls})."
+    return (f"No teacher output joins the student's graph ({calls}"
+            + (", all with grad disabled" if not grad else f", {grad} with grad enabled")
+            + "), so none of the teacher's activations is alive during the student's backward.")
 
 
 def _peak_text(mem: dict, floor_mb: float) -> str:
     return (f"{mem['distill_step']['peak_delta_mb']} MB against the floor's {floor_mb} MB: **{mem['ratio']}x**; "
             f"{mem['ratio_to_floor_plus_method']}x of the floor plus the method's parts run alone "
             f"({mem['method_alone']['peak_delta_mb']} MB)")
+
+
+def _per_round_text(record: dict) -> str:
+    """The sentence saying how the step ratio and overhead were formed, for JSONs that form them per round."""
+    if "overhead_of_medians" not in record:
+        return ""
+    return ("The step ratios and overheads are medians of the values formed within each timed round (the shares "
+            "come from the parts' medians). ")
 
 
 def detection_paragraph() -> str:
@@ -193,18 +221,19 @@ def detection_paragraph() -> str:
         return ", ".join(f"{label} {_pct(f['shares'][k])}" for k, label in names.items())
 
     def verdict(f: dict) -> str:
+        ratio = _step_ratio(f)
         return (f"Overhead above the floor **{_pct(f['overhead_above_floor'])}** (target <= 10%: "
-                f"{_met(f['overhead_above_floor'] <= 0.1)}); step ratio **{f['step_ratio']}** (target <= "
-                f"{f['target_step_ratio']:.2f}: {_met(f['step_ratio'] <= f['target_step_ratio'])}). Peak memory "
+                f"{_met(f['overhead_above_floor'] <= 0.1)}); step ratio **{ratio:.3f}** (target <= "
+                f"{f['target_step_ratio']:.2f}: {_met(ratio <= f['target_step_ratio'])}). Peak memory "
                 + _peak_text(f["peak_memory"], f["peak_memory"]["floor"]["peak_delta_mb"]) + ".")
     gd, dd = gid["parts_detail_ms"], detr["parts_detail_ms"]
     sh = detr["shapes"]
-    source = (f"`results/detection_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, from a clone, one "
-              f"thread, load average {loads[0]} to {loads[-1]}")
+    source = (f"`results/detection_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, "
+              f"{_threads(gid['threads'])}, load average {loads[0]} to {loads[-1]}")
     return (
-        f"Detection, embedded set ({source}): one step of `KDDistillDetector` (loss, parse, the config's "
-        f"{_adamw(gid.get('optimizer'))} with gradient clipping), batch {gid['batch']} of the embedded set. Teachers "
-        "are as initialised and loaded through a checkpoint. "
+        f"Detection, embedded set ({source}): one step of `KDDistillDetector` (loss, parse, the config's optimiser "
+        f"wrapper: {gid.get('optimizer', {}).get('type', 'AdamW')} with gradient clipping), batch {gid['batch']} of "
+        "the embedded set. Teachers are as initialised and loaded through a checkpoint. "
         f"GID (RetinaNet R18/w32 -> R18/w16, {gid['image_size'][0]} px) {gid['full_ms']} ms: "
         + shares(gid, {"teacher_forward": "teacher forward", "student_step": "student step"})
         + f", the method's modules {_pct(gid['shares']['method_modules'])} (RoIAlign of the student's FPN features on "
@@ -227,10 +256,8 @@ def detection_paragraph() -> str:
                         "selection_topk_masks": "the target-aware top-K masks",
                         "matching_teacher_assignment": "the teacher's assignment to the ground truth",
                         "losses": "losses", "machinery": "machinery"}) + ". " + verdict(detr) + " "
-        + _blocks_text({"GID": gid, "DETRDistill": detr}) +
-        f"No teacher output joins the student's graph (0 of {gid['teacher_graph']['teacher_module_calls']} teacher "
-        f"module calls in GID, 0 of {detr['teacher_graph']['teacher_module_calls']} in DETRDistill, all with grad "
-        "disabled), so none of the teacher's activations is alive during the student's backward.")
+        + _per_round_text(gid) + _blocks_text({"GID": gid, "DETRDistill": detr})
+        + _teacher_graph({"GID": gid["teacher_graph"], "DETRDistill": detr["teacher_graph"]}))
 
 
 def _blocks_text(records: Dict[str, dict]) -> str:
@@ -257,64 +284,70 @@ def segmentation_paragraph() -> str:
              "method_modules": "the method's modules", "losses": "losses", "machinery": "machinery"}
     runs = "; ".join(
         f"{v} {r['full_ms']} ms: " + ", ".join(f"{label} {_pct(r['shares'][k])}" for k, label in names.items())
-        + f", overhead above the floor **{_pct(r['overhead_above_floor'])}**" for v, r in j["variants"].items())
+        + f", overhead above the floor **{_pct(r['overhead_above_floor'])}**, step ratio **{_step_ratio(r):.3f}**"
+        for v, r in j["variants"].items())
     peaks = ", ".join(
         f"{v} {r['peak_memory']['distill_step']['peak_delta_mb']} MB (**{r['peak_memory']['ratio']}x**; "
         f"{r['peak_memory']['ratio_to_floor_plus_method']}x of the floor plus the method's parts alone, "
         f"{r['peak_memory']['method_alone']['peak_delta_mb']} MB)" for v, r in j["variants"].items())
-    calls = {r["teacher_graph"]["teacher_module_calls"] for r in j["variants"].values()}
-    optimizer = ("the config's " if "optimizer" in j else "") + _adamw(j.get("optimizer"))
+    optimizer = ("mmengine's optimiser wrapper of the config (AdamW with its parameter groups)"
+                 if "optim_wrapper" in j else "AdamW")
+    first = next(iter(j["variants"].values()))
     return (
         f"Segmentation (`results/segmentation_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, "
-        f"{j['threads']} thread{'s' if j['threads'] != 1 else ''}, load average {j['load_average'][0]}): the TransKD "
-        "step (MiT-T -> MiT-N, "
-        f"`SegDistiller.loss`, backward, {optimizer} step), batch {j['batch']} at "
-        f"{j['image_size'][0]}x{j['image_size'][1]}; {runs} (target <= 10%). TransKD has no selection or matching. "
-        + _blocks_text(j["variants"]) +
+        f"{_threads(j['threads'])}, load average {j['load_average'][0]}): the TransKD step (MiT-T -> MiT-N, "
+        f"`SegDistiller.loss`, backward, {optimizer}), batch {j['batch']} at "
+        f"{j['image_size'][0]}x{j['image_size'][1]}; {runs} (overhead target <= 10%, step ratio target <= "
+        f"{STEP_TARGETS['TransKD']:.2f}). TransKD has no selection or matching. "
+        + _per_round_text(first) + _blocks_text(j["variants"]) +
         f"Peak memory against the floor's {floor} MB: {peaks}. The step's peak is above the 1.15x target against the "
         "teacher-plus-student floor. The excess is less than what the method's own modules and losses take when run "
         "alone (their activations: CSF at 64 channels on every stage, PEA, the GL-Mixer or EA), and these live with "
         "the student's graph, so against the floor plus that peak the step stays below 1x; the persistent AdamW state "
-        "of the method's parameters is not part of either peak. No teacher output joins the student's graph in any "
-        f"variant (0 of {' / '.join(map(str, sorted(calls)))} teacher module calls).")
+        "of the method's parameters is not part of either peak. "
+        + _teacher_graph({f"variant {v}": r["teacher_graph"] for v, r in j["variants"].items()}))
+
+
+def _and(items: List[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
 def tiny_paragraph() -> str:
     """The README's paragraph on the step ratios at the embedded sets' tiny sizes, from the detection and
-    segmentation profiles (embedded set and recipe)."""
+    segmentation profiles (embedded set and recipe), and the largest peak against the floor with the method's
+    modules over every row of the cost table."""
     det, seg = _load("detection_profile"), _load("segmentation_profile")
     recipe = _load("detection_profile_recipe")
     gid, detr = det["families"]["gid"], det["families"]["detr"]
-    target = STEP_TARGETS["TransKD"]
-    seg_ratio = {v: r["full_ms"] / (r["parts_ms"]["teacher_forward"] + r["parts_ms"]["student_step"])
-                 for v, r in seg["variants"].items()}
-    over = [f"TransKD-{v.upper() if v != 'base' else 'base'} ({x:.3f})" for v, x in seg_ratio.items() if x > target]
-    met = [f"TransKD-{v.upper() if v != 'base' else 'base'} ({x:.3f})" for v, x in seg_ratio.items() if x <= target]
-    above = [f"GID ({gid['step_ratio']})"] * (gid["step_ratio"] > gid["target_step_ratio"]) + \
-        [f"DETRDistill ({detr['step_ratio']})"] * (detr["step_ratio"] > detr["target_step_ratio"]) + over
-    gd, dd = gid["parts_detail_ms"]["method_modules"], detr["parts_detail_ms"]["method_modules"]
-    sm = {v: r["parts_ms"]["method_modules"] for v, r in seg["variants"].items()}
-    listed = ", ".join(above[:-1]) + " and " + above[-1] if len(above) > 1 else "".join(above)
-    text = (f"At the tiny sizes the step ratios of {listed} are above their targets"
-            + (f"; {' and '.join(met)} {'is' if len(met) == 1 else 'are'} within {target:.2f}" if met else "") + ". ")
+    ratios = {"GID": (_step_ratio(gid), gid["target_step_ratio"]),
+              "DETRDistill": (_step_ratio(detr), detr["target_step_ratio"]),
+              **{f"TransKD-{v if v == 'base' else v.upper()}": (_step_ratio(r), STEP_TARGETS["TransKD"])
+                 for v, r in seg["variants"].items()}}
+    above = [f"{k} ({x:.3f}, target {t:.2f})" for k, (x, t) in ratios.items() if x > t]
+    within = [f"{k} ({x:.3f}, target {t:.2f})" for k, (x, t) in ratios.items() if x <= t]
+    text = (f"At the tiny sizes the step ratios of {_and(above)} are above their targets" if above else
+            "At the tiny sizes every step ratio is within its target")
+    text += (f"; {_and(within)} {'is' if len(within) == 1 else 'are'} within" if above and within else "") + ". "
     tiny_peaks = [f["peak_memory"]["ratio"] for f in det["families"].values()] + \
         [r["peak_memory"]["ratio"] for r in seg["variants"].values()]
     high = sum(x > PEAK_TARGET for x in tiny_peaks)
     if high:
         text += (f"{'All' if high == len(tiny_peaks) else high} of their {len(tiny_peaks)} peaks against the "
                  f"teacher-plus-student floor are above {PEAK_TARGET}x. ")
+    gd, dd = gid["parts_detail_ms"]["method_modules"], detr["parts_detail_ms"]["method_modules"]
+    sm = {v: r["parts_ms"]["method_modules"] for v, r in seg["variants"].items()}
+    variants = ", ".join(f"{sm[v]} ms with {label}" for v, label in (("gl", "the GL-Mixer"), ("ea", "EA")) if v in sm)
     text += (
-        "The method's own work, as the authors' released code defines it, is as large as the tiny models themselves. "
-        f"For GID that work is RoIAlign of {gid['shapes']['gi_instances']} instances on a 10 x 10 grid on both "
+        "The method's own work, as the authors' released code defines it, is of the order of the tiny models' own "
+        f"step. For GID that work is RoIAlign of {gid['shapes']['gi_instances']} instances on a 10 x 10 grid on both "
         f"detectors' features ({gd['roi_align_student_forward_backward']} ms student side, "
         f"{gd['roi_align_teacher']} ms teacher side, on mmcv's CPU kernel) against a "
-        f"{gid['parts_ms']['student_step']} ms student step. For "
-        f"DETRDistill it is the 512-wide contrastive projections "
-        f"({dd['contrastive_projections_forward_backward_update']} ms) and the second decoder pass "
+        f"{gid['parts_ms']['student_step']} ms student step. For DETRDistill it is the 512-wide contrastive "
+        f"projections ({dd['contrastive_projections_forward_backward_update']} ms) and the second decoder pass "
         f"({dd['query_group_decoder_pass_forward_backward']} ms) against a {detr['parts_ms']['student_step']} ms "
-        f"student step. For TransKD it is CSF and PEA ({sm['base']} ms), with the GL-Mixer's attention "
-        f"({sm['gl']} ms) or EA's mixing ({sm['ea']} ms), against a "
-        f"{seg['variants']['base']['parts_ms']['student_step']} ms MiT-N student step.")
+        "student step. For TransKD it is CSF and PEA"
+        + (f" ({sm['base']} ms" + (f"; {variants}" if variants else "") + ")" if "base" in sm else "")
+        + f" against a {next(iter(seg['variants'].values()))['parts_ms']['student_step']} ms MiT-N student step.")
     if recipe:
         rg, rd = recipe["families"]["gid"], recipe["families"]["detr"]
         text += (f" At the recipes' size the methods' modules are {_pct(rg['shares']['method_modules'])} (GID) and "
@@ -380,6 +413,8 @@ def main() -> None:
     paragraphs = {"graph": graph_paragraph, "core": core_paragraph, "scale": scale_paragraph,
                   "detection": detection_paragraph, "segmentation": segmentation_paragraph, "tiny": tiny_paragraph}
     if sys.argv[1:]:
+        if sys.argv[1] not in paragraphs:
+            raise SystemExit(f"usage: profile_readme.py [{'|'.join(paragraphs)}] (no argument: the cost table)")
         print(paragraphs[sys.argv[1]]())
         return
     print("| method | models | step ms | step ratio (target) | overhead above floor % (<= 10) | "
