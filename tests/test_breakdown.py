@@ -63,6 +63,17 @@ def test_interleaved_pools_every_round_across_measurements():
     assert all(t >= 0 for v in pooled.values() for t in v)
 
 
+def test_paired_ratios_are_formed_within_each_round():
+    """Two blocks of two rounds, the second block's setup about twice as slow: the step ratio is the median of
+    the per-round ratios 10/9, 11/9, 3/2 and 32/21, (11/9 + 3/2) / 2 = 1.3611 by hand, not the ratio of the
+    pooled medians (2.05 / 1.45 = 1.4138), which pairs one block's step with the other's floor."""
+    samples = {"step": [1.0, 1.1, 3.0, 3.2], "teacher": [0.5, 0.5, 1.0, 1.0], "student": [0.4, 0.4, 1.0, 1.1],
+               "losses": [0.1, 0.1, 0.2, 0.2]}
+    out = breakdown.paired(samples, "step", ("teacher", "student"), ("teacher", "student", "losses"))
+    assert out["step_ratio"] == pytest.approx((11 / 9 + 3 / 2) / 2, abs=1e-4)
+    # overheads per round: 1.0/1.0 - 1, 1.1/1.0 - 1, 3.0/2.2 - 1, 3.2/2.3 - 1 -> median (0.1 + 0.3636) / 2
+    assert out["overhead_above_floor"] == pytest.approx((0.1 + (3.0 / 2.2 - 1)) / 2, abs=1e-4)
+
 @pytest.mark.skipif(not breakdown.hwm_resettable(), reason="the RSS high-water mark cannot be reset here")
 def test_peak_of_a_known_allocation():
     big = breakdown.peak_rss_mb("test_breakdown:allocating_step", {"mb": 200}, repeats=2, path=[HERE])
