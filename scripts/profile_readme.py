@@ -45,7 +45,7 @@ def _mark(value: Optional[float], target: Optional[float], fmt: str) -> str:
 def _row(method: str, scale: str, source: str, full_ms: float, step: Optional[float], overhead: float,
          peak: Optional[float], peak_floor: Optional[float]) -> str:
     target = STEP_TARGETS.get(method)
-    return (f"| {method} | {scale} | {full_ms:.1f} | {_mark(step, target, '.3f')} | "
+    return (f"| {method} | {scale} | {full_ms:.1f} | {_mark(step, target, '.4f')} | "
             f"{_mark(overhead * 100, OVERHEAD_TARGET * 100, '.1f')} | {_mark(peak, None, '.3f')} | "
             f"{_mark(peak_floor, PEAK_TARGET, '.3f')} | {source} |")
 
@@ -223,7 +223,7 @@ def detection_paragraph() -> str:
     def verdict(f: dict) -> str:
         ratio = _step_ratio(f)
         return (f"Overhead above the floor **{_pct(f['overhead_above_floor'])}** (target <= 10%: "
-                f"{_met(f['overhead_above_floor'] <= 0.1)}); step ratio **{ratio:.3f}** (target <= "
+                f"{_met(f['overhead_above_floor'] <= 0.1)}); step ratio **{ratio:.4f}** (target <= "
                 f"{f['target_step_ratio']:.2f}: {_met(ratio <= f['target_step_ratio'])}). Peak memory "
                 + _peak_text(f["peak_memory"], f["peak_memory"]["floor"]["peak_delta_mb"]) + ".")
     gd, dd = gid["parts_detail_ms"], detr["parts_detail_ms"]
@@ -267,7 +267,7 @@ def _blocks_text(records: Dict[str, dict]) -> str:
     timed = {k: r for k, r in records.items() if len(r.get("step_ratio_per_block", [])) > 1}
     if not timed:
         return ""
-    spread = "; ".join(f"{k} {min(r['step_ratio_per_block']):.3f} to {max(r['step_ratio_per_block']):.3f} "
+    spread = "; ".join(f"{k} {min(r['step_ratio_per_block']):.4f} to {max(r['step_ratio_per_block']):.4f} "
                        f"(overhead {_pct(min(r['overhead_per_block']))} to {_pct(max(r['overhead_per_block']))})"
                        for k, r in timed.items())
     blocks = len(next(iter(timed.values()))["step_ratio_per_block"])
@@ -284,7 +284,7 @@ def segmentation_paragraph() -> str:
              "method_modules": "the method's modules", "losses": "losses", "machinery": "machinery"}
     runs = "; ".join(
         f"{v} {r['full_ms']} ms: " + ", ".join(f"{label} {_pct(r['shares'][k])}" for k, label in names.items())
-        + f", overhead above the floor **{_pct(r['overhead_above_floor'])}**, step ratio **{_step_ratio(r):.3f}**"
+        + f", overhead above the floor **{_pct(r['overhead_above_floor'])}**, step ratio **{_step_ratio(r):.4f}**"
         for v, r in j["variants"].items())
     peaks = ", ".join(
         f"{v} {r['peak_memory']['distill_step']['peak_delta_mb']} MB (**{r['peak_memory']['ratio']}x**; "
@@ -323,8 +323,8 @@ def tiny_paragraph() -> str:
               "DETRDistill": (_step_ratio(detr), detr["target_step_ratio"]),
               **{f"TransKD-{v if v == 'base' else v.upper()}": (_step_ratio(r), STEP_TARGETS["TransKD"])
                  for v, r in seg["variants"].items()}}
-    above = [f"{k} ({x:.3f}, target {t:.2f})" for k, (x, t) in ratios.items() if x > t]
-    within = [f"{k} ({x:.3f}, target {t:.2f})" for k, (x, t) in ratios.items() if x <= t]
+    above = [f"{k} ({x:.4f}, target {t:.2f})" for k, (x, t) in ratios.items() if x > t]
+    within = [f"{k} ({x:.4f}, target {t:.2f})" for k, (x, t) in ratios.items() if x <= t]
     text = (f"At the tiny sizes the step ratios of {_and(above)} are above their targets" if above else
             "At the tiny sizes every step ratio is within its target")
     text += (f"; {_and(within)} {'is' if len(within) == 1 else 'are'} within" if above and within else "") + ". "
