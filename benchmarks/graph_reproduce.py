@@ -136,8 +136,10 @@ def distill_throughput(nodes: int, batch: int, repeats: int, device: str = "cpu"
         t_glnn.append(median_seconds(epoch(glnn), 1, warmup=0))
         t_plain.append(median_seconds(epoch(plain), 1, warmup=0))
     a, b = statistics.median(t_glnn), statistics.median(t_plain)
+    paired = statistics.median(x / y for x, y in zip(t_glnn, t_plain))
     return {"nodes": nodes, "batch": batch, "glnn_epoch_s": round(a, 4), "plain_student_epoch_s": round(b, 4),
-            "ratio": round(a / b, 3), "target_ratio": 1.05}
+            "ratio": round(paired, 3), "ratio_of_medians": round(a / b, 3), "target_ratio": 1.05,
+            "ratio_is": "the GLNN epoch over the plain epoch run right after it, median over the alternations"}
 
 
 
@@ -306,10 +308,10 @@ def graph_peak_step(method: str, variant: str, nodes: int, batch: int, device: s
 def time_method(method: str, nodes: int, batch: int, repeats: int, device: str = "cpu", blocks: int = 1):
     """The setup of ``method`` (:func:`profile_setup`), the median seconds of its step, the plain step and the
     parts (:func:`graph_parts`) timed in interleaved rounds, the minor page faults per call of the steps, the rows
-    the step runs on, and each block's overhead above the floor. With ``blocks`` > 1 the whole measurement is
-    repeated on a new setup (new tensors, so new places in memory) and the medians are taken over every block's
-    rounds: on this machine a 70 ms step's overhead moves by several points between processes, more than within
-    one block."""
+    the step runs on, each block's overhead above the floor and every round's times (pooled over the blocks).
+    With ``blocks`` > 1 the whole measurement is repeated on a new setup (new tensors, so new places in memory)
+    and the medians are taken over every block's rounds: on this machine a 70 ms step's overhead moves by several
+    points between processes, more than within one block."""
     from breakdown import interleaved, minor_faults
 
     pooled: dict = {}
@@ -320,11 +322,24 @@ def time_method(method: str, nodes: int, batch: int, repeats: int, device: str =
         parts, rows = graph_parts(s)
         fns = {**parts, "distill_step": graph_train_step(s["model"], lambda: make_batch(s, s["targets"], graph)),
                "plain_step": graph_train_step(s["plain"], lambda: make_batch(s, s["targets"], False))}
-        overheads.append(floor_report(interleaved(fns, repeats, inner=5, warmup=2, samples_out=pooled),
-                                      graph)["overhead_above_floor"])
+        block: dict = {}
+        interleaved(fns, repeats, inner=5, warmup=2, samples_out=block)
+        overheads.append(per_round(block, graph)["overhead_above_floor"])
+        for k, v in block.items():
+            pooled.setdefault(k, []).extend(v)
     med = {name: statistics.median(v) for name, v in pooled.items()}
     faults = minor_faults({k: fns[k] for k in ("distill_step", "plain_step", "student_step", "batch_building")})
-    return s, med, faults, rows, overheads
+    return s, med, faults, rows, overheads, pooled
+
+
+def per_round(samples: dict, graph: bool) -> dict:
+    """The overhead above the floor (:func:`floor_report`) and the step ratio (the method's step over the plain
+    step), each formed within every timed round and then the median over the rounds, as the other domains'
+    profiles do (``breakdown.paired``): a ratio of pooled medians can pair one block's step with another's parts."""
+    rounds = range(len(samples["distill_step"]))
+    over = [floor_report({k: v[i] for k, v in samples.items()}, graph)["overhead_above_floor"] for i in rounds]
+    ratio = [samples["distill_step"][i] / samples["plain_step"][i] for i in rounds]
+    return {"overhead_above_floor": round(statistics.median(over), 4), "step_ratio": round(statistics.median(ratio), 4)}
 
 
 def floor_report(med: dict, graph: bool) -> dict:
@@ -351,9 +366,12 @@ def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: s
     settings = steady_heap()
     out = {"allocator": settings}
     for m in methods:
-        s, med, faults, _, per_block = time_method(m, nodes, batch, repeats, device, blocks)
-        rep = floor_report(med, getattr(s["model"], "needs_graph", False))
-        out[m] = {k: rep[k] for k in ("full_ms", "floor_ms", "machinery_ms", "overhead_above_floor")}
+        s, med, faults, _, per_block, pooled = time_method(m, nodes, batch, repeats, device, blocks)
+        graph = getattr(s["model"], "needs_graph", False)
+        rep = floor_report(med, graph)
+        out[m] = {k: rep[k] for k in ("full_ms", "floor_ms", "machinery_ms")}
+        out[m]["overhead_of_medians"] = rep["overhead_above_floor"]
+        out[m]["overhead_above_floor"] = per_round(pooled, graph)["overhead_above_floor"]
         out[m]["minor_page_faults_per_call"] = faults
         out[m]["overhead_per_block"] = per_block
     return out
@@ -369,12 +387,14 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
     plain student's step), each in a fresh process."""
     from breakdown import peak_ratio, peak_rss_mb, report
 
-    s, med, faults, rows, per_block = time_method(method, nodes, batch, repeats, device, blocks)
+    s, med, faults, rows, per_block, pooled = time_method(method, nodes, batch, repeats, device, blocks)
     model = s["model"]
     graph = getattr(model, "needs_graph", False)
     plain = report(med["plain_step"], {"teacher_forward": 0.0, "student_step": med["plain_student_step"],
                                        "losses": med["plain_losses"]})
-    rep = floor_report(med, graph)
+    rep, paired = floor_report(med, graph), per_round(pooled, graph)
+    rep["overhead_of_medians"] = rep["overhead_above_floor"]
+    rep["overhead_above_floor"] = paired["overhead_above_floor"]
     prepare = getattr(model, "prepare_teacher", None)
     once = {}
     if prepare is not None and not graph:
@@ -408,9 +428,12 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
                                  "network's step on the method's rows (student_step) and the batch building; each "
                                  "fault maps a zeroed 4 KiB page, what glibc's trimmed heap costs a step that "
                                  "allocates tens of MB",
-        "step_ratio": round(med["distill_step"] / med["plain_step"], 4), "target_step_ratio": STEP_RATIO_TARGETS[method],
+        "step_ratio": paired["step_ratio"], "target_step_ratio": STEP_RATIO_TARGETS[method],
         "step_ratio_is": "the method's step over the plain student's step (CE on the targets' rows, its own batch "
-                         "building included), interleaved in the same rounds",
+                         "building included), formed within each interleaved round, median over every round of "
+                         "every block",
+        "overhead_is": "overhead_above_floor: formed within each round, median over every round of every block; "
+                       "overhead_of_medians: the same from the pooled medians (the shares' basis)",
         **once,
         "peak_memory": memory,
         "teacher_graph": {"teacher_runs_in_step": False,
