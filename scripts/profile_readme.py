@@ -129,7 +129,9 @@ def graph_paragraph() -> str:
         f"{_pct(gl['shares']['losses'])}, machinery {_pct(gl['shares']['machinery'])}; overhead above the floor "
         f"**{_pct(gl['overhead_above_floor'])}** (target <= 10%: {_met(gl['overhead_above_floor'] <= 0.1)}). "
         f"One GLNN epoch over every node on the cached soft labels takes **{ep['ratio']}x** the plain student's CE "
-        f"epoch over the same {nodes:,} nodes and batches ({ep['glnn_epoch_s']} s vs {ep['plain_student_epoch_s']} s; "
+        f"epoch over the same {nodes:,} nodes and batches ({ep['glnn_epoch_s']} s vs {ep['plain_student_epoch_s']} s"
+        + ("; the ratio is the median of each GLNN epoch over the plain one run right after it" if "ratio_is" in ep
+           else "") + "; "
         f"target <= 1.05: {_met(ep['ratio'] <= 1.05)}); `prepare_teacher` takes {gl['prepare_teacher_once_ms']} ms "
         f"once per student run ({gl['prepare_teacher_vs_one_epoch']} of one epoch). Peak memory "
         f"{gl['peak_memory']['distill_step']['peak_delta_mb']} MB against the plain step's "
@@ -148,6 +150,8 @@ def graph_paragraph() -> str:
         f"**{ff['peak_memory']['ratio_to_floor_neighbourhood']}x** the plain student's step on the same "
         f"{ff['rows']['student_rows']} rows (the floor with the method's own work). No cached teacher row is part of "
         "an autograd graph, so no teacher activation is alive during the student's backward.")
+    if "overhead_of_medians" in ff:
+        text += " " + _per_round_text(ff).strip()
     blocks = ff.get("overhead_per_block")
     if blocks and len(blocks) > 1:
         text += (f" The timing ran in {len(blocks)} blocks, each on a new setup, and the figures above pool their "
@@ -159,15 +163,21 @@ def graph_paragraph() -> str:
     steady = j.get("steady_heap")
     if faults and steady:
         sf = steady["ffg2m"]
+        why = ("the neighbourhood's feature rows go into a block kept from batch to batch, `RowBuffer`; a new 16 MB "
+               "tensor per step was mapped and faulted in every time" if not faults["distill_step"] else
+               "counted on the last block's setup; the neighbourhood's feature rows go into a block kept from batch "
+               "to batch, `RowBuffer`, but glibc can still hand the step's other freed memory back to the system and "
+               "fault it in again on the next step, which is what the next measurement takes away")
         text += (
             f" Minor page faults per call, after the timing: the FF-G2M step {faults['distill_step']:.0f}, its student "
-            f"network's step alone {faults['student_step']:.0f}, the plain step {faults['plain_step']:.0f} (the "
-            "neighbourhood's feature rows go into a block kept from batch to batch, `RowBuffer`; a new 16 MB tensor "
-            "per step was mapped and faulted in every time). Timed again in the same run with glibc keeping its heap "
+            f"network's step alone {faults['student_step']:.0f}, the plain step {faults['plain_step']:.0f} ({why}). "
+            "Timed again in the same run with glibc keeping its heap "
             f"(`mallopt`: mmap threshold {steady['allocator']['M_MMAP_THRESHOLD'] >> 20} MB, no trimming; what a "
             f"caching allocator such as jemalloc or tcmalloc does), the FF-G2M step takes {sf['full_ms']} ms against a "
-            f"floor of {sf['floor_ms']} ms, overhead **{_pct(sf['overhead_above_floor'])}**; GLNN "
-            f"{_pct(steady['glnn']['overhead_above_floor'])}.")
+            f"floor of {sf['floor_ms']} ms, overhead **{_pct(sf['overhead_above_floor'])}**"
+            + (f" (per block {_pct(min(sf['overhead_per_block']))} to {_pct(max(sf['overhead_per_block']))})"
+               if len(sf.get("overhead_per_block", [])) > 1 else "")
+            + f"; GLNN {_pct(steady['glnn']['overhead_above_floor'])}.")
     return text
 
 
