@@ -104,28 +104,38 @@ def shares(full_s: float, parts: Mapping[str, float]) -> Dict[str, Any]:
             "overhead_above_floor": machinery / floor}
 
 
-def report(full_s: float, parts: Mapping[str, float], digits: int = 4) -> Dict[str, Any]:
-    """:func:`shares` for a JSON report: milliseconds of the full step, the floor and every part, rounded."""
+def report(full_s: float, parts: Mapping[str, float], digits: int = 4,
+           overhead: Optional[float] = None) -> Dict[str, Any]:
+    """:func:`shares` for a JSON report: milliseconds of the full step, the floor and every part, rounded. With
+    ``overhead`` (the overhead formed within each round, :func:`paired`) that is the reported
+    ``overhead_above_floor`` and the one from these medians is kept as ``overhead_of_medians``."""
     s = shares(full_s, parts)
-    return {"full_ms": round(full_s * 1e3, 3), "floor_ms": round(s["floor_s"] * 1e3, 3),
-            "machinery_ms": round(s["machinery_s"] * 1e3, 3),
-            "parts_ms": {k: round(v * 1e3, 3) for k, v in parts.items()},
-            "shares": {k: round(v, digits) for k, v in s["shares"].items()},
-            "overhead_above_floor": round(s["overhead_above_floor"], digits)}
+    out = {"full_ms": round(full_s * 1e3, 3), "floor_ms": round(s["floor_s"] * 1e3, 3),
+           "machinery_ms": round(s["machinery_s"] * 1e3, 3),
+           "parts_ms": {k: round(v * 1e3, 3) for k, v in parts.items()},
+           "shares": {k: round(v, digits) for k, v in s["shares"].items()},
+           "overhead_above_floor": round(s["overhead_above_floor"], digits)}
+    if overhead is not None:
+        out["overhead_of_medians"], out["overhead_above_floor"] = out["overhead_above_floor"], overhead
+    return out
 
+
+def round_median(samples: Mapping[str, list], value: Callable[[Dict[str, float]], float]) -> float:
+    """The median over the timed rounds of :func:`interleaved` (``samples``: its ``samples_out``, rounds of several
+    blocks pooled) of ``value`` of each round's times (name -> seconds). The functions of one round run within
+    seconds of each other on one setup, so a ratio formed within a round compares like with like; a ratio of
+    pooled medians can pair one block's step with another block's parts."""
+    rounds = range(len(next(iter(samples.values()))))
+    return statistics.median(value({k: v[i] for k, v in samples.items()}) for i in rounds)
 
 
 def paired(samples: Mapping[str, list], step: str, floor: Iterable[str], parts: Iterable[str]) -> Dict[str, float]:
     """The step ratio (``step`` over the sum of ``floor``'s functions) and the overhead above the floor (``step``
-    over the sum of ``parts``, less one), each formed within every timed round of :func:`interleaved` and then the
-    median over all rounds (``samples``: its ``samples_out``, rounds of several blocks pooled). The functions of
-    one round run within seconds of each other on one setup, so a ratio from one round compares like with like;
-    a ratio of pooled medians can pair one block's step with another block's parts."""
+    over the sum of ``parts``, less one), each formed within every round (:func:`round_median`)."""
     floor, parts = list(floor), list(parts)
-    rounds = range(len(samples[step]))
-    ratio = [samples[step][i] / sum(samples[k][i] for k in floor) for i in rounds]
-    over = [samples[step][i] / sum(samples[k][i] for k in parts) - 1 for i in rounds]
-    return {"step_ratio": round(statistics.median(ratio), 4), "overhead_above_floor": round(statistics.median(over), 4)}
+    return {"step_ratio": round(round_median(samples, lambda r: r[step] / sum(r[k] for k in floor)), 4),
+            "overhead_above_floor": round(round_median(samples, lambda r: r[step] / sum(r[k] for k in parts) - 1), 4)}
+
 
 # peak memory -------------------------------------------------------------------------------------------------
 def _status_kb(field: str) -> int:

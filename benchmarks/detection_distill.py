@@ -717,11 +717,9 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
                             {"name": name, "variant": v, "device": device, "scale": scale, "batch": batch},
                             repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
-    rep = report(med["distill_step"], timed)
-    rep["overhead_of_medians"] = rep["overhead_above_floor"]
     floor = ("teacher_forward", "student_step")
     per_round = paired(pooled, "distill_step", floor, first["parts"])
-    rep["overhead_above_floor"] = per_round["overhead_above_floor"]
+    rep = report(med["distill_step"], timed, overhead=per_round["overhead_above_floor"])
     if len(runs) > 1:
         blocks_ = [paired(r["samples"], "distill_step", floor, r["parts"]) for r in runs]
         rep["overhead_per_block"] = [b["overhead_above_floor"] for b in blocks_]

@@ -26,6 +26,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -334,26 +335,26 @@ def time_method(method: str, nodes: int, batch: int, repeats: int, device: str =
 
 def per_round(samples: dict, graph: bool) -> dict:
     """The overhead above the floor (:func:`floor_report`) and the step ratio (the method's step over the plain
-    step), each formed within every timed round and then the median over the rounds, as the other domains'
-    profiles do (``breakdown.paired``): a ratio of pooled medians can pair one block's step with another's parts."""
-    rounds = range(len(samples["distill_step"]))
-    over = [floor_report({k: v[i] for k, v in samples.items()}, graph)["overhead_above_floor"] for i in rounds]
-    ratio = [samples["distill_step"][i] / samples["plain_step"][i] for i in rounds]
-    return {"overhead_above_floor": round(statistics.median(over), 4), "step_ratio": round(statistics.median(ratio), 4)}
+    step), each formed within every timed round (``breakdown.round_median``), as the other domains' profiles do."""
+    from breakdown import round_median
+
+    return {"overhead_above_floor": round(round_median(
+                samples, lambda r: floor_report(r, graph)["overhead_above_floor"]), 4),
+            "step_ratio": round(round_median(samples, lambda r: r["distill_step"] / r["plain_step"]), 4)}
 
 
-def floor_report(med: dict, graph: bool) -> dict:
+def floor_report(med: dict, graph: bool, overhead: Optional[float] = None) -> dict:
     """The step's shares and overhead above the floor, built as in the other domains: the plain student's whole
     step (its batch building and step loop included) with its CE swapped for the method's losses, plus (FF-G2M,
     ``graph``) the method's own work: the student on the extra neighbourhood rows and the sampling that selects
-    them."""
+    them. ``overhead``: the one formed per round, reported in its place (``breakdown.report``)."""
     from breakdown import report
 
     own = {"student_step": med["plain_step"] - med["plain_losses"], "losses": med["losses"]}
     if graph:
         own["method_modules"] = med["student_step"] - med["plain_student_step"]
         own["selection"] = med["selection"]
-    return report(med["distill_step"], {"teacher_forward": 0.0, **own})
+    return report(med["distill_step"], {"teacher_forward": 0.0, **own}, overhead=overhead)
 
 
 def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: str = "cpu", blocks: int = 1) -> dict:
@@ -368,10 +369,9 @@ def steady_heap_profile(methods, nodes: int, batch: int, repeats: int, device: s
     for m in methods:
         s, med, faults, _, per_block, pooled = time_method(m, nodes, batch, repeats, device, blocks)
         graph = getattr(s["model"], "needs_graph", False)
-        rep = floor_report(med, graph)
-        out[m] = {k: rep[k] for k in ("full_ms", "floor_ms", "machinery_ms")}
-        out[m]["overhead_of_medians"] = rep["overhead_above_floor"]
-        out[m]["overhead_above_floor"] = per_round(pooled, graph)["overhead_above_floor"]
+        rep = floor_report(med, graph, per_round(pooled, graph)["overhead_above_floor"])
+        out[m] = {k: rep[k] for k in ("full_ms", "floor_ms", "machinery_ms", "overhead_of_medians",
+                                      "overhead_above_floor")}
         out[m]["minor_page_faults_per_call"] = faults
         out[m]["overhead_per_block"] = per_block
     return out
@@ -392,9 +392,8 @@ def profile_method(method: str, nodes: int, batch: int, repeats: int, device: st
     graph = getattr(model, "needs_graph", False)
     plain = report(med["plain_step"], {"teacher_forward": 0.0, "student_step": med["plain_student_step"],
                                        "losses": med["plain_losses"]})
-    rep, paired = floor_report(med, graph), per_round(pooled, graph)
-    rep["overhead_of_medians"] = rep["overhead_above_floor"]
-    rep["overhead_above_floor"] = paired["overhead_above_floor"]
+    paired = per_round(pooled, graph)
+    rep = floor_report(med, graph, paired["overhead_above_floor"])
     prepare = getattr(model, "prepare_teacher", None)
     once = {}
     if prepare is not None and not graph:

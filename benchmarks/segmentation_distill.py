@@ -351,9 +351,8 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
     out = {}
     for v in variants:
         parts = {k.removesuffix(f"_{v}"): med[k] for k in _parts(v)}
-        rep, per_round = report(med[f"step_{v}"], parts), _per_round(pooled, v)
-        rep["overhead_of_medians"] = rep["overhead_above_floor"]
-        rep["overhead_above_floor"] = per_round["overhead_above_floor"]
+        per_round = _per_round(pooled, v)
+        rep = report(med[f"step_{v}"], parts, overhead=per_round["overhead_above_floor"])
         out[v] = {**rep, "step_ratio": per_round["step_ratio"], "target_overhead": 0.10,
                   "peak_memory": {"distill_step": peaks[v], "ratio": peak_ratio(peaks[v], peaks["floor"]),
                                   "target_ratio": 1.15, "method_alone": peaks[f"method_{v}"],

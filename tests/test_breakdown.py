@@ -74,6 +74,7 @@ def test_paired_ratios_are_formed_within_each_round():
     # overheads per round: 1.0/1.0 - 1, 1.1/1.0 - 1, 3.0/2.2 - 1, 3.2/2.3 - 1 -> median (0.1 + 0.3636) / 2
     assert out["overhead_above_floor"] == pytest.approx((0.1 + (3.0 / 2.2 - 1)) / 2, abs=1e-4)
 
+
 @pytest.mark.skipif(not breakdown.hwm_resettable(), reason="the RSS high-water mark cannot be reset here")
 def test_peak_of_a_known_allocation():
     big = breakdown.peak_rss_mb("test_breakdown:allocating_step", {"mb": 200}, repeats=2, path=[HERE])
