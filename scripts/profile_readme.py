@@ -335,8 +335,13 @@ def tiny_paragraph() -> str:
                  for v, r in seg["variants"].items()}}
     above = [f"{k} ({x:.4f}, target {t:.2f})" for k, (x, t) in ratios.items() if x > t]
     within = [f"{k} ({x:.4f}, target {t:.2f})" for k, (x, t) in ratios.items() if x <= t]
-    text = (f"At the tiny sizes the step ratios of {_and(above)} are above their targets" if above else
-            "At the tiny sizes every step ratio is within its target")
+    commits = sorted({det["commit"][:7], seg["commit"][:7]})
+    sources = (f"`results/detection_profile.json` and `results/segmentation_profile.json`, two separate runs at "
+               f"commit{'s' if len(commits) > 1 else ''} {' and '.join(commits)}" + (f"; the recipes' shares from "
+                                                                 f"`results/detection_profile_recipe.json`, commit "
+                                                                 f"{recipe['commit'][:7]}" if recipe else ""))
+    text = (f"At the tiny sizes ({sources}) the step ratios of {_and(above)} are above their targets" if above else
+            f"At the tiny sizes ({sources}) every step ratio is within its target")
     text += (f"; {_and(within)} {'is' if len(within) == 1 else 'are'} within" if above and within else "") + ". "
     tiny_peaks = [f["peak_memory"]["ratio"] for f in det["families"].values()] + \
         [r["peak_memory"]["ratio"] for r in seg["variants"].values()]
