@@ -348,7 +348,8 @@ def profile_setup(name: str, device: str = "cpu", scale: str = "synth", batch: i
 
 def train_step(model, loss_fn, cfg):
     """One training step of ``model`` as a callable: ``loss_fn()``'s losses parsed by the model, then the
-    config's optimiser wrapper (AdamW with gradient clipping): backward, clip, step, zero_grad."""
+    config's optimiser wrapper (its optimizer, gradient clipping where the config sets it): backward, clip, step,
+    zero_grad."""
     import copy
 
     from mmengine.optim import build_optim_wrapper
@@ -371,18 +372,18 @@ def _release(tensors) -> None:
         t.grad = None
 
 
-def _adamw(params, cfg):
-    """AdamW with the config's settings on ``params`` (its ``optim_wrapper.optimizer`` less the type: learning
-    rate, weight decay and any other setting); None when there are none (identity adapters)."""
-    import torch
-    params, settings = list(params), dict(cfg.optim_wrapper.optimizer)
-    if settings.pop("type") != "AdamW":
-        raise SystemExit(f"{cfg.filename}: the profile expects an AdamW optimizer")
-    return torch.optim.AdamW(params, **settings) if params else None
+def _optimizer(params, cfg):
+    """The config's optimizer (its ``optim_wrapper.optimizer``: AdamW in the embedded configs, SGD with momentum in
+    the COCO recipes, with every setting the config gives) on ``params``, built by mmengine's registry as the
+    step's optimiser wrapper builds it; None when there are none (identity adapters)."""
+    from mmengine.optim import OPTIMIZERS
+
+    params = list(params)
+    return OPTIMIZERS.build(dict(cfg.optim_wrapper.optimizer, params=params)) if params else None
 
 
 def _update(opt) -> None:
-    """One step of ``opt`` (an :func:`_adamw`), then zero its gradients; nothing for None."""
+    """One step of ``opt`` (an :func:`_optimizer`), then zero its gradients; nothing for None."""
     if opt is not None:
         opt.step()
         opt.zero_grad()
@@ -421,7 +422,7 @@ def teacher_forward_fn(name: str, model, inputs, samples):
 def gid_parts(model, inputs, samples, cfg):
     """GID's parts on one batch, each a callable, on the step's own tensors (both detectors' features and head
     outputs, computed once): ``modules``, the RoIAlign of the student's FPN features on the GI boxes (forward
-    and backward), the teacher's (no grad) and the feature adapter (forward, backward, AdamW update of its
+    and backward), the teacher's (no grad) and the feature adapter (forward, backward, update of its
     parameters, on a copy); ``selection``, both heads' outputs flattened and decoded, GISM per image (GI scores,
     box choice, NMS, top-K) and the head's assignment of positions to the GI boxes; ``losses``, the feature,
     relation and response terms (forward and backward) on leaf tensors of the step's shapes."""
@@ -455,7 +456,7 @@ def gid_parts(model, inputs, samples, cfg):
     t_in = tuple(t_feats[: gid.t_roi.num_inputs])
     s_in = [_leaf(f) for f in s_feats[: gid.s_roi.num_inputs]]
     adapter = copy.deepcopy(gid.adapter)
-    opt = _adamw(adapter.parameters(), cfg)
+    opt = _optimizer(adapter.parameters(), cfg)
     with torch.no_grad():
         f_t = gid.t_roi(t_in, rois)
         f_s = gid.s_roi(tuple(s_in), rois)
@@ -470,7 +471,7 @@ def gid_parts(model, inputs, samples, cfg):
         _release(s_in)
 
     f_in, adapter_d = _leaf(f_s), copy.deepcopy(gid.adapter)
-    opt_d = _adamw(adapter_d.parameters(), cfg)
+    opt_d = _optimizer(adapter_d.parameters(), cfg)
 
     def roi_student():
         gid.s_roi(tuple(s_in), rois).sum().backward()
@@ -519,7 +520,7 @@ def detr_parts(model, inputs, samples, cfg):
     """DETRDistill's parts on one batch, each a callable, on the step's own tensors (both detectors' features,
     decoder inputs and outputs, computed once). ``modules``: the feature adapters on the neck levels, the
     contrastive projections of both sides on every layer's matched queries, and the query-prior group's extra
-    student decoder pass and head on the student's memory (forward and backward), with the AdamW update of the
+    student decoder pass and head on the student's memory (forward and backward), with the optimizer's update of the
     distiller's parameters (on copies; the decoder pass runs a copy of the student). Selection and matching, each
     timed alone: ``matching_hungarian``, the student-to-teacher Hungarian matching per layer and image;
     ``selection_topk_masks``, the target-aware top-K query qualities and masks per layer, image and level;
@@ -574,7 +575,7 @@ def detr_parts(model, inputs, samples, cfg):
     t_q = [torch.cat([t_hidden[k, b, ti] for b, (_, ti) in enumerate(matches[k])]) for k in range(layers)]
 
     adapters, contrast = copy.deepcopy(d.adapters), copy.deepcopy(d.contrast)
-    opt = _adamw(list(adapters.parameters()) + list(contrast.parameters()), cfg)
+    opt = _optimizer(list(adapters.parameters()) + list(contrast.parameters()), cfg)
     q_student = copy.deepcopy(student)
     feat_in = [_leaf(f) for f in s_feats]
     q_dec_in = teacher_query_inputs({k: _leaf(v) if k == "memory" else v for k, v in s_dec_in.items()}, t_dec_in)
@@ -596,7 +597,7 @@ def detr_parts(model, inputs, samples, cfg):
         _release(feat_in + sq_in + [q_dec_in["memory"]])
 
     adapters_d, contrast_d = copy.deepcopy(d.adapters), copy.deepcopy(d.contrast)
-    opt_a, opt_c = _adamw(adapters_d.parameters(), cfg), _adamw(contrast_d.parameters(), cfg)
+    opt_a, opt_c = _optimizer(adapters_d.parameters(), cfg), _optimizer(contrast_d.parameters(), cfg)
 
     def adapters_step():
         sum(a(f).sum() for a, f in zip(adapters_d, feat_in)).backward()
@@ -696,8 +697,8 @@ def time_family(name: str, repeats: int, device: str, scale: str, batch: int, po
 
 def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: int = 3, scale: str = "synth",
                    batch: int = 0, blocks: int = 1) -> dict:
-    """Break the family's distillation step (``KDDistillDetector`` loss, parse, AdamW step with clipping) into its
-    parts, timed interleaved in one process on one batch: the teacher's forward (no grad), the plain student's
+    """Break the family's distillation step (``KDDistillDetector`` loss, parse, the config's optimiser wrapper) into
+    its parts, timed interleaved in one process on one batch: the teacher's forward (no grad), the plain student's
     train step, the method's modules, its selection and matching, its losses; machinery is the rest. The timing
     runs in ``blocks`` blocks, each on a new setup (:func:`time_family`), and pools their rounds. Then the step's
     peak memory against the floor's (each in a fresh process), and whether the teacher's outputs join the
@@ -743,7 +744,7 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
                             peaks["floor"]["peak_delta_mb"] + peaks["method"]["peak_delta_mb"]), 4)},
         "parts_detail_ms": {part: {k: round(med[f"{part}.{k}"] * 1e3, 3) for k in keys}
                             for part, keys in detail.items()},
-        "parts_detail_is": "pieces of a part, each timed alone in the same rounds (with the AdamW update of its own "
+        "parts_detail_is": "pieces of a part, each timed alone in the same rounds (with the update of its own "
                            "parameters where it has any); their sum is close to the part's, not equal",
         "teacher_graph": graph, "shapes": shapes,
         "batch": first["batch"], "image_size": first["image_size"], "repeats": repeats, "blocks": len(runs),
@@ -755,13 +756,13 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
 PROFILE_PARTS = {
     "teacher_forward": "the teacher's forward under no_grad, as the distiller runs it (GID: backbone, FPN, head; "
                        "DETRDistill: backbone, FPN, encoder, decoder, the head on every decoder layer)",
-    "student_step": "the plain student's train step: its own detection loss, parse, backward, AdamW step with "
-                    "gradient clipping (the config's optimiser wrapper)",
+    "student_step": "the plain student's train step: its own detection loss, parse, backward, the config's "
+                    "optimiser wrapper's update (the JSON's optimizer; gradient clipping where the config sets it)",
     "method_modules": "GID: the RoIAlign of the student's FPN features on the GI boxes (forward and backward), the "
-                      "teacher's (no grad) and the feature adapter (forward, backward, AdamW update); DETRDistill: "
+                      "teacher's (no grad) and the feature adapter (forward, backward, update); DETRDistill: "
                       "the neck-level adapters, the contrastive projections of both sides on every layer's matched "
                       "queries, and the query-prior group's extra student decoder pass and head on the student's "
-                      "memory (forward and backward), with the AdamW update of the distiller's parameters",
+                      "memory (forward and backward), with the optimizer's update of the distiller's parameters",
     "selection": "GID: both heads' outputs flattened and decoded, GISM per image (GI scores, box choice, NMS, top 10) "
                  "and the head's assignment of positions to the GI boxes (the response terms' positives)",
     "matching_hungarian": "DETRDistill: the Hungarian matching of student to teacher queries per decoder layer and "
@@ -784,8 +785,9 @@ def profile(families, repeats: int, device: str = "cpu", peak_repeats: int = 3, 
     """:func:`profile_family` for each of ``families`` with what the JSON's parts mean."""
     return {"families": {name: profile_family(name, repeats, device, peak_repeats, scale, batch, blocks)
                          for name in families},
-            "of": "KDDistillDetector(mode='loss') + parse_losses + the optimiser wrapper's update (AdamW, gradient "
-                  "clipping), medians of interleaved rounds; the batch went through the data preprocessor once",
+            "of": "KDDistillDetector(mode='loss') + parse_losses + the optimiser wrapper's update (the config's "
+                  "optimizer, gradient clipping where it sets it), medians of interleaved rounds; the batch went "
+                  "through the data preprocessor once",
             "parts": PROFILE_PARTS,
             "floor_peak_is": "the teacher's no-grad forward, then the plain student's train step, one after the other "
                              "in one process; each variant in a fresh process after the setup and a warm-up step",

@@ -28,7 +28,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import speechbrain as sb
 import torch
@@ -193,15 +193,12 @@ def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu"):
     return floor
 
 
-def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int = 3) -> dict:
-    """Break the distillation step (``SeparationBrain.fit_batch`` with :class:`Distillation`) into its parts,
-    timed interleaved in one process on one batch: the teacher's forward (no grad, hook-free copy), the plain
-    student's train step, the intermediate term's adapters (forward and backward on the captured features'
-    shapes, and their update), the PIT alignment of the teacher to the references, and the distillation losses
-    (PIT SI-SNR output term and the feature MSE, forward and backward, on tensors of the step's shapes);
-    machinery is the rest. Then the step's peak memory against the floor's, and whether the teacher's outputs join the
-    student's autograd graph."""
-    from breakdown import TeacherGraphProbe, interleaved, peak_ratio, peak_rss_mb, report
+def time_block(config: Path, repeats: int, device: str, pooled: Dict[str, list], check_graph: bool):
+    """One block of the profile's timing on a new setup (the config's models built again, seed 0): the parts and
+    the full step interleaved over ``repeats`` rounds, their times added to ``pooled``. Returns this block's
+    samples, the parts' names, the student features' shapes and (with ``check_graph``) whether the teacher's
+    outputs join the student's autograd graph."""
+    from breakdown import TeacherGraphProbe, interleaved
 
     cfg, teacher, batch = profile_setup(config, device)
     plain_teacher = copy.deepcopy(teacher)  # no taps: the teacher_forward part is the bare network
@@ -213,23 +210,65 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
         with torch.no_grad():
             plain_teacher(mix)
 
-    probe = TeacherGraphProbe(teacher)
-    full.fit_batch(batch)
-    graph = probe.result()
-    probe.close()
-    if graph["teacher_outputs_in_autograd_graph"]:
-        raise SystemExit(f"the teacher's activations join the student's graph: {graph}")
+    graph = {}
+    if check_graph:
+        probe = TeacherGraphProbe(teacher)
+        full.fit_batch(batch)
+        graph = probe.result()
+        probe.close()
+        if graph["teacher_outputs_in_autograd_graph"]:
+            raise SystemExit(f"the teacher's activations join the student's graph: {graph}")
     parts = {"teacher_forward": teacher_forward, "student_step": lambda: student.fit_batch(batch),
              "method_modules": method_modules, "matching": matching, "losses": losses}
-    med = interleaved({**parts, "distill_step": lambda: full.fit_batch(batch)}, repeats, inner=3, warmup=1)
+    block: Dict[str, list] = {}
+    interleaved({**parts, "distill_step": lambda: full.fit_batch(batch)}, repeats, inner=3, warmup=1,
+                samples_out=block)
+    for k, v in block.items():
+        pooled.setdefault(k, []).extend(v)
+    return {"samples": block, "parts": list(parts), "shapes": s_shapes, "graph": graph, "cfg": cfg,
+            "mix_samples": mix.shape[-1]}
+
+
+def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int = 3, blocks: int = 1) -> dict:
+    """Break the distillation step (``SeparationBrain.fit_batch`` with :class:`Distillation`) into its parts,
+    timed interleaved in one process on one batch: the teacher's forward (no grad, hook-free copy), the plain
+    student's train step, the intermediate term's adapters (forward and backward on the captured features'
+    shapes, and their update), the PIT alignment of the teacher to the references, and the distillation losses
+    (PIT SI-SNR output term and the feature MSE, forward and backward, on tensors of the step's shapes);
+    machinery is the rest. The timing runs in ``blocks`` blocks, each on a new setup (:func:`time_block`), and
+    the step ratio and overhead are formed within each round, as the other domains' profiles do. Then the step's
+    peak memory against the floor's, and whether the teacher's outputs join the student's autograd graph."""
+    from breakdown import paired, peak_ratio, peak_rss_mb, report
+
+    pooled: Dict[str, list] = {}
+    runs = [time_block(config, repeats, device, pooled, check_graph=b == 0) for b in range(max(1, blocks))]
+    first = runs[0]
+    cfg, graph, s_shapes, parts = first["cfg"], first["graph"], first["shapes"], first["parts"]
+    med = {k: statistics.median(v) for k, v in pooled.items()}
+    floor = ("teacher_forward", "student_step")
+    per_round = paired(pooled, "distill_step", floor, parts)
+    rep = report(med["distill_step"], {k: med[k] for k in parts}, overhead=per_round["overhead_above_floor"])
+    if len(runs) > 1:
+        blocks_ = [paired(r["samples"], "distill_step", floor, parts) for r in runs]
+        rep["overhead_per_block"] = [b["overhead_above_floor"] for b in blocks_]
+        rep["step_ratio_per_block"] = [b["step_ratio"] for b in blocks_]
     kwargs = {"config": str(config), "device": device}
     peaks = {v: peak_rss_mb("speech_distill:peak_step", {"variant": v, **kwargs}, repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
     return {
         "breakdown": {"of": "SeparationBrain.fit_batch with Distillation (teacher run live, not cached), medians "
                             "of interleaved rounds",
-                      **report(med["distill_step"], {k: med[k] for k in parts}),
-                      "target_overhead": 0.10,
+                      **rep, "target_overhead": 0.10,
+                      "step_ratio": per_round["step_ratio"], "target_step_ratio": 1.05,
+                      "step_ratio_of_medians": round(
+                          med["distill_step"] / (med["teacher_forward"] + med["student_step"]), 4),
+                      "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's "
+                                       "step, formed within each interleaved round, median over every round of "
+                                       "every block",
+                      "overhead_is": "overhead_above_floor: the step over the sum of its parts less one, formed "
+                                     "within each round, median over every round of every block; "
+                                     "overhead_of_medians: the same from the parts' pooled medians (the shares' "
+                                     "basis)",
                       "parts": {
                           "teacher_forward": "the teacher's forward under no_grad (a copy without the taps)",
                           "student_step": "the plain student's fit_batch: forward, PIT SI-SNR to the references, "
@@ -257,8 +296,8 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
                         "each_in": "a fresh process, after the setup and one warm-up step"},
         "teacher_graph": graph,
         "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
-        "batch": f"{cfg['training']['batch_size']} x {mix.shape[-1]} samples",
-        "repeats": repeats, "device": device, "threads": torch.get_num_threads(),
+        "batch": f"{cfg['training']['batch_size']} x {first['mix_samples']} samples",
+        "repeats": repeats, "blocks": len(runs), "device": device, "threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -355,12 +394,15 @@ def main() -> None:
                     help="break one distillation step into its parts (shares, overhead above the floor) and "
                          "measure its peak memory against the floor's, into JSON")
     ap.add_argument("--device", default="cpu", help="device of --profile-only")
+    ap.add_argument("--profile-blocks", type=int, default=1,
+                    help="repeat --profile-only's timing on this many new setups and pool the rounds")
     args = ap.parse_args()
     CONFIG = args.config.resolve()
     if args.profile_only or args.cache_only:  # one measurement of one config, recorded with its provenance
         if args.profile_only:
             path, measured = args.profile_only, {"benchmark": "speech_profile",
-                                                 **profile(CONFIG, args.timing_repeats, args.device)}
+                                                 **profile(CONFIG, args.timing_repeats, args.device,
+                                                            blocks=args.profile_blocks)}
         else:
             Path(args.work_dir).mkdir(parents=True, exist_ok=True)
             path, measured = args.cache_only, cache_cost(Path(args.work_dir), args.timing_repeats, CONFIG)

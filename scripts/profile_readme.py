@@ -16,6 +16,9 @@ here from that file's own parts.
     python scripts/profile_readme.py detection     # the paragraph on the detection profile (embedded set)
     python scripts/profile_readme.py segmentation  # the paragraph on the TransKD profile (embedded set)
     python scripts/profile_readme.py tiny          # the paragraph on the step ratios at the embedded sets' sizes
+    python scripts/profile_readme.py detection_recipe     # the detection profile at the COCO recipes' size
+    python scripts/profile_readme.py segmentation_recipe  # the TransKD profile at the Cityscapes recipe's size
+    python scripts/profile_readme.py speech               # the speech profile
 """
 from __future__ import annotations
 
@@ -75,7 +78,7 @@ def rows() -> List[str]:
     s = _load("speech_profile")
     if s is not None:
         b = s["breakdown"]
-        step = b["full_ms"] / (b["parts_ms"]["teacher_forward"] + b["parts_ms"]["student_step"])
+        step = _step_ratio(b)
         out.append(_row("speech KD", f"embedded: Conv-TasNet, batch {s['batch']}", "speech_profile", b["full_ms"],
                         step, b["overhead_above_floor"], s["peak_memory"]["ratio"],
                         s["peak_memory"]["ratio_to_floor_plus_method"]))
@@ -373,6 +376,106 @@ def tiny_paragraph() -> str:
     return text
 
 
+def _load_text(values) -> str:
+    """``load average X`` or ``load average X to Y`` of a JSON's recorded 1-minute load averages."""
+    loads = sorted(values)
+    return f"load average {loads[0]}" + (f" to {loads[-1]}" if loads[-1] != loads[0] else "")
+
+
+def detection_recipe_paragraph() -> str:
+    """The README's paragraph on the detection profile at the COCO recipes' size, from
+    ``results/detection_profile_recipe.json``."""
+    j = _load("detection_profile_recipe")
+    gid, detr = j["families"]["gid"], j["families"]["detr"]
+    gd, dd = gid["parts_detail_ms"], detr["parts_detail_ms"]
+
+    def tail(f: dict) -> str:
+        mem = f["peak_memory"]
+        return (f"Overhead above the floor **{_pct(f['overhead_above_floor'])}**, step ratio **{_step_ratio(f):.4f}** "
+                f"(target <= {f['target_step_ratio']:.2f}: {_met(_step_ratio(f) <= f['target_step_ratio'])}). Peak "
+                f"{mem['distill_step']['peak_delta_mb']} MB against {mem['floor']['peak_delta_mb']} MB: "
+                f"**{mem['ratio']}x**, {mem['ratio_to_floor_plus_method']}x of the floor plus the method's parts alone "
+                f"({mem['method_alone']['peak_delta_mb']} MB).")
+
+    def shares(f: dict, names: Dict[str, str]) -> str:
+        return ", ".join(f"{label} {_pct(f['shares'][k])}" for k, label in names.items() if k in f["shares"])
+    matching = sum(detr["shares"].get(k, 0.0) for k in
+                   ("matching_hungarian", "selection_topk_masks", "matching_teacher_assignment"))
+    size = "x".join(map(str, gid["image_size"]))
+    return (
+        f"Detection, COCO recipes (`results/detection_profile_recipe.json`, commit {j['commit'][:7]}, "
+        f"`{j['command']}`, from a clone, {_threads(gid['threads'])}, "
+        f"{_load_text(f['load_average_1min'] for f in j['families'].values())}): the same step on the recipes' "
+        f"detectors (ImageNet weights not fetched, teachers as initialised), batch {gid['batch']} at {size}. "
+        f"GID (`{gid['config']}`) {gid['full_ms']} ms: "
+        + shares(gid, {"teacher_forward": "teacher forward", "student_step": "student step"})
+        + f", the method's modules {_pct(gid['shares']['method_modules'])} (RoIAlign on the "
+        f"{gid['shapes']['gi_instances']} GI boxes {gd['method_modules']['roi_align_student_forward_backward']} ms "
+        f"student side, {gd['method_modules']['roi_align_teacher']} ms teacher side), selection "
+        f"{_pct(gid['shares']['selection'])} (GISM over {gid['shapes']['positions']:,} positions "
+        f"{gd['selection']['flatten_decode_gism_nms']} ms, their assignment {gd['selection']['positives_assignment']} "
+        "ms), " + shares(gid, {"losses": "losses", "machinery": "machinery"}) + ". " + tail(gid) + " "
+        f"DETRDistill (`{detr['config']}`, {detr['shapes']['queries']} queries, {detr['shapes']['decoder_layers']} "
+        f"decoder layers) {detr['full_ms']} ms: "
+        + shares(detr, {"teacher_forward": "teacher forward", "student_step": "student step"})
+        + f", the method's modules {_pct(detr['shares']['method_modules'])} (the query-prior group's second decoder "
+        f"pass {dd['method_modules']['query_group_decoder_pass_forward_backward']} ms, the contrastive projections "
+        f"{dd['method_modules']['contrastive_projections_forward_backward_update']} ms), matching and masks "
+        f"{_pct(matching)}, " + shares(detr, {"losses": "losses", "machinery": "machinery"}) + ". " + tail(detr) + " "
+        + _per_round_text(gid) + _blocks_text({"GID": gid, "DETRDistill": detr})
+        + _teacher_graph({"GID": gid["teacher_graph"], "DETRDistill": detr["teacher_graph"]}))
+
+
+def segmentation_recipe_paragraph() -> str:
+    """The README's paragraph on the TransKD profile at the Cityscapes recipe's size, from
+    ``results/segmentation_profile_recipe.json``."""
+    j = _load("segmentation_profile_recipe")
+    variants = j["variants"]
+    first = next(iter(variants.values()))
+    runs = " ".join(
+        f"{v.upper() if v != 'base' else 'Base'} {r['full_ms']} ms: the method's modules "
+        f"{_pct(r['shares']['method_modules'])}, losses {_pct(r['shares']['losses'])}, machinery "
+        f"{_pct(r['shares']['machinery'])}, overhead **{_pct(r['overhead_above_floor'])}**, step ratio "
+        f"**{_step_ratio(r):.4f}**, peak **{r['peak_memory']['ratio']}x** the teacher-plus-student floor "
+        f"({r['peak_memory']['ratio_to_floor_plus_method']}x with the method's parts alone)."
+        for v, r in variants.items())
+    met = all(_step_ratio(r) <= STEP_TARGETS["TransKD"] and r["overhead_above_floor"] <= OVERHEAD_TARGET
+              and r["peak_memory"]["ratio"] <= PEAK_TARGET for r in variants.values())
+    return (
+        f"Segmentation, Cityscapes recipe (`results/segmentation_profile_recipe.json`, commit {j['commit'][:7]}, "
+        f"`{j['command']}`, from a clone, {_threads(j['threads'])}, load average {j['load_average'][0]}): TransKD "
+        f"(`{j['config']}`), batch {j['batch']} at {j['image_size'][0]} x {j['image_size'][1]}. Teacher backbone "
+        f"forward {first['parts_ms']['teacher_forward']} ms and plain student step {first['parts_ms']['student_step']} "
+        f"ms. {runs} " + _per_round_text(first) + _blocks_text(variants)
+        + ("All targets are met" if met else "Not every target is met")
+        + f" (step ratio <= {STEP_TARGETS['TransKD']:.2f}, overhead <= 10%, peak <= {PEAK_TARGET})."
+        + " " + _teacher_graph({f"variant {v}": r["teacher_graph"] for v, r in variants.items()}))
+
+
+def speech_paragraph() -> str:
+    """The README's paragraph on the speech profile, from ``results/speech_profile.json``."""
+    j = _load("speech_profile")
+    b, mem = j["breakdown"], j["peak_memory"]
+    names = {"teacher_forward": "teacher forward", "student_step": "student step",
+             "method_modules": "the method's modules", "matching": "matching (PIT alignment)", "losses": "losses",
+             "machinery": "machinery"}
+    ratio = _step_ratio(b)
+    return (
+        f"Speech (`results/speech_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, "
+        f"{_threads(j['threads'])}, load average {j['load_average_1min']}): `SeparationBrain.fit_batch` with "
+        "`Distillation` (Conv-TasNet teacher -> student, output PIT SI-SNR + two adapted TCN-feature terms, teacher "
+        f"run live), batch {j['batch']}, {b['full_ms']} ms: "
+        + ", ".join(f"{label} {_pct(b['shares'][k])}" for k, label in names.items())
+        + f"; overhead above the floor **{_pct(b['overhead_above_floor'])}** (target <= 10%: "
+        f"{_met(b['overhead_above_floor'] <= OVERHEAD_TARGET)}), step ratio **{ratio:.4f}** (target <= "
+        f"{STEP_TARGETS['speech KD']:.2f}: {_met(ratio <= STEP_TARGETS['speech KD'])}). "
+        + _per_round_text(b) + _blocks_text({"speech KD": b})
+        + f"Peak memory of the step {mem['distill_step']['peak_delta_mb']} MB against the floor's "
+        f"{mem['floor']['peak_delta_mb']} MB: **{mem['ratio']}x** (target <= {PEAK_TARGET}: "
+        f"{_met(mem['ratio'] <= PEAK_TARGET)}); {mem['ratio_to_floor_plus_method']}x of the floor plus the method's "
+        f"parts alone. " + _teacher_graph({"": j["teacher_graph"]}))
+
+
 def provenance() -> List[str]:
     lines = []
     for name in ("detection_profile", "detection_profile_recipe", "segmentation_profile",
@@ -426,7 +529,9 @@ def main() -> None:
     import sys
 
     paragraphs = {"graph": graph_paragraph, "core": core_paragraph, "scale": scale_paragraph,
-                  "detection": detection_paragraph, "segmentation": segmentation_paragraph, "tiny": tiny_paragraph}
+                  "detection": detection_paragraph, "segmentation": segmentation_paragraph, "tiny": tiny_paragraph,
+                  "detection_recipe": detection_recipe_paragraph, "segmentation_recipe": segmentation_recipe_paragraph,
+                  "speech": speech_paragraph}
     if sys.argv[1:]:
         if sys.argv[1] not in paragraphs:
             raise SystemExit(f"usage: profile_readme.py [{'|'.join(paragraphs)}] (no argument: the cost table)")
