@@ -6,6 +6,7 @@ the commit, the machine (CPU count, Python, platform), the command, the counts o
 skipped tests, the wall time of the setup and of the tests, and the slowest tests.
 
     python3 scripts/suite_timing.py --out results/test_suite.json
+    python3 scripts/suite_timing.py --readme     # the README's sentence on that run, from the JSON
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def git_commit() -> str:
     return proc.stdout.strip() or "unknown"
 
 
-def junit_summary(path: Path, slowest: int = 15) -> dict:
+def junit_summary(path: Path, slowest: int = 25) -> dict:
     """Counts and the slowest test cases of a pytest JUnit XML report."""
     root = ET.parse(path).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
@@ -47,10 +48,24 @@ def junit_summary(path: Path, slowest: int = 15) -> dict:
             "failed_tests": [name for _, name, outcome in cases if outcome in ("failure", "error")]}
 
 
+def readme_sentence(record: dict) -> str:
+    """The README's sentence on a recorded run (its commit, date, machine, setup and test times and counts)."""
+    minutes, seconds = divmod(round(record["test_wall_s"]), 60)
+    skipped = record["skipped"]
+    return (f"at commit {record['commit'][:7]} ({record['date']}, {record['machine']['cpus']} cores): setup "
+            f"{record['setup_wall_s']} s, then {record['passed']} passed, {record['failed']} failed and {skipped} "
+            f"skipped{' (a CUDA-only test)' if skipped == 1 else ''} in {record['test_wall_s']} s ({minutes} min "
+            f"{seconds} s).")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "results" / "test_suite.json"))
+    parser.add_argument("--readme", action="store_true", help="print the README's sentence on --out's run and exit")
     args = parser.parse_args()
+    if args.readme:
+        print(readme_sentence(json.loads(Path(args.out).read_text())))
+        return 0
     started = time.perf_counter()
     setup = subprocess.run(["make", "setup"], cwd=ROOT)
     setup_s = time.perf_counter() - started
