@@ -414,7 +414,7 @@ def detection_recipe_paragraph() -> str:
         + f", the method's modules {_pct(gid['shares']['method_modules'])} (RoIAlign on the "
         f"{gid['shapes']['gi_instances']} GI boxes {gd['method_modules']['roi_align_student_forward_backward']} ms "
         f"student side, {gd['method_modules']['roi_align_teacher']} ms teacher side), selection "
-        f"{_pct(gid['shares']['selection'])} (GISM over {gid['shapes']['positions']:,} positions "
+        f"{_pct(gid['shares']['selection'])} (GISM over {gid['shapes']['positions'][1]:,} positions "
         f"{gd['selection']['flatten_decode_gism_nms']} ms, their assignment {gd['selection']['positives_assignment']} "
         "ms), " + shares(gid, {"losses": "losses", "machinery": "machinery"}) + ". " + tail(gid) + " "
         f"DETRDistill (`{detr['config']}`, {detr['shapes']['queries']} queries, {detr['shapes']['decoder_layers']} "
