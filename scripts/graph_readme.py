@@ -1,19 +1,30 @@
 """Print the README's graph acceptance section (Cora accuracy, inference speed, distillation throughput, the
 comparison with the run before the fidelity work) from ``results/graph_reproduce.json`` and
 ``results/before_fidelity/graph_reproduce.json``; every figure printed comes from one of those two files.
+``plugin`` and ``plugin-scale`` print the graph plugin README's measured text the same way: the GLNN bullets on
+production seed 5 and the measured Cora runs (from the same two files), and what the scale benchmark shows
+(from ``results/graph_scale.json``; sizes in bytes are computed from its node, edge and width counts).
 
     python3 scripts/graph_readme.py ["CONTEXT"]
+    python3 scripts/graph_readme.py plugin                    # plugins/graph/README.md, GLNN section
+    python3 scripts/graph_readme.py plugin-scale ["CONTEXT"]  # plugins/graph/README.md, "What it shows"
 
 CONTEXT says what else ran on the machine during the run (e.g. "beside the graph profile"); it is printed
-after the run's commit and wall time.
+after the run's commit and wall time (for ``plugin-scale``: what the cores were shared with).
 """
 from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
+from typing import List
+
+from profile_readme import _load
 
 ROOT = Path(__file__).resolve().parents[1]
+#: bytes per element of the scale benchmark's tensors: float32 features and activations, int64 CSR indices
+FLOAT32, INT64 = 4, 8
 
 
 def _ms(x: dict) -> str:
@@ -127,7 +138,129 @@ def section(after: dict, before: dict, context: str = "") -> str:
     return "\n".join(out)
 
 
-if __name__ == "__main__":
+def _bullet(text: str) -> str:
+    """A markdown bullet wrapped as the plugin README wraps them."""
+    return textwrap.fill(text, width=116, initial_indent="- ", subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def _gap(r: dict) -> str:
+    return f"{r['gap']:.2f} (seed {r['seed']})"
+
+
+def plugin_glnn(after: dict, before: dict) -> str:
+    """The graph plugin README's GLNN bullets "Why production seed 5 stalled" and "Measured": seed 5 and the
+    other seeds in the released-loop production run before the fidelity work (PyG's teacher start) and after it
+    (``teacher.init: dgl``), then every Cora row of the current run with the command that trains it."""
+    tr, prod, rel = after["transductive"], after["production"], after["released_schedule"]
+    seeds_before = sorted(before["released_schedule"]["production_per_seed"], key=lambda r: r["gap"])
+    s5_before = next(r for r in seeds_before if r["seed"] == 5)
+    weaker = [r for r in seeds_before if r["seed"] != 5][:3]
+    s5_after = next(r for r in rel["production_per_seed"] if r["seed"] == 5)
+    worst_rel = min(rel["production_per_seed"], key=lambda r: r["gap"])
+    worst_joint = min(rel["production_per_seed_joint"], key=lambda r: r["gap"])
+    options = " ".join(f"student.{k}={v}" for k, v in rel["options"].items())
+    before_src = f"commit {before['commit'][:7]}, `results/before_fidelity/graph_reproduce.json`"
+    stalled = (
+        "**Why production seed 5 stalled.** With PyG's start, the production teacher of seed 5 reached its best "
+        "validation accuracy within the first few epochs, while its training loss was still close to ln 7 (the "
+        "cross entropy of a uniform prediction over Cora's 7 classes), and no later epoch matched it within the "
+        "patience of 50. Its soft labels were almost uniform (mean top probability and mean entropy close to the "
+        "uniform distribution's), so the student's KL term was small from its first epoch; with weight decay 0.005 "
+        "and dropout 0.6 the student never learnt the teacher's ranking. In the released-loop production run "
+        f"before the fidelity work ({before_src}) seed 5's student ended at {s5_before['student']:.2f} against its "
+        f"teacher's {s5_before['teacher']:.2f}. The seeds with the next largest gaps there, "
+        + ", ".join(str(r["seed"]) for r in weaker[:-1]) + f" and {weaker[-1]['seed']} ("
+        + ", ".join(f"{r['gap']:.2f}" for r in weaker[:-1]) + f" and {weaker[-1]['gap']:.2f} points), also kept "
+        "early teachers with flat soft labels. With `teacher.init: dgl` (`results/graph_reproduce.json`, "
+        f"commit {after['commit'][:7]}) seed 5's student ends at {s5_after['student']:.2f} against "
+        f"{s5_after['teacher']:.2f}, and no seed more than {-worst_rel['gap']:.2f} points below its own teacher "
+        f"(seed {worst_rel['seed']}). The student side already matched the released code: the MLP starts as "
+        "`torch.nn.Linear`, uses no norm, lr 0.01, weight decay 0.005 on every parameter and dropout 0.6; the KL "
+        "term is the same as `KLDivLoss(reduction='batchmean', log_target=True)` on log-softmaxes; the kept epoch "
+        "is the best validation epoch (ties to the later one), with validation on the observed validation nodes.")
+    measured = (
+        f"**Measured** (`results/graph_reproduce.json`: commit {after['commit'][:7]}, `{after['command']}`; "
+        "Cora npz, 10 seeds; every row trained by `kdhub train` with the shipped configs, the SAGE teachers with "
+        "`teacher.init: dgl`; this bullet and the one before are printed by `python3 scripts/graph_readme.py "
+        "plugin`): `kdhub train graph::glnn_cora_sage.yaml --cfg-options data.path=cora.npz setting=production` "
+        "trains the production teachers and a student on the joint schedule: production GLNN "
+        f"{_ms(prod['GLNN']['prod'])} against the teachers' {_ms(prod['SAGE']['prod'])}, the largest gap to a "
+        f"seed's own teacher {_gap(worst_joint)}. The released loop from those teachers "
+        f"(`teacher.checkpoint=<run>/seed_{{seed}}/teacher/teacher.pth {options} baseline=false`) gives "
+        f"production GLNN {_ms(prod['GLNN released schedule']['prod'])} (tran "
+        f"{prod['GLNN released schedule']['tran']['mean']:.2f}, ind {prod['GLNN released schedule']['ind']['mean']:.2f}"
+        f"), the largest gap {_gap(worst_rel)}; seed 5: {s5_after['student']:.2f} against "
+        f"{s5_after['teacher']:.2f}. The same loop with PyG's teacher start ({before_src}) gave "
+        f"{_ms(before['production']['GLNN released schedule']['prod'])}, seed 5 at {s5_before['student']:.2f} "
+        f"against {s5_before['teacher']:.2f}. Transductive, shipped config (joint): SAGE {_ms(tr['SAGE'])}, MLP "
+        f"{_ms(tr['MLP'])}, GLNN {_ms(tr['GLNN'])}; the released loop from those teachers "
+        f"{_ms(rel['transductive_GLNN'])}; FF-G2M from those teachers (`ffg2m_cora_sage.yaml`, `teacher.checkpoint` "
+        f"as above) {_ms(tr['FF-G2M'])}.")
+    return "\n".join(_bullet(t) for t in (stalled, measured))
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.3g} GB"
+
+
+def plugin_scale(scale: dict, context: str = "") -> str:
+    """The graph plugin README's "What it shows" bullets on memory and cost per node at scale: what the largest
+    graph's peak holds (sizes computed from the JSON's node, edge and width counts), each phase's cost per node
+    from the smallest to the largest graph, the teacher's cost per training node and epoch, and the load."""
+    cfg, sizes, sm = scale["config"], scale["sizes"], scale["summary"]
+    big = max(sizes, key=lambda r: r["nodes"])
+    n, e, feats = big["nodes"], big["directed_edges"], cfg["graph"]["features"]
+    hidden = cfg["teacher"]["hidden"]
+    phases = big["peak_rss_mb_per_phase"]
+    peak_phase = max(phases, key=phases.get)
+    phase_names = {"soft_labels": "the soft-label phase", "teacher_train": "teacher training",
+                   "generate": "generation", "student_train": "student training"}
+    memory = (
+        f"**Memory.** The {n:,}-node peak ({big['peak_rss_mb']:,.0f} MB, in {phase_names.get(peak_phase, peak_phase)}"
+        f") is, above the process's start-up ({phases['startup']:,.0f} MB), the features ({n:,} x {feats} float32: "
+        f"{_gb(n * feats * FLOAT32)}), the CSR ({e:,} int64 neighbour ids and {n + 1:,} offsets: "
+        f"{_gb((e + n + 1) * INT64)}) and, during inference, one hidden layer for every node ({n:,} x {hidden} "
+        f"float32: {_gb(n * hidden * FLOAT32)}); generation peaks at {phases['generate']:,.0f} MB. Nothing holds "
+        f"the 2-hop activations of the graph or its per-edge messages ({e:,} x {feats} float32: "
+        f"{_gb(e * feats * FLOAT32)} for layer 1 at this size).")
+    t = cfg["teacher"]
+    fan = t["fanouts"]
+    drawn, layer = 0, t["batch_size"]
+    for f in fan:
+        layer *= f
+        drawn += layer
+    order = sorted(sizes, key=lambda r: r["nodes"])
+    teacher = [r["teacher_us_per_train_node_epoch"] for r in order]
+    loads = [x for r in order for x in (r["load_average_1min"]["start"], r["load_average_1min"]["end"])]
+    ratio = sm["per_node_ratio_per_phase"]
+    shared = f"were shared with {context}" if context else "were shared with other work"
+    cost = (
+        f"**Cost per node.** Each phase's cost per node at {order[-1]['nodes']:,} nodes against "
+        f"{order[0]['nodes']:,}: the teacher {ratio['teacher_train']}x, the soft-label inference "
+        f"{ratio['soft_labels']}x, the student {ratio['student_train']}x (generation {ratio['generate']}x, not "
+        f"counted). The teacher's time per training node and epoch (`teacher_us_per_train_node_epoch`) is "
+        + ", ".join(f"{x}" for x in teacher[:-1]) + f" and {teacher[-1]} us"
+        + (", the largest graph highest" if teacher[-1] == max(teacher) else "")
+        + f": a batch of {t['batch_size']} seeds draws up to {drawn:,} sampled neighbours (fan-outs "
+        + " and ".join(map(str, fan)) + f"), and on a {order[0]['nodes']:,}-node graph many of them repeat, so its "
+        f"subgraphs have fewer distinct nodes than on {order[-1]['nodes']:,} nodes. The machine's "
+        f"{scale['machine']['cores']} cores {shared} during this run (1-minute load average {min(loads)} to "
+        f"{max(loads)}, in the JSON)" + (", rising from the first size to the last" if loads == sorted(loads) else "")
+        + "; the largest graph, whose working set does not fit in cache, is the most exposed to that.")
+    return "\n".join(_bullet(t) for t in (memory, cost))
+
+
+def main(argv: List[str]) -> None:
     after = json.loads((ROOT / "results" / "graph_reproduce.json").read_text())
     before = json.loads((ROOT / "results" / "before_fidelity" / "graph_reproduce.json").read_text())
-    print(section(after, before, sys.argv[1] if len(sys.argv) > 1 else ""))
+    if argv[:1] == ["plugin"]:
+        print(plugin_glnn(after, before))
+    elif argv[:1] == ["plugin-scale"]:
+        print(plugin_scale(_load("graph_scale"), argv[1] if len(argv) > 1 else ""))
+    else:
+        print(section(after, before, argv[0] if argv else ""))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

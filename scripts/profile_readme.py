@@ -579,7 +579,8 @@ def core_paragraph() -> str:
         f"no-grad forward, measured interleaved in one run ({c['distill_step_ms']} ms vs "
         f"{c['student_step_plus_teacher_forward_ms']} ms"
         + ("; the ratio and the overhead below are medians of the values formed within each of the "
-           f"{c['steps']} rounds" if "ratio_is" in c else "") + "). Breakdown of that step, each part timed alone in the same "
+           f"{c['steps']} rounds" if "ratio_is" in c else "")
+        + "). Breakdown of that step, each part timed alone in the same "
         f"loop: teacher forward {_pct(sh['teacher_forward'])}, student step {_pct(sh['student_step'])}, the method's "
         f"adapter {_pct(sh['method_modules'])}, its losses {_pct(sh['losses'])}, machinery (taps, hooks, term "
         f"mapping, the rest) {_pct(sh['machinery'])}; the overhead above the floor that includes the method's own "
