@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 import sys
-import textwrap
 from typing import Dict, List
 
 from demo_readme import minutes
 from profile_readme import ROOT, _and, _load, _met
+from readme_text import wrap
 
 CONFIGS = ROOT / "plugins" / "detection" / "configs"
 FAMILIES = {"gid": "GID", "detr": "DETRDistill"}  # the acceptance families, in the benchmark's own order
@@ -27,21 +27,6 @@ COMPONENTS = {"all": "all four (logits, feature, query, contrastive)", "logits":
               "feature": "target-aware feature alone", "query": "query-prior assignment alone",
               "contrastive": "contrastive query term alone"}
 DEMO_TARGET_S = 15 * 60  # the detection demo's wall-time target, data generation included
-WIDTH = 120
-NBSP = "\u00a0"  # textwrap does not break here; replaced by a space after wrapping
-
-
-def _wrap(text: str, indent: str = "") -> str:
-    """Hard-wrap a paragraph at the READMEs' line width without splitting words or paths.
-
-    Operators stay on the line of their left operand, so that no wrapped line starts with ``+ `` or ``- `` (a list
-    item in Markdown) or ``>`` (a quote); short code spans stay on one line.
-    """
-    for op in (" + ", " - ", " >= ", " -> "):
-        text = text.replace(op, NBSP + op.lstrip())
-    text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", NBSP) if len(m.group(0)) < 60 else m.group(0), text)
-    return textwrap.fill(text, WIDTH, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False).replace(NBSP, " ")
 
 
 def _config_int(name: str, key: str) -> int:
@@ -193,8 +178,8 @@ def root() -> str:
               f"demo` table at the top (`results/demo.json`, commit {dd['commit']}), where it took {dd['time']}, data "
               f"generation included, against a {dd['target']} target: {dd['met']} in that run, which shared the "
               f"{dd['cores']} cores with other jobs. On a loaded machine set `OMP_NUM_THREADS=1`.")
-    return "\n\n".join([_wrap(intro), acceptance_table(a, step_ratio=True), ablation_intro, ablation_table(detr),
-                        _wrap(_check(detr, short=False) + " " + released + " " + steps), _wrap(before)])
+    return "\n\n".join([wrap(intro), acceptance_table(a, step_ratio=True), ablation_intro, ablation_table(detr),
+                        wrap(_check(detr, short=False) + " " + released + " " + steps), wrap(before)])
 
 
 def plugin() -> str:
@@ -241,8 +226,8 @@ def plugin() -> str:
         "other jobs). DINO (DETRDistill) and Faster R-CNN (GID): implemented and unit-tested. Not done: benchmark "
         "rows for DINO and Faster R-CNN (no measured AP yet), COCO training (recipes written and loadable; no COCO "
         "or GPU here).")
-    return "\n\n".join([_wrap(intro), acceptance_table(a, step_ratio=False), _wrap(after),
-                        "\n".join(_wrap(x, "  ") for x in bullets), _wrap(acceptance)])
+    return "\n\n".join([wrap(intro), acceptance_table(a, step_ratio=False), wrap(after),
+                        "\n".join(wrap(x, rest="  ") for x in bullets), wrap(acceptance)])
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 import sys
-import textwrap
 from typing import List, Optional, Tuple
 
 from profile_readme import _load
+from readme_text import wrap
 
 #: the GPU check's JSONs in the order they ran (run 1 first)
 RUNS = ("gpu_check", "gpu_check_speech", "gpu_check_speech_amp")
@@ -117,7 +117,7 @@ def failures_paragraph(runs: List[Tuple[str, dict]]) -> str:
             text += (f", and its fp16 `--amp` in run {i} stopped with SpeechBrain's "
                      f"\"{_error(amp['log_tail'])[1]}\" in the Conv-TasNet baseline")
         text += "."
-    return textwrap.fill(text.strip(), width=116, break_long_words=False, break_on_hyphens=False)
+    return wrap(text.strip())
 
 
 def gpu_runs() -> str:

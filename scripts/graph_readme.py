@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from pathlib import Path
 from typing import List
 
 from profile_readme import _load
+from readme_text import wrap
 
 ROOT = Path(__file__).resolve().parents[1]
 #: bytes per element of the scale benchmark's tensors: float32 features and activations, int64 CSR indices
@@ -138,12 +138,6 @@ def section(after: dict, before: dict, context: str = "") -> str:
     return "\n".join(out)
 
 
-def _bullet(text: str) -> str:
-    """A markdown bullet wrapped as the plugin README wraps them."""
-    return textwrap.fill(text, width=116, initial_indent="- ", subsequent_indent="  ", break_long_words=False,
-                         break_on_hyphens=False)
-
-
 def _gap(r: dict) -> str:
     return f"{r['gap']:.2f} (seed {r['seed']})"
 
@@ -197,7 +191,7 @@ def plugin_glnn(after: dict, before: dict) -> str:
         f"{_ms(tr['MLP'])}, GLNN {_ms(tr['GLNN'])}; the released loop from those teachers "
         f"{_ms(rel['transductive_GLNN'])}; FF-G2M from those teachers (`ffg2m_cora_sage.yaml`, `teacher.checkpoint` "
         f"as above) {_ms(tr['FF-G2M'])}.")
-    return "\n".join(_bullet(t) for t in (stalled, measured))
+    return "\n".join(wrap(t, first="- ", rest="  ") for t in (stalled, measured))
 
 
 def _gb(n_bytes: float) -> str:
@@ -248,7 +242,7 @@ def plugin_scale(scale: dict, context: str = "") -> str:
         f"{scale['machine']['cores']} cores {shared} during this run (1-minute load average {min(loads)} to "
         f"{max(loads)}, in the JSON)" + (", rising from the first size to the last" if loads == sorted(loads) else "")
         + "; the largest graph, whose working set does not fit in cache, is the most exposed to that.")
-    return "\n".join(_bullet(t) for t in (memory, cost))
+    return "\n".join(wrap(t, first="- ", rest="  ") for t in (memory, cost))
 
 
 def main(argv: List[str]) -> None:

@@ -12,39 +12,20 @@ as the READMEs wrap them, so the output is pasted into the README unchanged:
 """
 from __future__ import annotations
 
-import re
 import sys
-import textwrap
 from typing import Dict, List, Tuple
 
 from demo_readme import minutes
 from profile_readme import _load, _met, _threads
+from readme_text import KEEP, wrap
 
 AFTER, BEFORE = "results/segmentation_distill.json", "results/before_fidelity/segmentation_distill.json"
-WIDTH = 114
 #: JSON key -> (the root README's short label, the plugin README's label)
 LABELS = {"baseline": ("baseline", "baseline (labels only)"), "transkd-base": ("TransKD-Base", "TransKD-Base"),
           "transkd-gl": ("GL", "TransKD-GL"), "transkd-ea": ("EA", "TransKD-EA"),
           "kd": ("logit KD", "logit KD (T=1)"), "cwd": ("CWD", "CWD (tau=4)")}
-BLOCK_START = ("- ", "* ", "+ ", "#", ">", "|", "1. ", "1) ")
-KEEP = "\ue000"  # stands for a space that wrapping must not break: inside a code span or a formula
 ALIGNED = (f"EA mixing weights start at {'0.1 x (k + 1)'.replace(' ', KEEP)}, GL-Mixer uses SegFormer's attention "
            "with 8 heads and no qkv bias")
-
-
-def _wrap(text: str, first: str = "", rest: str = "") -> str:
-    """``text`` wrapped to the READMEs' width, never inside a `code span`. A line that would start with something
-    Markdown reads as a list item, heading, quote or table row takes the previous line's last word, so the text
-    stays one paragraph."""
-    text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", KEEP), text)
-    lines = textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_long_words=False,
-                          break_on_hyphens=False)
-    for i in range(1, len(lines)):
-        body = lines[i][len(rest):]
-        if body.startswith(BLOCK_START):
-            head, word = lines[i - 1].rsplit(" ", 1)
-            lines[i - 1], lines[i] = head, rest + word + " " + body
-    return "\n".join(lines).replace(KEEP, " ")
 
 
 def _load_both() -> Tuple[dict, dict]:
@@ -174,7 +155,7 @@ def _run_facts(a: dict, teacher: dict) -> dict:
 def root() -> str:
     """README.md's acceptance text in "Segmentation": the run, its table, the run before, the step ratio."""
     a, b, mb, ma, t, teacher, step, st = _context()
-    intro = _wrap(ROOT_INTRO.format(**_run_facts(a, teacher)))
+    intro = wrap(ROOT_INTRO.format(**_run_facts(a, teacher)))
     base, best = ma["baseline"], ma["transkd-base"]
     verdict = (f">= +3.0: {_met(t['transkd_at_least_baseline_plus_3'])}; ahead of logit KD: "
                f"{_met(t['transkd_ahead_of_logit_kd'])}")
@@ -190,13 +171,13 @@ def root() -> str:
         f"{pair('transkd-gl', 'transkd-ea', 'test_gain_over_baseline', _gain)} | |",
         f"| logit KD / CWD (core) | {pair('kd', 'cwd', 'test_mIoU', _m)} | "
         f"{pair('kd', 'cwd', 'test_gain_over_baseline', _gain)} | |"])
-    before = _wrap(
+    before = wrap(
         f"Before the alignment (`{BEFORE}`, {_same_schedule(b, a)}; the JSON records no commit): TransKD-Base "
         f"{_m(mb['transkd-base']['test_mIoU'])} ({_gain(mb['transkd-base']['test_gain_over_baseline'])}), GL "
         f"{_m(mb['transkd-gl']['test_mIoU'])}, EA {_m(mb['transkd-ea']['test_mIoU'])}. GL and EA are the two variants "
         f"whose modules changed; {_moves(b, a)}. The table of both runs: "
         "`python3 scripts/fidelity_readme.py segmentation`.")
-    ratio = _wrap(
+    ratio = wrap(
         f"Step ratio: TransKD step / (student step + teacher backbone forward) = {st['transkd_step_ms']} / "
         f"({st['student_step_ms']} + {st['teacher_forward_backbone_ms']}) ms = **{step['ratio']}** ({step['setup']}; "
         f"{step['full']} against the full teacher forward, {st['teacher_forward_full_ms']} ms); the breakdown of that "
@@ -210,7 +191,7 @@ def configs() -> str:
     """plugins/segmentation/README.md, "Configs": the teacher's and the student's sizes and schedules."""
     a = _load("segmentation_distill")
     teacher = a["accuracy"]["teacher"]
-    return _wrap(
+    return wrap(
         f"Teacher MiT-T (`segformer_mit-t_synth.py`): MiT-B0's widths and depths, {_millions(teacher['params'])} "
         f"parameters, {teacher['iters']} iterations of 8 images on all 2000 training images. Student MiT-N "
         f"(`segformer_mit-n_synth.py`): half the widths, one block per stage, {_millions(_student_params(a))} "
@@ -222,7 +203,7 @@ def configs() -> str:
 def plugin() -> str:
     """plugins/segmentation/README.md, "Benchmark" and "Status of the acceptance targets"."""
     a, b, mb, ma, t, teacher, step, st = _context()
-    intro = _wrap(PLUGIN_INTRO.format(**_run_facts(a, teacher)))
+    intro = wrap(PLUGIN_INTRO.format(**_run_facts(a, teacher)))
     rows = ["| method | val mIoU | test mIoU | gain (test) | per-seed gains |", "|---|---|---|---|---|"]
     for key, (_, label) in LABELS.items():
         r = ma[key]
@@ -231,14 +212,14 @@ def plugin() -> str:
         seeds = "-" if key == "baseline" else ", ".join(_gain(g) for g in r["per_seed_test_gains"])
         rows.append(f"| {label} | {_m(r['val_mIoU'])} | {bold}{_m(r['test_mIoU'])}{bold} ({_m(r['test_mIoU_std'])}) "
                     f"| {gain} | {seeds} |")
-    before = _wrap(
+    before = wrap(
         f"The run before the alignment (`{BEFORE}`, {_same_schedule(b, a)}, no commit recorded; GL with torch "
         "`MultiheadAttention`, one head, and EA starting at 0.5, i.e. `model.distiller.gl_attention=mha "
         "model.distiller.gl_heads=1` and `model.distiller.ea_init=0.5` today) gave TransKD-Base "
         f"{_m(mb['transkd-base']['test_mIoU'])}, GL {_m(mb['transkd-gl']['test_mIoU'])} and EA "
         f"{_m(mb['transkd-ea']['test_mIoU'])}; {_moves(b, a)}. Both runs side by side: "
         "`python3 scripts/fidelity_readme.py segmentation`.")
-    timing = _wrap(
+    timing = wrap(
         f"Step time ({step['setup']}): a TransKD step takes {st['transkd_step_ms']} ms against "
         f"{st['student_step_ms']} ms for the student step and {st['teacher_forward_backbone_ms']} ms for the teacher's "
         f"backbone forward (all TransKD reads), a ratio of **{step['ratio']}**; against the full teacher forward "
@@ -255,7 +236,7 @@ def plugin() -> str:
         _demo(a),
         "Only the data-limited setting (the students' 100 labelled images) is recorded; no committed JSON holds a "
         "run with more labelled images for the student."]
-    status = "### Status of the acceptance targets\n\n" + "\n".join(_wrap(x, "- ", "  ") for x in bullets)
+    status = "### Status of the acceptance targets\n\n" + "\n".join(wrap(x, first="- ", rest="  ") for x in bullets)
     return "\n\n".join([intro, "\n".join(rows), before, timing, status])
 
 

@@ -14,25 +14,16 @@ import json
 import re
 import statistics
 import subprocess
-import textwrap
 from typing import List, Optional
 
 from demo_readme import minutes
 from profile_readme import ROOT, _load, _met
+from readme_text import wrap
 
 #: the acceptance targets as ``benchmarks/speech_distill.py`` checks them (the JSON records only the verdicts)
 GAIN_TARGET_DB, STEP_TARGET, CACHED_TARGET = 0.5, 1.10, 1.05
 #: the commit whose ``results/speech_distill.json`` holds the earlier run with a teacher trained on a GPU
 EARLIER_GPU_TEACHER = "6669f38"
-WIDTH = 120
-
-
-def _wrap(text: str) -> str:
-    """A paragraph hard-wrapped as the README's speech section is: never inside a word, at a hyphen, inside a code
-    span, or between a figure and its unit."""
-    kept = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\0"), text)
-    kept = re.sub(r"\bmin (\d)", "min\0\\1", re.sub(r"(\d) (min|s|dB|ms)\b", "\\1\0\\2", kept))
-    return textwrap.fill(kept, WIDTH, break_long_words=False, break_on_hyphens=False).replace("\0", " ")
 
 
 def _gains(budget: dict) -> List[float]:
@@ -83,7 +74,7 @@ def run_paragraph(j: dict) -> str:
                f"{t['sdri']:.2f} dB SDRi on the test voices); the run trained the students, then timed the steps")
     recorded = (f"the JSON records commit {j['commit'][:7]} and `{j['command']}`" if j.get("commit") else
                 "the JSON records no commit, command or date")
-    return _wrap(
+    return wrap(
         f"Acceptance benchmark (`benchmarks/speech_distill.py --labelled {labelled} --seeds {seeds}`, as the settings "
         f"and seeds in `results/speech_distill.json` show; {recorded}), on "
         f"{_data(j)}, config `{j['config']}`: a Conv-TasNet teacher ({j['params']['teacher']:,} parameters) distilled "
@@ -113,7 +104,7 @@ def settings_paragraph(j: dict) -> str:
     first = j["budgets"][0]["student_data"]
     steps = _steps(first["labelled"] + first["unlabelled"], j["budgets"][0]["student_epochs"], batch)
     count = {1: "One setting", 2: "Two settings", 3: "Three settings"}.get(len(parts), f"{len(parts)} settings")
-    return _wrap(f"{count}, each with the same teacher, architecture, initial weights, {steps:,} steps "
+    return wrap(f"{count}, each with the same teacher, architecture, initial weights, {steps:,} steps "
                  f"and seeds for baseline and distilled student: " + "; ".join(parts)
                  + ". SI-SNRi (dB) on the unseen test voices:")
 
@@ -193,14 +184,14 @@ def results_paragraph(j: dict) -> str:
             text += (f"; its distilled students' mean ({d:.2f} dB) is {'above' if d > base else 'not above'} the "
                      f"fully labelled baseline's ({base:.2f} dB)")
         text += "."
-    return _wrap(text)
+    return wrap(text)
 
 
 def step_paragraph(j: dict) -> str:
     """The step-time ratios: online distillation against student step plus teacher forward, and the cached
     steps against the plain student step, with the load the JSON records before the timing."""
     s, m = j["step_ms"], j["machine"]
-    return _wrap(
+    return wrap(
         f"Step times (`step_ms`), interleaved in one process on one fixed batch of {s['batch']}, "
         f"{m['cpu_threads']} torch threads, load average {m['load_average_1min_before_timing']} over the minute "
         f"before the timing: an online distillation step (teacher forward, output + two feature pairs) takes "
