@@ -76,9 +76,10 @@ def section(after: dict, before: dict, context: str = "") -> str:
         f"(seed {worst['seed']}; target: 5, {met(-worst['gap'] <= 5)}). Seed 5, which stalled at "
         f"{s5_before['student']:.2f} before, ends at {s5_after['student']:.2f}\nagainst its teacher's "
         f"{s5_after['teacher']:.2f}. The cause was the teacher's start, not the MLP recipe: PyG's SAGEConv starts its "
-        "weights\nas `torch.nn.Linear` does, about 3x narrower per layer than DGL's Xavier start, so a teacher whose "
-        "best validation\nepoch came within the first few epochs handed the student almost uniform soft labels "
-        "(seed 5's teacher was kept at\nepoch 2; the evidence is in `plugins/graph/README.md`).",
+        "weights\nas `torch.nn.Linear` does, narrower per layer than DGL's Xavier start (the bounds are in "
+        "`plugins/graph/README.md`),\nso a teacher whose best validation epoch came within the first few epochs "
+        "handed the student almost uniform\nsoft labels (seed 5's teacher was one; the account is in "
+        "`plugins/graph/README.md`).",
     ]
     gcn = after["ffg2m_authors_gcn_teacher"]
     out += [
