@@ -419,6 +419,7 @@ def main() -> None:
         if not teacher_ckpt.is_file():
             raise SystemExit(f"--timing-only: no teacher at {teacher_ckpt}; pass --teacher-checkpoint PTH")
         add_step_times(result, teacher_ckpt.resolve(), Path(args.work_dir), args.timing_repeats)
+        result["step_ms_run"] = run_info()  # the step times come from this run, the rest from the run before
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
         print(json.dumps(result["step_ms"], indent=2))
         return
@@ -466,6 +467,8 @@ def main() -> None:
     }
     add_step_times(result, teacher_ckpt, work, args.timing_repeats)
     result["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    info = run_info()  # commit, command and machine; the machine's facts recorded with the step times stay
+    result.update(info, machine={**info["machine"], **result.get("machine", {})})
     out = Path(args.out)
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({"gains_db": {b["student_epochs"]: b["si_snri_gain_db"] for b in budgets},
