@@ -27,7 +27,7 @@ from torch import nn
 
 from kdhub import TapAlgorithm, build_terms
 
-from breakdown import interleaved, peak_ratio, peak_rss_mb, round_median, shares
+from breakdown import interleaved, paired, peak_ratio, peak_rss_mb, shares
 from provenance import run_info
 
 
@@ -170,16 +170,16 @@ def main() -> None:
     med = interleaved({"reference": reference_step, **steps, **parts}, args.steps, inner=1, warmup=5,
                       samples_out=samples)
     step = med["embedding_terms"]
-
-    def per_round(value) -> float:  # formed within each round, median over the rounds (as the domains' profiles)
-        return round(round_median(samples, value), 4)
+    # formed within each round, median over the rounds, as the domains' profiles form them
+    per_round = paired(samples, "embedding_terms", ["reference"], parts)
+    spatial = paired(samples, "spatial_adapter", ["reference"], parts)
     # floor: teacher forward + student step + the method's modules and losses
     split = shares(step, {p.removeprefix("part_"): med[p] for p in parts})
     result = {
         "benchmark": "core_overhead",
         "student_step_plus_teacher_forward_ms": round(med["reference"] * 1e3, 3),
         "distill_step_ms": round(med["embedding_terms"] * 1e3, 3),
-        "ratio": per_round(lambda r: r["embedding_terms"] / r["reference"]),
+        "ratio": per_round["step_ratio"],
         "ratio_of_medians": round(med["embedding_terms"] / med["reference"], 4),
         "target_ratio": 1.05,
         "ratio_is": "the distillation step over the teacher's forward plus the plain student's step (one function), "
@@ -188,12 +188,11 @@ def main() -> None:
                       "ms": {p.removeprefix("part_"): round(med[p] * 1e3, 3) for p in parts},
                       "shares": {k: round(v, 4) for k, v in split["shares"].items()},
                       "floor_with_method_ms": round(split["floor_s"] * 1e3, 3),
-                      "overhead_above_floor": per_round(
-                          lambda r: r["embedding_terms"] / sum(r[p] for p in parts) - 1),
+                      "overhead_above_floor": per_round["overhead_above_floor"],
                       "overhead_of_medians": round(split["overhead_above_floor"], 4), "target_overhead": 0.10},
         "peak_memory": peak_memory(args.batch),
         "spatial_adapter_distill_step_ms": round(med["spatial_adapter"] * 1e3, 3),
-        "spatial_adapter_ratio": per_round(lambda r: r["spatial_adapter"] / r["reference"]),
+        "spatial_adapter_ratio": spatial["step_ratio"],
         "notes": "ratio: taps on logits and penultimate embedding, KD + MSE (linear adapter) + RKD distance; "
                  "spatial_adapter_ratio includes the forward/backward of a 64->256 1x1 conv on 8x8 maps, "
                  "compute that the method itself adds",

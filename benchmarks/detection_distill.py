@@ -374,7 +374,7 @@ def _release(tensors) -> None:
 
 def _optimizer(params, cfg):
     """The config's optimizer (its ``optim_wrapper.optimizer``: AdamW in the embedded configs, SGD with momentum in
-    the COCO recipes, with every setting the config gives) on ``params``, built by mmengine's registry as the
+    the COCO GID recipe, with every setting the config gives) on ``params``, built by mmengine's registry as the
     step's optimiser wrapper builds it; None when there are none (identity adapters)."""
     from mmengine.optim import OPTIMIZERS
 

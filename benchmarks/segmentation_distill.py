@@ -457,6 +457,7 @@ def main() -> None:
         atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
         print(json.dumps(out["demo"], indent=2))
         return
+    info = run_info()  # the checkout as the run starts: commits may land during its hours
     out = {"benchmark": "segmentation_distill", "machine": {"cpu_count": os.cpu_count(),
                                                             "load_average_start": load_average()},
            "seeds": args.seeds}
@@ -477,8 +478,7 @@ def main() -> None:
         targets["demo_under_10_min"] = out["demo"]["under_10_min"]
     out["targets"] = targets
     out["machine"]["load_average_end"] = load_average()
-    info = run_info()  # commit, command and machine; the machine's load averages measured here stay
-    out.update(info, machine={**info["machine"], **out["machine"]})
+    out.update(info, machine={**info["machine"], **out["machine"]})  # the load averages measured here stay
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["targets"], indent=2))

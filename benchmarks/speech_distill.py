@@ -418,13 +418,18 @@ def main() -> None:
             Path(args.work_dir) / f"epochs{args.student_epochs[0]}" / f"seed{args.seeds[0]}" / "teacher" / "model.pth"
         if not teacher_ckpt.is_file():
             raise SystemExit(f"--timing-only: no teacher at {teacher_ckpt}; pass --teacher-checkpoint PTH")
+        run, before = run_info(), result.get("machine")
         add_step_times(result, teacher_ckpt.resolve(), Path(args.work_dir), args.timing_repeats)
-        result["step_ms_run"] = run_info()  # the step times come from this run, the rest from the run before
+        # the step times come from this run (its commit, command and machine), the rest from the run before
+        result["step_ms_run"] = {**run, "machine": {**run["machine"], **result.pop("machine")}}
+        if before is not None:
+            result["machine"] = before
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
         print(json.dumps(result["step_ms"], indent=2))
         return
     work = Path(args.work_dir)
     t0 = time.perf_counter()
+    info = run_info()  # the checkout as the run starts: commits may land during its hour
     teacher_ckpt, teacher, params = None, None, None
     provenance = "trained by this run (the config's teacher stage, first seed)"
     if args.teacher_checkpoint:
@@ -467,8 +472,7 @@ def main() -> None:
     }
     add_step_times(result, teacher_ckpt, work, args.timing_repeats)
     result["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    info = run_info()  # commit, command and machine; the machine's facts recorded with the step times stay
-    result.update(info, machine={**info["machine"], **result.get("machine", {})})
+    result.update(info, machine={**info["machine"], **result.get("machine", {})})  # the step times' facts stay
     out = Path(args.out)
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({"gains_db": {b["student_epochs"]: b["si_snri_gain_db"] for b in budgets},

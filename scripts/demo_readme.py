@@ -12,7 +12,9 @@ from pathlib import Path
 
 
 def minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {int(round(seconds % 60))} s"
+    """``N min S s``, the seconds rounded (so 119.6 s is 2 min 0 s, never 1 min 60 s)."""
+    whole, rest = divmod(round(seconds), 60)
+    return f"{whole} min {rest} s"
 
 
 def main() -> None:

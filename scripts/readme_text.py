@@ -1,8 +1,8 @@
 """Hard-wrapping shared by the scripts that print README text from ``results/``.
 
-The READMEs paste those scripts' output as it is, so the wrapping must keep Markdown's reading of it: a wrapped line
-that would start with what Markdown takes for a list item, heading, quote or table row takes the previous line's last
-word instead, short code spans are never split, and a figure stays on the line of its unit.
+The READMEs paste those scripts' output as it is, so the wrapping must keep Markdown's reading of it: no wrapped line
+starts with what Markdown takes for a list item, heading, quote or table row, short code spans are never split, and a
+figure stays on the line of its unit.
 """
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ WIDTH = 120
 #: stands for a space that wrapping must not break (inside a code span, between a figure and its unit); callers may
 #: put it in their own text for the same purpose
 KEEP = "\ue000"
-BLOCK_START = ("- ", "* ", "+ ", "#", ">", "|", "1. ", "1) ")
+#: a space before one of these may not become a line break: the next line would start with what Markdown reads as a
+#: list item, heading, quote or table row
+BLOCK_START = r" (?=(?:[-+*]|1[.)]) |[#>|])"
 UNITS = r"(min|s|ms|dB|MB|GB|AP|mIoU)"
 
 
@@ -24,11 +26,6 @@ def wrap(text: str, width: int = WIDTH, first: str = "", rest: str = "") -> str:
                   else m.group(0), text)
     text = re.sub(rf"(\d) {UNITS}\b", rf"\1{KEEP}\2", text)
     text = re.sub(r"\bmin (\d)", rf"min{KEEP}\1", text)
-    lines = textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest, break_long_words=False,
-                          break_on_hyphens=False)
-    for i in range(1, len(lines)):
-        body = lines[i][len(rest):]
-        if body.startswith(BLOCK_START) and " " in lines[i - 1].strip():
-            head, word = lines[i - 1].rsplit(" ", 1)
-            lines[i - 1], lines[i] = head, rest + word + " " + body
-    return "\n".join(lines).replace(KEEP, " ")
+    text = re.sub(BLOCK_START, KEEP, text)
+    return "\n".join(textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                                    break_long_words=False, break_on_hyphens=False)).replace(KEEP, " ")

@@ -77,7 +77,14 @@ def _machine(a: dict) -> str:
     """What the JSON records of the run's machine: its cores and its 1-minute load average."""
     mach = a["machine"]
     return (f"a {mach['cpu_count']}-core CPU machine (1-minute load average {mach['load_average_start'][0]} at the "
-            f"start, {mach['load_average_end'][0]} at the end; the JSON records no commit)")
+            f"start, {mach['load_average_end'][0]} at the end; {_commit(a)})")
+
+
+def _commit(j: dict) -> str:
+    """The commit a benchmark JSON records (older ones record none)."""
+    if not j.get("commit"):
+        return "the JSON records no commit"
+    return f"commit {j['commit'][:7]}" + (", with uncommitted changes" if j.get("uncommitted_changes") else "")
 
 
 def _moves(b: dict, a: dict) -> str:
@@ -118,17 +125,18 @@ def _step(a: dict) -> Dict[str, str]:
 def _demo(a: dict) -> str:
     """The status line on the demo's 10-minute target: from the benchmark JSON's own demo timing if it has one,
     else from the segmentation demo's wall time in the ``make demo`` run of ``results/demo.json``."""
-    head = "`kdhub demo segmentation` under 10 minutes on 2 cores: "
+    d = _load("demo")
+    head = f"`kdhub demo segmentation` under 10 minutes on {d['machine']['cores']} cores: "
     if "demo" in a:
         demo = a["demo"]
         return (head + f"{_met(demo['under_10_min'])}: {minutes(demo['wall_s'])} in this benchmark's run from a fresh "
                 f"work dir and data cache ({demo['cpu_count']} cores, load average {demo['load_average_before'][0]} "
                 f"before it, {demo['load_average_after'][0]} after it).")
-    d = _load("demo")
     wall = d["domains"]["segmentation"]["wall_time_s"]
     return (head + f"{_met(wall < 600)} in the one recorded run, the `make demo` run of `results/demo.json` (commit "
             f"{d['commit'][:7]}, {d['machine']['cores']} cores), where segmentation took {minutes(wall)}. That run "
-            "shared its 2 cores with the test suite and a benchmark (main README, `make demo` paragraph), so its "
+            f"shared its {d['machine']['cores']} cores with the test suite and a benchmark (main README, `make demo` "
+            "paragraph), so its "
             "wall times are inflated against a quiet machine; no quiet-machine time is recorded, and this benchmark "
             "ran with `--skip-demo`.")
 
@@ -172,7 +180,7 @@ def root() -> str:
         f"| logit KD / CWD (core) | {pair('kd', 'cwd', 'test_mIoU', _m)} | "
         f"{pair('kd', 'cwd', 'test_gain_over_baseline', _gain)} | |"])
     before = wrap(
-        f"Before the alignment (`{BEFORE}`, {_same_schedule(b, a)}; the JSON records no commit): TransKD-Base "
+        f"Before the alignment (`{BEFORE}`, {_same_schedule(b, a)}; {_commit(b)}): TransKD-Base "
         f"{_m(mb['transkd-base']['test_mIoU'])} ({_gain(mb['transkd-base']['test_gain_over_baseline'])}), GL "
         f"{_m(mb['transkd-gl']['test_mIoU'])}, EA {_m(mb['transkd-ea']['test_mIoU'])}. GL and EA are the two variants "
         f"whose modules changed; {_moves(b, a)}. The table of both runs: "

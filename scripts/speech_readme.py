@@ -23,7 +23,7 @@ from readme_text import wrap
 #: the acceptance targets as ``benchmarks/speech_distill.py`` checks them (the JSON records only the verdicts)
 GAIN_TARGET_DB, STEP_TARGET, CACHED_TARGET = 0.5, 1.10, 1.05
 #: the commit whose ``results/speech_distill.json`` holds the earlier run with a teacher trained on a GPU
-EARLIER_GPU_TEACHER = "6669f38"
+EARLIER_GPU_TEACHER = "6669f386c73316984410c96a807b7471e492c9cf"
 
 
 def _gains(budget: dict) -> List[float]:
@@ -146,7 +146,7 @@ def _earlier_gpu_teacher() -> Optional[str]:
         return None
     where = "trained on a GPU" if "cuda" in before["teacher_checkpoint"]["provenance"] else "trained separately"
     return (f"an earlier run with a teacher of the same recipe {where} ({before['teacher']['si-snri']:.2f} dB SI-SNRi; "
-            f"`git show {EARLIER_GPU_TEACHER}:results/speech_distill.json`) gave "
+            f"`git show {EARLIER_GPU_TEACHER[:7]}:results/speech_distill.json`) gave "
             + " / ".join(f"{g:+.2f}" for g in _gains(b)) + f", mean {b['si_snri_gain_db']:+.2f}")
 
 
@@ -189,10 +189,14 @@ def results_paragraph(j: dict) -> str:
 
 def step_paragraph(j: dict) -> str:
     """The step-time ratios: online distillation against student step plus teacher forward, and the cached
-    steps against the plain student step, with the load the JSON records before the timing."""
-    s, m = j["step_ms"], j["machine"]
+    steps against the plain student step, with the load the JSON records before the timing (and, when a later
+    ``--timing-only`` run re-measured them, that run's commit)."""
+    s, rerun = j["step_ms"], j.get("step_ms_run")
+    m = rerun["machine"] if rerun else j["machine"]
     return wrap(
-        f"Step times (`step_ms`), interleaved in one process on one fixed batch of {s['batch']}, "
+        f"Step times (`step_ms`"
+        + (f", re-measured by `{rerun['command']}` at commit {rerun['commit'][:7]}" if rerun else "")
+        + f"), interleaved in one process on one fixed batch of {s['batch']}, "
         f"{m['cpu_threads']} torch threads, load average {m['load_average_1min_before_timing']} over the minute "
         f"before the timing: an online distillation step (teacher forward, output + two feature pairs) takes "
         f"**{s['distill_vs_student_plus_teacher']:.3f}x** (student step + teacher forward) ({s['distill_step']:.1f} "

@@ -21,6 +21,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from demo_readme import minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,17 +47,18 @@ def junit_summary(path: Path, slowest: int = 25) -> dict:
             "skipped": counts["skipped"], "pytest_time_s": round(float(suite.get("time", 0.0)), 1),
             "slowest": [{"test": name, "seconds": round(t, 1), "outcome": outcome}
                         for t, name, outcome in sorted(cases, reverse=True)[:slowest]],
-            "failed_tests": [name for _, name, outcome in cases if outcome in ("failure", "error")]}
+            "failed_tests": [name for _, name, outcome in cases if outcome in ("failure", "error")],
+            "skipped_tests": [name for _, name, outcome in cases if outcome == "skipped"]}
 
 
 def readme_sentence(record: dict) -> str:
     """The README's sentence on a recorded run (its commit, date, machine, setup and test times and counts)."""
-    minutes, seconds = divmod(round(record["test_wall_s"]), 60)
-    skipped = record["skipped"]
+    skipped = record.get("skipped_tests", [])
+    which = f" ({', '.join(f'`{name}`' for name in skipped)})" if 0 < len(skipped) <= 3 else ""
     return (f"at commit {record['commit'][:7]} ({record['date']}, {record['machine']['cpus']} cores): setup "
-            f"{record['setup_wall_s']} s, then {record['passed']} passed, {record['failed']} failed and {skipped} "
-            f"skipped{' (a CUDA-only test)' if skipped == 1 else ''} in {record['test_wall_s']} s ({minutes} min "
-            f"{seconds} s).")
+            f"{record['setup_wall_s']} s, then {record['passed']} passed, {record['failed']} failed, "
+            f"{record['errors']} errors and {record['skipped']} skipped{which} in {record['test_wall_s']} s "
+            f"({minutes(record['test_wall_s'])}).")
 
 
 def main() -> int:
