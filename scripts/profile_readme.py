@@ -230,10 +230,6 @@ def detection_paragraph() -> str:
     """The README's paragraph on the detection profile on the embedded set, from ``results/detection_profile.json``."""
     j = _load("detection_profile")
     gid, detr = j["families"]["gid"], j["families"]["detr"]
-    loads = sorted(f["load_average_1min"] for f in j["families"].values())
-
-    def shares(f: dict, names: Dict[str, str]) -> str:
-        return ", ".join(f"{label} {_pct(f['shares'][k])}" for k, label in names.items())
 
     def verdict(f: dict) -> str:
         ratio = _step_ratio(f)
@@ -244,13 +240,13 @@ def detection_paragraph() -> str:
     gd, dd = gid["parts_detail_ms"], detr["parts_detail_ms"]
     sh = detr["shapes"]
     source = (f"`results/detection_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, "
-              f"{_threads(gid['threads'])}, load average {loads[0]} to {loads[-1]}")
+              f"{_threads(gid['threads'])}, {_load_text(f['load_average_1min'] for f in j['families'].values())}")
     return (
         f"Detection, embedded set ({source}): one step of `KDDistillDetector` (loss, parse, the config's optimiser "
         f"wrapper: {gid.get('optimizer', {}).get('type', 'AdamW')} with gradient clipping), batch {gid['batch']} of "
         "the embedded set. Teachers are as initialised and loaded through a checkpoint. "
         f"GID (RetinaNet R18/w32 -> R18/w16, {gid['image_size'][0]} px) {gid['full_ms']} ms: "
-        + shares(gid, {"teacher_forward": "teacher forward", "student_step": "student step"})
+        + _shares(gid, {"teacher_forward": "teacher forward", "student_step": "student step"})
         + f", the method's modules {_pct(gid['shares']['method_modules'])} (RoIAlign of the student's FPN features on "
         f"the {gid['shapes']['gi_instances']} GI boxes, forward and backward, "
         f"{gd['method_modules']['roi_align_student_forward_backward']} ms; the teacher's "
@@ -258,16 +254,16 @@ def detection_paragraph() -> str:
         f"{gd['method_modules']['adapter_forward_backward_update']} ms), selection {_pct(gid['shares']['selection'])} "
         f"(flatten, decode and GISM with NMS {gd['selection']['flatten_decode_gism_nms']} ms; the positions' "
         f"assignment to the GI boxes {gd['selection']['positives_assignment']} ms), "
-        + shares(gid, {"losses": "losses", "machinery": "machinery"}) + ". " + verdict(gid) + " "
+        + _shares(gid, {"losses": "losses", "machinery": "machinery"}) + ". " + verdict(gid) + " "
         f"DETRDistill (Deformable DETR R18/w32 -> R18/w16, {detr['image_size'][0]} px, {sh['queries']} queries, "
         f"{sh['decoder_layers']} decoder layers) {detr['full_ms']} ms: "
-        + shares(detr, {"teacher_forward": "teacher forward", "student_step": "student step"})
+        + _shares(detr, {"teacher_forward": "teacher forward", "student_step": "student step"})
         + f", the method's modules {_pct(detr['shares']['method_modules'])} (the contrastive projections, 512 wide as "
         f"in the released code, on {sh['matched_pairs_per_layer']} matched pairs per layer on both sides, "
         f"{dd['method_modules']['contrastive_projections_forward_backward_update']} ms; the query-prior group's extra "
         f"student decoder pass {dd['method_modules']['query_group_decoder_pass_forward_backward']} ms; the adapters "
         f"{dd['method_modules']['adapters_forward_backward_update']} ms, identities here as both necks are 64 wide), "
-        + shares(detr, {"matching_hungarian": "Hungarian matching to the teacher",
+        + _shares(detr, {"matching_hungarian": "Hungarian matching to the teacher",
                         "selection_topk_masks": "the target-aware top-K masks",
                         "matching_teacher_assignment": "the teacher's assignment to the ground truth",
                         "losses": "losses", "machinery": "machinery"}) + ". " + verdict(detr) + " "
@@ -378,6 +374,11 @@ def tiny_paragraph() -> str:
     return text
 
 
+def _shares(f: dict, names: Dict[str, str]) -> str:
+    """``label X%`` of each of ``names``' parts (key -> label) that the profile record ``f`` has a share of."""
+    return ", ".join(f"{label} {_pct(f['shares'][k])}" for k, label in names.items() if k in f["shares"])
+
+
 def _load_text(values) -> str:
     """``load average X`` or ``load average X to Y`` of a JSON's recorded 1-minute load averages."""
     loads = sorted(values)
@@ -398,9 +399,6 @@ def detection_recipe_paragraph() -> str:
                 f"{mem['distill_step']['peak_delta_mb']} MB against {mem['floor']['peak_delta_mb']} MB: "
                 f"**{mem['ratio']}x**, {mem['ratio_to_floor_plus_method']}x of the floor plus the method's parts alone "
                 f"({mem['method_alone']['peak_delta_mb']} MB).")
-
-    def shares(f: dict, names: Dict[str, str]) -> str:
-        return ", ".join(f"{label} {_pct(f['shares'][k])}" for k, label in names.items() if k in f["shares"])
     matching = sum(detr["shares"].get(k, 0.0) for k in
                    ("matching_hungarian", "selection_topk_masks", "matching_teacher_assignment"))
     size = "x".join(map(str, gid["image_size"]))
@@ -410,20 +408,20 @@ def detection_recipe_paragraph() -> str:
         f"{_load_text(f['load_average_1min'] for f in j['families'].values())}): the same step on the recipes' "
         f"detectors (ImageNet weights not fetched, teachers as initialised), batch {gid['batch']} at {size}. "
         f"GID (`{gid['config']}`) {gid['full_ms']} ms: "
-        + shares(gid, {"teacher_forward": "teacher forward", "student_step": "student step"})
+        + _shares(gid, {"teacher_forward": "teacher forward", "student_step": "student step"})
         + f", the method's modules {_pct(gid['shares']['method_modules'])} (RoIAlign on the "
         f"{gid['shapes']['gi_instances']} GI boxes {gd['method_modules']['roi_align_student_forward_backward']} ms "
         f"student side, {gd['method_modules']['roi_align_teacher']} ms teacher side), selection "
         f"{_pct(gid['shares']['selection'])} (GISM over {gid['shapes']['positions'][1]:,} positions "
         f"{gd['selection']['flatten_decode_gism_nms']} ms, their assignment {gd['selection']['positives_assignment']} "
-        "ms), " + shares(gid, {"losses": "losses", "machinery": "machinery"}) + ". " + tail(gid) + " "
+        "ms), " + _shares(gid, {"losses": "losses", "machinery": "machinery"}) + ". " + tail(gid) + " "
         f"DETRDistill (`{detr['config']}`, {detr['shapes']['queries']} queries, {detr['shapes']['decoder_layers']} "
         f"decoder layers) {detr['full_ms']} ms: "
-        + shares(detr, {"teacher_forward": "teacher forward", "student_step": "student step"})
+        + _shares(detr, {"teacher_forward": "teacher forward", "student_step": "student step"})
         + f", the method's modules {_pct(detr['shares']['method_modules'])} (the query-prior group's second decoder "
         f"pass {dd['method_modules']['query_group_decoder_pass_forward_backward']} ms, the contrastive projections "
         f"{dd['method_modules']['contrastive_projections_forward_backward_update']} ms), matching and masks "
-        f"{_pct(matching)}, " + shares(detr, {"losses": "losses", "machinery": "machinery"}) + ". " + tail(detr) + " "
+        f"{_pct(matching)}, " + _shares(detr, {"losses": "losses", "machinery": "machinery"}) + ". " + tail(detr) + " "
         + _per_round_text(gid) + _blocks_text({"GID": gid, "DETRDistill": detr})
         + _teacher_graph({"GID": gid["teacher_graph"], "DETRDistill": detr["teacher_graph"]}))
 
