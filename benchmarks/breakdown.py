@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 MB = 1e6
@@ -135,6 +135,26 @@ def paired(samples: Mapping[str, list], step: str, floor: Iterable[str], parts: 
     floor, parts = list(floor), list(parts)
     return {"step_ratio": round(round_median(samples, lambda r: r[step] / sum(r[k] for k in floor)), 4),
             "overhead_above_floor": round(round_median(samples, lambda r: r[step] / sum(r[k] for k in parts) - 1), 4)}
+
+
+def block_report(blocks: Sequence[Mapping[str, list]], step: str, floor: Sequence[str],
+                 parts: Mapping[str, str]) -> Dict[str, Any]:
+    """The report of ``step`` timed in ``blocks`` (each a new setup's :func:`interleaved` samples, their rounds
+    pooled): :func:`report` of the pooled medians (``parts``: sample name -> the name it is reported under) with
+    the overhead formed within each round; the step ratio (``step`` over the sum of ``floor``) formed within each
+    round and, as ``step_ratio_of_medians``, from the pooled medians; and, for more than one block, each block's
+    own step ratio and overhead (:func:`paired`)."""
+    pooled = {k: [x for b in blocks for x in b[k]] for k in blocks[0]}
+    med = {k: statistics.median(v) for k, v in pooled.items()}
+    per_round = paired(pooled, step, floor, parts)
+    out = report(med[step], {name: med[k] for k, name in parts.items()}, overhead=per_round["overhead_above_floor"])
+    out["step_ratio"] = per_round["step_ratio"]
+    out["step_ratio_of_medians"] = round(med[step] / sum(med[k] for k in floor), 4)
+    if len(blocks) > 1:
+        each = [paired(b, step, floor, parts) for b in blocks]
+        out["overhead_per_block"] = [e["overhead_above_floor"] for e in each]
+        out["step_ratio_per_block"] = [e["step_ratio"] for e in each]
+    return out
 
 
 # peak memory -------------------------------------------------------------------------------------------------

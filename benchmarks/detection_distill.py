@@ -705,33 +705,25 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
     student's autograd graph."""
     import torch
 
-    from breakdown import paired, peak_ratio, peak_rss_mb, report
+    from breakdown import block_report, peak_ratio, peak_rss_mb
 
     pooled: Dict[str, list] = {}
     runs = [time_family(name, repeats, device, scale, batch, pooled, check_graph=b == 0)
             for b in range(max(1, blocks))]
     first = runs[0]
     med = {k: statistics.median(v) for k, v in pooled.items()}
-    timed = {k: med[k] for k in first["parts"]}
     graph, shapes, detail = first["graph"], first["shapes"], first["detail"]
     peaks = {v: peak_rss_mb("detection_distill:peak_step",
                             {"name": name, "variant": v, "device": device, "scale": scale, "batch": batch},
                             repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
-    floor = ("teacher_forward", "student_step")
-    per_round = paired(pooled, "distill_step", floor, first["parts"])
-    rep = report(med["distill_step"], timed, overhead=per_round["overhead_above_floor"])
-    if len(runs) > 1:
-        blocks_ = [paired(r["samples"], "distill_step", floor, r["parts"]) for r in runs]
-        rep["overhead_per_block"] = [b["overhead_above_floor"] for b in blocks_]
-        rep["step_ratio_per_block"] = [b["step_ratio"] for b in blocks_]
+    rep = block_report([r["samples"] for r in runs], "distill_step", ("teacher_forward", "student_step"),
+                       {k: k for k in first["parts"]})
     spec = FAMILIES[name]
     return {
         "method": spec["method"], "detector": spec["detector"], "scale": scale,
         "config": RECIPE_CONFIGS[name] if scale == "recipe" else spec["distill"],
-        "optimizer": first["optimizer"], **rep, "target_overhead": 0.10,
-        "step_ratio": per_round["step_ratio"], "target_step_ratio": STEP_RATIO_TARGETS[name],
-        "step_ratio_of_medians": round(med["distill_step"] / (med["teacher_forward"] + med["student_step"]), 4),
+        "optimizer": first["optimizer"], **rep, "target_overhead": 0.10, "target_step_ratio": STEP_RATIO_TARGETS[name],
         "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's step, formed "
                          "within each interleaved round, median over every round of every block",
         "overhead_is": "overhead_above_floor: the step over the sum of its parts less one, formed within each round, "

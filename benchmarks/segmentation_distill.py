@@ -276,10 +276,9 @@ def peak_step(variant: str, device: str = "cpu", scale: str = "synth"):
     return floor
 
 
-def time_block(variants, device: str, scale: str, repeats: int, inner: int, pooled: Dict[str, list],
-               check_graph: bool = False):
+def time_block(variants, device: str, scale: str, repeats: int, inner: int, check_graph: bool = False):
     """One timing block on a new setup (batch, models, optimizers): the parts and each variant's step timed
-    interleaved (:func:`breakdown.interleaved`; every round's time is added to ``pooled``). With ``check_graph``,
+    interleaved (:func:`breakdown.interleaved`). With ``check_graph``,
     first whether the teacher's outputs join the student's autograd graph in each variant's step. Returns the
     block's round times, that check (or {}), the batch size and the image size."""
     import torch
@@ -308,20 +307,11 @@ def time_block(variants, device: str, scale: str, repeats: int, inner: int, pool
         fns[f"step_{v}"] = train_step(model, inputs, samples, scale)
     block: Dict[str, list] = {}
     interleaved(fns, repeats, inner=inner, warmup=1, samples_out=block)
-    for k, v in block.items():
-        pooled.setdefault(k, []).extend(v)
     return block, graph, len(samples), list(inputs.shape[-2:])
 
 
 def _parts(variant: str):
     return "teacher_forward", "student_step", f"method_modules_{variant}", "losses"
-
-
-def _per_round(samples: Dict[str, list], variant: str) -> Dict[str, float]:
-    """:func:`breakdown.paired` for the variant's step: its step ratio and overhead, formed within each round."""
-    from breakdown import paired
-
-    return paired(samples, f"step_{variant}", ("teacher_forward", "student_step"), _parts(variant))
 
 
 def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", peak_repeats: int = 3,
@@ -336,33 +326,26 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
     join the student's autograd graph."""
     import torch
 
-    from breakdown import peak_ratio, peak_rss_mb, report
+    from breakdown import block_report, peak_ratio, peak_rss_mb
 
-    pooled: Dict[str, list] = {}
     per_block, graph = [], {}
     for b in range(max(1, blocks)):
-        block, checked, batch, size = time_block(variants, device, scale, repeats, inner, pooled, check_graph=b == 0)
+        block, checked, batch, size = time_block(variants, device, scale, repeats, inner, check_graph=b == 0)
         per_block.append(block)
         graph = graph or checked
-    med = {k: statistics.median(v) for k, v in pooled.items()}
     names = ("floor",) + tuple(variants) + tuple(f"method_{v}" for v in variants)
     peaks = {v: peak_rss_mb("segmentation_distill:peak_step", {"variant": v, "device": device, "scale": scale},
                             repeats=peak_repeats, device=device) for v in names}
     out = {}
     for v in variants:
-        parts = {k.removesuffix(f"_{v}"): med[k] for k in _parts(v)}
-        per_round = _per_round(pooled, v)
-        rep = report(med[f"step_{v}"], parts, overhead=per_round["overhead_above_floor"])
-        out[v] = {**rep, "step_ratio": per_round["step_ratio"], "target_overhead": 0.10,
+        rep = block_report(per_block, f"step_{v}", ("teacher_forward", "student_step"),
+                           {k: k.removesuffix(f"_{v}") for k in _parts(v)})
+        out[v] = {**rep, "target_overhead": 0.10,
                   "peak_memory": {"distill_step": peaks[v], "ratio": peak_ratio(peaks[v], peaks["floor"]),
                                   "target_ratio": 1.15, "method_alone": peaks[f"method_{v}"],
                                   "ratio_to_floor_plus_method": round(peaks[v]["peak_delta_mb"] / (
                                       peaks["floor"]["peak_delta_mb"] + peaks[f"method_{v}"]["peak_delta_mb"]), 4)},
                   "teacher_graph": graph[v]}
-        if len(per_block) > 1:
-            blocks_ = [_per_round(b, v) for b in per_block]
-            out[v]["overhead_per_block"] = [b["overhead_above_floor"] for b in blocks_]
-            out[v]["step_ratio_per_block"] = [b["step_ratio"] for b in blocks_]
     return {
         "variants": out,
         "floor_peak_memory": peaks["floor"],

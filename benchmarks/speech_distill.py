@@ -11,11 +11,14 @@
    step + teacher forward), and a step with cached teacher outputs vs the plain student step.
 3. ``--profile-only JSON``: one distillation step broken into its parts (teacher forward, student step, the
    adapters, the PIT alignment, the losses, machinery), each a share of the step, and the step's peak memory
-   against the floor's (teacher forward + student step), each measured in a fresh process.
+   against the floor's (teacher forward + student step), each measured in a fresh process. ``--scale recipe``
+   profiles the shipped LibriMix recipe's models instead (SpeechBrain's SepFormer sizes as the teacher, a
+   Conv-TasNet student) on one 4 s mixture, so the method's share is the one a user of that recipe pays.
 
     python benchmarks/speech_distill.py [--config CONFIG] [--teacher-checkpoint PTH] [--seeds 0 1 2]
                                         [--labelled 0 100] [--out results/speech_distill.json]
     python benchmarks/speech_distill.py --profile-only results/speech_profile.json [--timing-repeats 5]
+    python benchmarks/speech_distill.py --profile-only results/speech_profile_recipe.json --scale recipe
 """
 from __future__ import annotations
 
@@ -49,6 +52,11 @@ from provenance import run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "plugins" / "speech" / "configs" / "convtasnet_distill.yaml"
+#: --scale recipe: the shipped LibriMix recipe (SepFormer at SpeechBrain's recipe sizes -> Conv-TasNet), on mixtures
+#: of SpeechBrain's training_signal_len (32000 samples: 4 s at 8 kHz, the length its LibriMix recipes crop to when
+#: limit_training_signal_len is set, and the segment the config suggests to save memory)
+RECIPE_CONFIG = ROOT / "plugins" / "speech" / "configs" / "librimix_sepformer_to_convtasnet.yaml"
+RECIPE_SECONDS = 4.0
 
 
 def train(work: Path, *options: str) -> dict:
@@ -119,15 +127,31 @@ def step_times(teacher_path: Path, work: Path, repeats: int, device: str = "cpu"
     return ms
 
 
-def profile_setup(config: Path = CONFIG, device: str = "cpu"):
-    """The config with its teacher as initialised (seed 0) and the first batch of its training data: the
-    profile's timings and memory do not depend on trained weights."""
+def profile_setup(config: Path = CONFIG, device: str = "cpu", scale: str = "embedded"):
+    """The config with its teacher as initialised (seed 0) and one batch of its size: the profile's timings and
+    memory do not depend on trained weights. ``embedded``: the first batch of the config's training data;
+    ``recipe``: :func:`recipe_batch` for the recipe's models."""
     cfg = kdhub_load_config(config, []).cfg
     torch.manual_seed(0)
     teacher = cfg["teacher_model"].eval().to(device)
+    if scale == "recipe":
+        return cfg, teacher, recipe_batch(cfg["training"]["batch_size"], RECIPE_SECONDS).to(device)
     train_ds = dataset(load_data(cfg, str(config)).train)
     batch = next(iter(sb.dataio.dataloader.make_dataloader(train_ds, batch_size=cfg["training"]["batch_size"])))
     return cfg, teacher, batch.to(device)
+
+
+def recipe_batch(size: int, seconds: float) -> sb.dataio.batch.PaddedBatch:
+    """``size`` two-speaker mixtures of ``seconds`` each, built offline from the embedded set (its 8 kHz sample
+    rate is the recipe's): consecutive embedded mixtures joined end to end, their sources joined alike, so each
+    mixture is still the exact sum of its two references."""
+    cfg = kdhub_load_config(CONFIG, []).cfg
+    ds = dataset(load_data(cfg, str(CONFIG)).train)
+    per = round(seconds / cfg["data"]["embedded"]["seconds"])
+    items = [ds[i] for i in range(size * per)]
+    joined = [{"id": f"recipe{j}", **{k: torch.cat([it[k] for it in items[j * per:(j + 1) * per]])
+                                      for k in ("mix_sig", "s1_sig", "s2_sig")}} for j in range(size)]
+    return sb.dataio.batch.PaddedBatch(joined)
 
 
 def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
@@ -172,11 +196,11 @@ def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
     return modules, matching, losses, [list(x.shape) for x in s_feats]
 
 
-def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu"):
+def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu", scale: str = "embedded"):
     """One step for the peak-memory measurement (:func:`breakdown.peak_rss_mb`): ``distill``, the distilling
     Brain's ``fit_batch``; ``floor``, the teacher's no-grad forward and then the plain student's ``fit_batch``;
     ``method``, the adapters', the alignment's and the losses' parts alone."""
-    cfg, teacher, batch = profile_setup(Path(config), device)
+    cfg, teacher, batch = profile_setup(Path(config), device, scale)
     if variant == "method":
         inter = make_brain(cfg, teacher, device, True).kd.intermediate
         parts = method_parts(cfg, copy.deepcopy(teacher), inter, batch)[:3]
@@ -193,14 +217,14 @@ def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu"):
     return floor
 
 
-def time_block(config: Path, repeats: int, device: str, pooled: Dict[str, list], check_graph: bool):
+def time_block(config: Path, repeats: int, device: str, check_graph: bool, scale: str = "embedded"):
     """One block of the profile's timing on a new setup (the config's models built again, seed 0): the parts and
-    the full step interleaved over ``repeats`` rounds, their times added to ``pooled``. Returns this block's
+    the full step interleaved over ``repeats`` rounds. Returns this block's
     samples, the parts' names, the student features' shapes and (with ``check_graph``) whether the teacher's
     outputs join the student's autograd graph."""
     from breakdown import TeacherGraphProbe, interleaved
 
-    cfg, teacher, batch = profile_setup(config, device)
+    cfg, teacher, batch = profile_setup(config, device, scale)
     plain_teacher = copy.deepcopy(teacher)  # no taps: the teacher_forward part is the bare network
     student, full = make_brain(cfg, teacher, device, False), make_brain(cfg, teacher, device, True)
     mix = batch.mix_sig.data
@@ -221,15 +245,15 @@ def time_block(config: Path, repeats: int, device: str, pooled: Dict[str, list],
     parts = {"teacher_forward": teacher_forward, "student_step": lambda: student.fit_batch(batch),
              "method_modules": method_modules, "matching": matching, "losses": losses}
     block: Dict[str, list] = {}
-    interleaved({**parts, "distill_step": lambda: full.fit_batch(batch)}, repeats, inner=3, warmup=1,
-                samples_out=block)
-    for k, v in block.items():
-        pooled.setdefault(k, []).extend(v)
+    # a recipe-size step takes seconds, far above the timer's resolution: one call per part and round suffices
+    interleaved({**parts, "distill_step": lambda: full.fit_batch(batch)}, repeats, inner=1 if scale == "recipe" else 3,
+                warmup=1, samples_out=block)
     return {"samples": block, "parts": list(parts), "shapes": s_shapes, "graph": graph, "cfg": cfg,
             "mix_samples": mix.shape[-1]}
 
 
-def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int = 3, blocks: int = 1) -> dict:
+def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int = 3, blocks: int = 1,
+            scale: str = "embedded") -> dict:
     """Break the distillation step (``SeparationBrain.fit_batch`` with :class:`Distillation`) into its parts,
     timed interleaved in one process on one batch: the teacher's forward (no grad, hook-free copy), the plain
     student's train step, the intermediate term's adapters (forward and backward on the captured features'
@@ -238,30 +262,20 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
     machinery is the rest. The timing runs in ``blocks`` blocks, each on a new setup (:func:`time_block`), and
     the step ratio and overhead are formed within each round, as the other domains' profiles do. Then the step's
     peak memory against the floor's, and whether the teacher's outputs join the student's autograd graph."""
-    from breakdown import paired, peak_ratio, peak_rss_mb, report
+    from breakdown import block_report, peak_ratio, peak_rss_mb
 
-    pooled: Dict[str, list] = {}
-    runs = [time_block(config, repeats, device, pooled, check_graph=b == 0) for b in range(max(1, blocks))]
+    runs = [time_block(config, repeats, device, b == 0, scale) for b in range(max(1, blocks))]
     first = runs[0]
     cfg, graph, s_shapes, parts = first["cfg"], first["graph"], first["shapes"], first["parts"]
-    med = {k: statistics.median(v) for k, v in pooled.items()}
-    floor = ("teacher_forward", "student_step")
-    per_round = paired(pooled, "distill_step", floor, parts)
-    rep = report(med["distill_step"], {k: med[k] for k in parts}, overhead=per_round["overhead_above_floor"])
-    if len(runs) > 1:
-        blocks_ = [paired(r["samples"], "distill_step", floor, parts) for r in runs]
-        rep["overhead_per_block"] = [b["overhead_above_floor"] for b in blocks_]
-        rep["step_ratio_per_block"] = [b["step_ratio"] for b in blocks_]
-    kwargs = {"config": str(config), "device": device}
+    rep = block_report([r["samples"] for r in runs], "distill_step", ("teacher_forward", "student_step"),
+                       {k: k for k in parts})
+    kwargs = {"config": str(config), "device": device, "scale": scale}
     peaks = {v: peak_rss_mb("speech_distill:peak_step", {"variant": v, **kwargs}, repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
     return {
         "breakdown": {"of": "SeparationBrain.fit_batch with Distillation (teacher run live, not cached), medians "
                             "of interleaved rounds",
-                      **rep, "target_overhead": 0.10,
-                      "step_ratio": per_round["step_ratio"], "target_step_ratio": 1.05,
-                      "step_ratio_of_medians": round(
-                          med["distill_step"] / (med["teacher_forward"] + med["student_step"]), 4),
+                      **rep, "target_overhead": 0.10, "target_step_ratio": 1.05,
                       "step_ratio_is": "the distillation step over the teacher's forward plus the plain student's "
                                        "step, formed within each interleaved round, median over every round of "
                                        "every block",
@@ -297,7 +311,7 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
         "teacher_graph": graph,
         "teacher_weights": "as initialised (seed 0): the step's time and memory do not depend on trained weights",
         "batch": f"{cfg['training']['batch_size']} x {first['mix_samples']} samples",
-        "repeats": repeats, "blocks": len(runs), "device": device, "threads": torch.get_num_threads(),
+        "scale": scale, "repeats": repeats, "blocks": len(runs), "device": device, "threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -373,7 +387,9 @@ def add_step_times(result: dict, teacher_ckpt: Path, work: Path, repeats: int) -
 def main() -> None:
     global CONFIG
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=CONFIG, help="speech distillation config (hyperpyyaml)")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="speech distillation config (hyperpyyaml; default: the embedded set's, or with --scale "
+                         "recipe the LibriMix recipe's)")
     ap.add_argument("--teacher-checkpoint", type=Path, default=None,
                     help="a teacher model.pth from an earlier pipeline run of this config (else trained here)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -396,18 +412,26 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="device of --profile-only")
     ap.add_argument("--profile-blocks", type=int, default=1,
                     help="repeat --profile-only's timing on this many new setups and pool the rounds")
+    ap.add_argument("--scale", default="embedded", choices=("embedded", "recipe"),
+                    help="--profile-only's models and batch: the config's on its embedded set (embedded), or the "
+                         "LibriMix recipe's on 4 s mixtures (recipe)")
     args = ap.parse_args()
-    CONFIG = args.config.resolve()
+    config = (args.config or (RECIPE_CONFIG if args.scale == "recipe" else CONFIG)).resolve()
+    if args.scale == "embedded":  # the config every run below trains; the recipe's batch still joins CONFIG's set
+        CONFIG = config
     if args.profile_only or args.cache_only:  # one measurement of one config, recorded with its provenance
         if args.profile_only:
             path, measured = args.profile_only, {"benchmark": "speech_profile",
-                                                 **profile(CONFIG, args.timing_repeats, args.device,
-                                                            blocks=args.profile_blocks)}
+                                                 **profile(config, args.timing_repeats, args.device,
+                                                           blocks=args.profile_blocks, scale=args.scale)}
         else:
             Path(args.work_dir).mkdir(parents=True, exist_ok=True)
-            path, measured = args.cache_only, cache_cost(Path(args.work_dir), args.timing_repeats, CONFIG)
-        result = {"config": str(CONFIG.relative_to(ROOT)) if CONFIG.is_relative_to(ROOT) else str(CONFIG),
-                  "data": describe_data(kdhub_load_config(CONFIG, []).cfg), **measured, **run_info()}
+            path, measured = args.cache_only, cache_cost(Path(args.work_dir), args.timing_repeats, config)
+        data = (f"{RECIPE_SECONDS:g} s mixtures joined from consecutive mixtures of the embedded set "
+                f"({describe_data(kdhub_load_config(CONFIG, []).cfg)})" if args.scale == "recipe" and
+                args.profile_only else describe_data(kdhub_load_config(config, []).cfg))
+        result = {"config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
+                  "data": data, **measured, **run_info()}
         atomic_write_text(Path(path), json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return

@@ -18,7 +18,8 @@ here from that file's own parts.
     python scripts/profile_readme.py tiny          # the paragraph on the step ratios at the embedded sets' sizes
     python scripts/profile_readme.py detection_recipe     # the detection profile at the COCO recipes' size
     python scripts/profile_readme.py segmentation_recipe  # the TransKD profile at the Cityscapes recipe's size
-    python scripts/profile_readme.py speech               # the speech profile
+    python scripts/profile_readme.py speech               # the speech profile (embedded set)
+    python scripts/profile_readme.py speech_recipe        # the speech profile at the LibriMix recipe's size
     python scripts/profile_readme.py speech_cache         # the speech teacher cache
     python scripts/profile_readme.py summary              # the paragraph after the table: which targets are met
 """
@@ -77,13 +78,14 @@ def rows() -> List[str]:
                             f"{'x'.join(map(str, d['image_size']))}", name, v["full_ms"], _step_ratio(v),
                             v["overhead_above_floor"], v["peak_memory"]["ratio"],
                             v["peak_memory"]["ratio_to_floor_plus_method"]))
-    s = _load("speech_profile")
-    if s is not None:
-        b = s["breakdown"]
-        step = _step_ratio(b)
-        out.append(_row("speech KD", f"embedded: Conv-TasNet, batch {s['batch']}", "speech_profile", b["full_ms"],
-                        step, b["overhead_above_floor"], s["peak_memory"]["ratio"],
-                        s["peak_memory"]["ratio_to_floor_plus_method"]))
+    for name, scale in {"speech_profile": "embedded: Conv-TasNet",
+                        "speech_profile_recipe": "LibriMix recipe: SepFormer -> Conv-TasNet"}.items():
+        s = _load(name)
+        if s is not None:
+            b = s["breakdown"]
+            out.append(_row("speech KD", f"{scale}, batch {s['batch']}", name, b["full_ms"], _step_ratio(b),
+                            b["overhead_above_floor"], s["peak_memory"]["ratio"],
+                            s["peak_memory"]["ratio_to_floor_plus_method"]))
     c = _load("core_overhead")
     if c is not None:  # the method's adapter and losses run inside the step: one floor, teacher and student
         peak = c.get("peak_memory", {}).get("ratio")
@@ -452,19 +454,28 @@ def segmentation_recipe_paragraph() -> str:
         + " " + _teacher_graph({f"variant {v}": r["teacher_graph"] for v, r in variants.items()}))
 
 
-def speech_paragraph() -> str:
-    """The README's paragraph on the speech profile, from ``results/speech_profile.json``."""
-    j = _load("speech_profile")
+#: what each speech profile runs: the embedded set's config, or the LibriMix recipe's models
+SPEECH_MODELS = {"speech_profile": "Conv-TasNet teacher -> student, output PIT SI-SNR + two adapted TCN-feature terms",
+                 "speech_profile_recipe": "the LibriMix recipe's SepFormer teacher at SpeechBrain's recipe sizes -> "
+                                          "Conv-TasNet student, output PIT SI-SNR + two adapted features, the TCN's "
+                                          "against the SepFormer's dual-path blocks; teacher as initialised"}
+
+
+def speech_paragraph(name: str = "speech_profile") -> str:
+    """The README's paragraph on a speech profile, from ``results/<name>.json`` (the embedded set's config, or
+    ``speech_profile_recipe``: the LibriMix recipe's models)."""
+    j = _load(name)
     b, mem = j["breakdown"], j["peak_memory"]
     names = {"teacher_forward": "teacher forward", "student_step": "student step",
              "method_modules": "the method's modules", "matching": "matching (PIT alignment)", "losses": "losses",
              "machinery": "machinery"}
     ratio = _step_ratio(b)
+    label = "Speech" if name == "speech_profile" else "Speech, LibriMix recipe"
     return (
-        f"Speech (`results/speech_profile.json`, commit {j['commit'][:7]}, `{j['command']}`, "
+        f"{label} (`results/{name}.json`, commit {j['commit'][:7]}, `{j['command']}`, "
         f"{_threads(j['threads'])}, load average {j['load_average_1min']}): `SeparationBrain.fit_batch` with "
-        "`Distillation` (Conv-TasNet teacher -> student, output PIT SI-SNR + two adapted TCN-feature terms, teacher "
-        f"run live), batch {j['batch']}, {b['full_ms']} ms: "
+        f"`Distillation` ({SPEECH_MODELS[name]}, teacher run live), batch {j['batch']}"
+        + (f" ({j['data']})" if name != "speech_profile" else "") + f", {b['full_ms']} ms: "
         + ", ".join(f"{label} {_pct(b['shares'][k])}" for k, label in names.items())
         + f"; overhead above the floor **{_pct(b['overhead_above_floor'])}** (target <= 10%: "
         f"{_met(b['overhead_above_floor'] <= OVERHEAD_TARGET)}), step ratio **{ratio:.4f}** (target <= "
@@ -497,14 +508,14 @@ def _speech_core_text(rows_: List[str]) -> str:
     (from its JSON)."""
     missed = [r.split(" | ")[0].lstrip("| ") for r in rows_ if "not met" in r]
     if not missed:
-        return "The speech and core steps meet theirs. "
+        return f"The {SMALL_STEPS['speech KD']} and the {SMALL_STEPS['core KD']} meet theirs. "
     text = ""
     for label in missed:
         cells = next(r for r in rows_ if r.startswith(f"| {label} ")).split(" | ")
         names = {3: f"step ratio {{}} (target <= {STEP_TARGETS[label]:.2f})",
                  4: f"overhead above the floor {{}}% (target <= {OVERHEAD_TARGET:.0%})",
                  6: f"peak against the floor with the method's modules {{}}x (target <= {PEAK_TARGET})"}
-        text += f"The {label.split()[0]} step misses its " + _and(
+        text += f"The {SMALL_STEPS[label]} misses its " + _and(
             [names[i].format(cells[i].split()[0]) for i in names if "not met" in cells[i]])
         b = (_load("speech_profile") or {}).get("breakdown", {}) if label == "speech KD" else {}
         if "not met" in cells[3] and "step_ratio_of_medians" in b:
@@ -522,8 +533,12 @@ def _speech_core_text(rows_: List[str]) -> str:
                 text += ", less than the spread between blocks"
         text += ". "
     met_ = [x for x in ("speech KD", "core KD") if x not in missed]
-    return text + (f"The {met_[0].split()[0]} step meets its targets. " if met_ else "")
+    return text + (f"The {SMALL_STEPS[met_[0]]} meets its targets. " if met_ else "")
 
+
+NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
+#: how the summary names the speech and core rows of the embedded sets' sizes
+SMALL_STEPS = {"speech KD": "speech step on the embedded set", "core KD": "core step"}
 
 #: the detection recipe profile before the teacher-first step and GISM's chunked scores (what the summary compares)
 BEFORE_TEACHER_FIRST = "471c64204fbd1594eac5466cf27c4a41c231fcc3"
@@ -540,12 +555,15 @@ def summary_paragraph() -> str:
         return all("not met" not in c for c in cells[3:7])
     table = rows()
     recipe = [r for r in table if "recipe" in r.split(" | ")[1]]
-    others = [r for r in table if r.split(" | ")[0].lstrip("| ") in ("speech KD", "core KD")]
+    others = [r for r in table if r.split(" | ")[0].lstrip("| ") in ("speech KD", "core KD") and r not in recipe]
     g = _load("graph_profile")
     ff = g["methods"]["ffg2m"]
     recipe_met = all(map(met, recipe))
     base_peak = max(float(r.split(" | ")[5]) for r in recipe)
-    text = ((f"At the recipes' sizes GID, DETRDistill and the three TransKD variants meet every target: step ratio, "
+    methods = [r.split(" | ")[0].lstrip("| ") for r in recipe]
+    named = [m if methods.count(m) == 1 else f"the {NUMBERS.get(methods.count(m), methods.count(m))} {m} variants"
+             for m in dict.fromkeys(methods)]
+    text = ((f"At the recipes' sizes {_and(named)} meet every target: step ratio, "
              f"overhead above the floor and peak memory against the floor with the method's modules; against the "
              f"teacher-plus-student floor their peaks are at most {base_peak:.3f}x. " if recipe_met else
              "At the recipes' sizes not every target is met (see the table). ")
@@ -598,7 +616,8 @@ def summary_paragraph() -> str:
 def provenance() -> List[str]:
     lines = []
     for name in ("detection_profile", "detection_profile_recipe", "segmentation_profile",
-                 "segmentation_profile_recipe", "speech_profile", "core_overhead", "graph_profile"):
+                 "segmentation_profile_recipe", "speech_profile", "speech_profile_recipe", "core_overhead",
+                 "graph_profile"):
         d = _load(name)
         if d is not None:
             lines.append(f"- `results/{name}.json`: commit {str(d.get('commit'))[:7]}, `{d.get('command')}`")
@@ -653,7 +672,8 @@ def main() -> None:
     paragraphs = {"graph": graph_paragraph, "core": core_paragraph, "scale": scale_paragraph,
                   "detection": detection_paragraph, "segmentation": segmentation_paragraph, "tiny": tiny_paragraph,
                   "detection_recipe": detection_recipe_paragraph, "segmentation_recipe": segmentation_recipe_paragraph,
-                  "speech": speech_paragraph, "speech_cache": speech_cache_paragraph, "summary": summary_paragraph}
+                  "speech": speech_paragraph, "speech_recipe": lambda: speech_paragraph("speech_profile_recipe"),
+                  "speech_cache": speech_cache_paragraph, "summary": summary_paragraph}
     if sys.argv[1:]:
         if sys.argv[1] not in paragraphs:
             raise SystemExit(f"usage: profile_readme.py [{'|'.join(paragraphs)}] (no argument: the cost table)")

@@ -75,6 +75,26 @@ def test_paired_ratios_are_formed_within_each_round():
     assert out["overhead_above_floor"] == pytest.approx((0.1 + (3.0 / 2.2 - 1)) / 2, abs=1e-4)
 
 
+def test_block_report_pools_the_rounds_and_keeps_each_blocks_own():
+    """Two blocks of two rounds (the same samples as above): the step ratio and overhead are the per-round
+    medians worked out there, the ratio of the pooled medians is 2.05 / 1.45, each block's own step ratio is its
+    rounds' median ((10/9 + 11/9) / 2 and (3/2 + 32/21) / 2), and the parts are reported under their new names."""
+    blocks = [{"step": [1.0, 1.1], "teacher": [0.5, 0.5], "student": [0.4, 0.4], "loss_x": [0.1, 0.1]},
+              {"step": [3.0, 3.2], "teacher": [1.0, 1.0], "student": [1.0, 1.1], "loss_x": [0.2, 0.2]}]
+    parts = {"teacher": "teacher", "student": "student", "loss_x": "losses"}
+    out = breakdown.block_report(blocks, "step", ("teacher", "student"), parts)
+    assert out["step_ratio"] == pytest.approx((11 / 9 + 3 / 2) / 2, abs=1e-4)
+    assert out["overhead_above_floor"] == pytest.approx((0.1 + (3.0 / 2.2 - 1)) / 2, abs=1e-4)
+    assert out["step_ratio_of_medians"] == pytest.approx(2.05 / 1.45, abs=1e-4)
+    assert out["step_ratio_per_block"] == pytest.approx([(10 / 9 + 11 / 9) / 2, (3 / 2 + 32 / 21) / 2], abs=1e-4)
+    assert out["overhead_per_block"] == pytest.approx([0.05, (3.0 / 2.2 + 3.2 / 2.3) / 2 - 1], abs=1e-4)
+    assert out["parts_ms"] == pytest.approx({"teacher": 750.0, "student": 700.0, "losses": 150.0})
+    assert out["full_ms"] == pytest.approx(2050.0)
+    single = breakdown.block_report(blocks[:1], "step", ("teacher", "student"), parts)
+    assert "step_ratio_per_block" not in single and single["step_ratio"] == pytest.approx((10 / 9 + 11 / 9) / 2,
+                                                                                            abs=1e-4)
+
+
 @pytest.mark.skipif(not breakdown.hwm_resettable(), reason="the RSS high-water mark cannot be reset here")
 def test_peak_of_a_known_allocation():
     big = breakdown.peak_rss_mb("test_breakdown:allocating_step", {"mb": 200}, repeats=2, path=[HERE])
