@@ -17,7 +17,7 @@ from speech_readme import EARLIER_GPU_TEACHER  # noqa: E402
 PRINTERS = [
     (["profile_readme.py"], "README.md"),
     *[(["profile_readme.py", name], "README.md")
-      for name in ("summary", "tiny", "scale", "speech", "speech_cache", "detection", "segmentation",
+      for name in ("summary", "tiny", "scale", "speech", "speech_recipe", "speech_cache", "detection", "segmentation",
                    "detection_recipe", "segmentation_recipe", "graph", "core")],
     (["demo_readme.py", "results/demo.json"], "README.md"),
     (["demo_readme.py", "results/demo_graph.json"], "README.md"),
