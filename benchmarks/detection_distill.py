@@ -662,12 +662,10 @@ def peak_step(name: str, variant: str, device: str = "cpu", scale: str = "synth"
     return lambda: (teacher(), plain())
 
 
-def time_family(name: str, repeats: int, device: str, scale: str, batch: int, pooled: Dict[str, list],
-                check_graph: bool = False) -> dict:
+def time_family(name: str, repeats: int, device: str, scale: str, batch: int, check_graph: bool = False) -> dict:
     """One timing block of the family on a new setup (batch, detectors, optimisers): the parts, their pieces
-    and the distillation step timed interleaved (every round's time is kept in the result's ``samples`` and
-    added to ``pooled``). With ``check_graph``, first whether the teacher's outputs join the student's autograd
-    graph."""
+    and the distillation step timed interleaved (every round's time is kept in the result's ``samples``). With
+    ``check_graph``, first whether the teacher's outputs join the student's autograd graph."""
     cfg, model, student, inputs, samples = profile_setup(name, device, scale, batch)
     parts, shapes, detail = method_parts(name, model, inputs, samples, cfg)
     sub = {f"{part}.{k}": fn for part, fns in detail.items() for k, fn in fns.items()}
@@ -687,8 +685,6 @@ def time_family(name: str, repeats: int, device: str, scale: str, batch: int, po
     from breakdown import interleaved
     block: Dict[str, list] = {}
     interleaved({**fns, **sub}, repeats, inner=1, warmup=1, samples_out=block)
-    for k, v in block.items():
-        pooled.setdefault(k, []).extend(v)
     return {"samples": block, "parts": [k for k in fns if k != "distill_step"], "graph": graph, "shapes": shapes,
             "detail": {part: list(fns) for part, fns in detail.items()},
             "optimizer": dict(cfg.optim_wrapper.optimizer),
@@ -707,11 +703,9 @@ def profile_family(name: str, repeats: int, device: str = "cpu", peak_repeats: i
 
     from breakdown import block_report, peak_ratio, peak_rss_mb
 
-    pooled: Dict[str, list] = {}
-    runs = [time_family(name, repeats, device, scale, batch, pooled, check_graph=b == 0)
-            for b in range(max(1, blocks))]
+    runs = [time_family(name, repeats, device, scale, batch, check_graph=b == 0) for b in range(max(1, blocks))]
     first = runs[0]
-    med = {k: statistics.median(v) for k, v in pooled.items()}
+    med = {k: statistics.median([x for r in runs for x in r["samples"][k]]) for k in first["samples"]}
     graph, shapes, detail = first["graph"], first["shapes"], first["detail"]
     peaks = {v: peak_rss_mb("detection_distill:peak_step",
                             {"name": name, "variant": v, "device": device, "scale": scale, "batch": batch},

@@ -353,8 +353,8 @@ def profile(repeats: int, variants=("base", "gl", "ea"), device: str = "cpu", pe
               "each variant's shares of its own step",
         "ratios_are": "step_ratio (the step over the teacher's forward plus the plain student's step) and "
                       "overhead_above_floor (the step over the sum of its parts, less one): formed within each "
-                      "interleaved round, median over every round of every block; overhead_of_medians: the same "
-                      "from the parts' pooled medians (the shares' basis)",
+                      "interleaved round, median over every round of every block; overhead_of_medians and "
+                      "step_ratio_of_medians: the same from the parts' pooled medians (the shares' basis)",
         "parts": {"teacher_forward": "the teacher's backbone forward under no_grad (a copy without the taps): the "
                                      "losses read backbone taps only",
                   "student_step": "the plain student's train step: forward, decode-head cross entropy, backward, "

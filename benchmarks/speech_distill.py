@@ -13,7 +13,8 @@
    adapters, the PIT alignment, the losses, machinery), each a share of the step, and the step's peak memory
    against the floor's (teacher forward + student step), each measured in a fresh process. ``--scale recipe``
    profiles the shipped LibriMix recipe's models instead (SpeechBrain's SepFormer sizes as the teacher, a
-   Conv-TasNet student) on one 4 s mixture, so the method's share is the one a user of that recipe pays.
+   Conv-TasNet student) on one 4 s mixture: the recipe's batch of one, cropped as its ``segment_seconds: 4.0``
+   option does (the recipe itself trains on whole mixtures).
 
     python benchmarks/speech_distill.py [--config CONFIG] [--teacher-checkpoint PTH] [--seeds 0 1 2]
                                         [--labelled 0 100] [--out results/speech_distill.json]
@@ -142,9 +143,10 @@ def profile_setup(config: Path = CONFIG, device: str = "cpu", scale: str = "embe
 
 
 def recipe_batch(size: int, seconds: float) -> sb.dataio.batch.PaddedBatch:
-    """``size`` two-speaker mixtures of ``seconds`` each, built offline from the embedded set (its 8 kHz sample
-    rate is the recipe's): consecutive embedded mixtures joined end to end, their sources joined alike, so each
-    mixture is still the exact sum of its two references."""
+    """``size`` mixtures of ``seconds`` each, built offline from the embedded training set (its 8 kHz sample rate
+    is the recipe's): consecutive 0.5 s embedded mixtures joined end to end, their sources joined alike, so each
+    mixture is still the exact sum of its two references (whose speakers change at every join; the timing does
+    not depend on the content)."""
     cfg = kdhub_load_config(CONFIG, []).cfg
     ds = dataset(load_data(cfg, str(CONFIG)).train)
     per = round(seconds / cfg["data"]["embedded"]["seconds"])
@@ -416,6 +418,8 @@ def main() -> None:
                     help="--profile-only's models and batch: the config's on its embedded set (embedded), or the "
                          "LibriMix recipe's on 4 s mixtures (recipe)")
     args = ap.parse_args()
+    if args.scale == "recipe" and not args.profile_only:
+        ap.error("--scale recipe applies to --profile-only only")
     config = (args.config or (RECIPE_CONFIG if args.scale == "recipe" else CONFIG)).resolve()
     if args.scale == "embedded":  # the config every run below trains; the recipe's batch still joins CONFIG's set
         CONFIG = config
@@ -427,9 +431,10 @@ def main() -> None:
         else:
             Path(args.work_dir).mkdir(parents=True, exist_ok=True)
             path, measured = args.cache_only, cache_cost(Path(args.work_dir), args.timing_repeats, config)
-        data = (f"{RECIPE_SECONDS:g} s mixtures joined from consecutive mixtures of the embedded set "
-                f"({describe_data(kdhub_load_config(CONFIG, []).cfg)})" if args.scale == "recipe" and
-                args.profile_only else describe_data(kdhub_load_config(config, []).cfg))
+        embedded = kdhub_load_config(CONFIG, []).cfg["data"]["embedded"]["seconds"]
+        data = (f"{RECIPE_SECONDS:g} s: {round(RECIPE_SECONDS / embedded)} consecutive {embedded:g} s mixtures of "
+                f"the embedded training set joined end to end" if args.scale == "recipe"
+                else describe_data(kdhub_load_config(config, []).cfg))
         result = {"config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
                   "data": data, **measured, **run_info()}
         atomic_write_text(Path(path), json.dumps(result, indent=2) + "\n")

@@ -90,9 +90,10 @@ def test_block_report_pools_the_rounds_and_keeps_each_blocks_own():
     assert out["overhead_per_block"] == pytest.approx([0.05, (3.0 / 2.2 + 3.2 / 2.3) / 2 - 1], abs=1e-4)
     assert out["parts_ms"] == pytest.approx({"teacher": 750.0, "student": 700.0, "losses": 150.0})
     assert out["full_ms"] == pytest.approx(2050.0)
+    assert out["overhead_of_medians"] == pytest.approx(2.05 / (0.75 + 0.70 + 0.15) - 1, abs=1e-4)
     single = breakdown.block_report(blocks[:1], "step", ("teacher", "student"), parts)
-    assert "step_ratio_per_block" not in single and single["step_ratio"] == pytest.approx((10 / 9 + 11 / 9) / 2,
-                                                                                            abs=1e-4)
+    assert "step_ratio_per_block" not in single and "overhead_per_block" not in single
+    assert single["step_ratio"] == pytest.approx((10 / 9 + 11 / 9) / 2, abs=1e-4)
 
 
 @pytest.mark.skipif(not breakdown.hwm_resettable(), reason="the RSS high-water mark cannot be reset here")
