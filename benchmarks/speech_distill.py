@@ -149,11 +149,23 @@ def recipe_batch(size: int, seconds: float) -> sb.dataio.batch.PaddedBatch:
     not depend on the content)."""
     cfg = kdhub_load_config(CONFIG, []).cfg
     ds = dataset(load_data(cfg, str(CONFIG)).train)
-    per = round(seconds / cfg["data"]["embedded"]["seconds"])
+    per = _joined(cfg, seconds)
     items = [ds[i] for i in range(size * per)]
     joined = [{"id": f"recipe{j}", **{k: torch.cat([it[k] for it in items[j * per:(j + 1) * per]])
                                       for k in ("mix_sig", "s1_sig", "s2_sig")}} for j in range(size)]
     return sb.dataio.batch.PaddedBatch(joined)
+
+
+def _joined(cfg: dict, seconds: float) -> int:
+    """How many of the embedded set's mixtures :func:`recipe_batch` joins into one of ``seconds``."""
+    return round(seconds / cfg["data"]["embedded"]["seconds"])
+
+
+def describe_recipe_data(seconds: float = RECIPE_SECONDS) -> str:
+    """What :func:`recipe_batch` builds, for the JSON's ``data``."""
+    each = kdhub_load_config(CONFIG, []).cfg
+    return (f"{seconds:g} s: {_joined(each, seconds)} consecutive {each['data']['embedded']['seconds']:g} s mixtures "
+            "of the embedded training set joined end to end")
 
 
 def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
@@ -431,10 +443,7 @@ def main() -> None:
         else:
             Path(args.work_dir).mkdir(parents=True, exist_ok=True)
             path, measured = args.cache_only, cache_cost(Path(args.work_dir), args.timing_repeats, config)
-        embedded = kdhub_load_config(CONFIG, []).cfg["data"]["embedded"]["seconds"]
-        data = (f"{RECIPE_SECONDS:g} s: {round(RECIPE_SECONDS / embedded)} consecutive {embedded:g} s mixtures of "
-                f"the embedded training set joined end to end" if args.scale == "recipe"
-                else describe_data(kdhub_load_config(config, []).cfg))
+        data = describe_recipe_data() if args.scale == "recipe" else describe_data(kdhub_load_config(config, []).cfg)
         result = {"config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
                   "data": data, **measured, **run_info()}
         atomic_write_text(Path(path), json.dumps(result, indent=2) + "\n")
