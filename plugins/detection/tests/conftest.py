@@ -12,11 +12,23 @@ def detection_data_dir(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="module", autouse=True)
+def mmdet_default_scope():
+    """Each detection test module runs with mmdet as mmengine's default scope, restored after it.
+
+    The default scope is one setting per process, and a test process (a pytest-xdist worker, say) may have run
+    segmentation tests, which set it to mmseg, just before this module. Module scope, so that module and
+    session fixtures building mmdet models see it too."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def mm():
-    """mmdet's registries with the default scope set, and kdhub's components registered."""
+    """mmdet's registries with kdhub's components registered (the scope is set per module above)."""
     from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
+    register_all_modules(init_default_scope=False)
     import kdhub_detection.register  # noqa: F401
     from mmdet.registry import DATASETS, MODELS
     return MODELS, DATASETS
