@@ -33,6 +33,7 @@ PRINTERS = [
     (["gpu_readme.py"], "README.md"),
     (["gpu_readme.py", "startup"], "README.md"),
     (["suite_timing.py", "--readme"], "README.md"),
+    (["accuracy_check_readme.py"], "README.md"),
 ]
 #: the printers that compare with a JSON of an earlier commit, read with ``git show`` (and that commit)
 FROM_HISTORY = {("profile_readme.py", "summary"): BEFORE_TEACHER_FIRST, ("speech_readme.py",): EARLIER_GPU_TEACHER}
