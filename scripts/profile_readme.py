@@ -484,7 +484,20 @@ def speech_paragraph(name: str = "speech_profile") -> str:
         + f"Peak memory of the step {mem['distill_step']['peak_delta_mb']} MB against the floor's "
         f"{mem['floor']['peak_delta_mb']} MB: **{mem['ratio']}x** (target <= {PEAK_TARGET}: "
         f"{_met(mem['ratio'] <= PEAK_TARGET)}); {mem['ratio_to_floor_plus_method']}x of the floor plus the method's "
-        f"parts alone. " + _teacher_graph({"": j["teacher_graph"]}))
+        f"parts alone. " + _teacher_graph({"": j["teacher_graph"]}) + _earlier_speech_text(name))
+
+
+def _earlier_speech_text(name: str) -> str:
+    """For the embedded set's profile: what the previous profile (``EARLIER_SPEECH_PROFILE``, read with git)
+    measured, since a step ratio this close to its target moves between runs; "" without git or that commit."""
+    old = _from_history(EARLIER_SPEECH_PROFILE, f"results/{name}.json") if name == "speech_profile" else None
+    if old is None:
+        return ""
+    b, blocks = old["breakdown"], old["breakdown"]["step_ratio_per_block"]
+    return (f" The previous profile of this step (`git show {EARLIER_SPEECH_PROFILE[:7]}:results/{name}.json`, "
+            f"commit {old['commit'][:7]}, `{old['command']}`, load average {old['load_average_1min']}) measured step "
+            f"ratio {_step_ratio(b):.4f} ({len(blocks)} blocks, {min(blocks):.4f} to {max(blocks):.4f}) and overhead "
+            f"{_pct(b['overhead_above_floor'])}.")
 
 
 def speech_cache_paragraph() -> str:
@@ -571,13 +584,24 @@ SMALL_STEPS = {"speech KD": "speech step on the embedded set", "core KD": "core 
 
 #: the detection recipe profile before the teacher-first step and GISM's chunked scores (what the summary compares)
 BEFORE_TEACHER_FIRST = "471c64204fbd1594eac5466cf27c4a41c231fcc3"
+#: the commit whose results/speech_profile.json is the embedded set's previous profile (3 blocks, commit 20a1bd8)
+EARLIER_SPEECH_PROFILE = "ab70ac804a8fd6dcd330793b853002ba1ed6b54d"
+
+
+def _from_history(commit: str, path: str) -> Optional[dict]:
+    """``path`` as committed at ``commit`` (``git show``), or None where git or that commit is missing."""
+    import subprocess
+    try:
+        old = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:  # no git on this machine
+        return None
+    return json.loads(old.stdout) if old.returncode == 0 else None
 
 
 def summary_paragraph() -> str:
     """The README's paragraph after the cost table: which targets the recipes' sizes, speech, core and graph meet
     (from the table's rows and the JSONs) and what the detection recipe profile measured before the two changes
     that brought it there (the JSON committed at ``BEFORE_TEACHER_FIRST``, read with git)."""
-    import subprocess
 
     def met(row: str) -> bool:
         cells = row.split(" | ")
@@ -622,13 +646,8 @@ def summary_paragraph() -> str:
     tokens = sum(h * w for _, _, h, w in now["families"]["detr"]["shapes"]["feature_levels"])
     text += (f" No [positions x classes] probability or difference tensor is then alive beside the student's graph "
              f"({positions[1]:,} positions x {positions[2]} classes per COCO image).")
-    try:
-        old = subprocess.run(["git", "show", f"{BEFORE_TEACHER_FIRST}:results/detection_profile_recipe.json"],
-                             cwd=ROOT, capture_output=True, text=True)
-    except OSError:  # no git on this machine: the sentence is left out
-        old = None
-    if old is not None and old.returncode == 0:
-        before = json.loads(old.stdout)
+    before = _from_history(BEFORE_TEACHER_FIRST, "results/detection_profile_recipe.json")
+    if before is not None:  # without git or that commit the sentence is left out
         gid, detr = before["families"]["gid"], before["families"]["detr"]
         text += (f" Before these changes (`git show {BEFORE_TEACHER_FIRST[:7]}:results/detection_profile_recipe.json`, "
                  f"commit {before['commit'][:7]}), DETRDistill's overhead above the floor was "

@@ -11,7 +11,7 @@ import pytest
 from core_helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from profile_readme import BEFORE_TEACHER_FIRST  # noqa: E402
+from profile_readme import BEFORE_TEACHER_FIRST, EARLIER_SPEECH_PROFILE  # noqa: E402
 from speech_readme import EARLIER_GPU_TEACHER  # noqa: E402
 
 PRINTERS = [
@@ -36,7 +36,8 @@ PRINTERS = [
     (["accuracy_check_readme.py"], "README.md"),
 ]
 #: the printers that compare with a JSON of an earlier commit, read with ``git show`` (and that commit)
-FROM_HISTORY = {("profile_readme.py", "summary"): BEFORE_TEACHER_FIRST, ("speech_readme.py",): EARLIER_GPU_TEACHER}
+FROM_HISTORY = {("profile_readme.py", "summary"): BEFORE_TEACHER_FIRST, ("speech_readme.py",): EARLIER_GPU_TEACHER,
+                ("profile_readme.py", "speech"): EARLIER_SPEECH_PROFILE}
 
 
 def _has_commit(commit: str) -> bool:
