@@ -3,7 +3,8 @@
 Issue 17 asks that the detection and segmentation benchmarks' results stay within noise after the cost work, one
 seed rerun each. The reruns are the JSONs in ``results/accuracy_check/`` (seed 0, written by the benchmarks
 themselves at a later commit; detection's two families ran as two invocations, one file each); the runs they are
-compared with are ``results/<benchmark>.json``, whose seed 0 is read from their per-seed records. Every figure printed here comes from one of those files.
+compared with are ``results/<benchmark>.json``, whose seed 0 is read from their per-seed records. Every figure
+printed here comes from one of those files.
 
     python scripts/accuracy_check_readme.py
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from readme_text import json_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "results" / "accuracy_check"
@@ -22,9 +25,6 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _commit(d: dict) -> str:
-    c = d.get("commit") or (d.get("provenance") or {}).get("commit") or (d.get("machine") or {}).get("commit")
-    return c[:7] if c else "not recorded"
 
 
 def _row(bench: str, model: str, before: float, after: float, digits: int = 2) -> tuple:
@@ -73,8 +73,9 @@ def main() -> int:
         before, after = _json(ROOT / "results" / f"{name}.json"), _json(CHECK / rerun)
         rows += build(before, after)
         command = after.get("command") or (after.get("provenance") or {}).get("command")
-        parts.append(f"`results/accuracy_check/{rerun}` (commit {_commit(after)}"
-                     + (f", `{command}`" if command else "") + f") against `results/{name}.json` (commit {_commit(before)})")
+        parts.append(f"`results/accuracy_check/{rerun}` (commit {json_commit(after)}"
+                     + (f", `{command}`" if command else "")
+                     + f") against `results/{name}.json` (commit {json_commit(before)})")
     if not parts:
         print("no rerun in results/accuracy_check/", file=sys.stderr)
         return 1

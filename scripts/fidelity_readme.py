@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from readme_text import json_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,14 +27,11 @@ def _ms(x: dict) -> str:
     return f"{x['mean']:.2f} ± {x['std']:.2f}"
 
 
-def _commit(d: dict) -> str:
-    c = d.get("commit") or (d.get("provenance") or {}).get("commit")
-    return c[:7] if c else "not recorded"
 
 
 def graph() -> str:
     b, a = load("graph_reproduce")
-    head = f"| model | before ({_commit(b)}) | after ({_commit(a)}) |\n|---|---|---|"
+    head = f"| model | before ({json_commit(b)}) | after ({json_commit(a)}) |\n|---|---|---|"
     rows = [head]
     for key, label in (("SAGE", "SAGE teacher"), ("MLP", "MLP (labels only)"), ("GLNN", "GLNN MLP"),
                        ("FF-G2M", "FF-G2M MLP")):

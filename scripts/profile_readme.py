@@ -29,6 +29,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from readme_text import from_history
+
 ROOT = Path(__file__).resolve().parents[1]
 STEP_TARGETS = {"GID": 1.10, "DETRDistill": 1.30, "TransKD": 1.30, "speech KD": 1.05, "GLNN": 1.05, "core KD": 1.05}
 OVERHEAD_TARGET, PEAK_TARGET = 0.10, 1.15
@@ -490,7 +492,7 @@ def speech_paragraph(name: str = "speech_profile") -> str:
 def _earlier_speech_text(name: str) -> str:
     """For the embedded set's profile: what the previous profile (``EARLIER_SPEECH_PROFILE``, read with git)
     measured, since a step ratio this close to its target moves between runs; "" without git or that commit."""
-    old = _from_history(EARLIER_SPEECH_PROFILE, f"results/{name}.json") if name == "speech_profile" else None
+    old = from_history(EARLIER_SPEECH_PROFILE, f"results/{name}.json") if name == "speech_profile" else None
     if old is None:
         return ""
     b, blocks = old["breakdown"], old["breakdown"]["step_ratio_per_block"]
@@ -556,12 +558,13 @@ def _records() -> List[tuple]:
         out += [(f"{f['method']}, {scale}", f) for f in (_load(name) or {}).get("families", {}).values()]
     for name, scale in (("segmentation_profile", "tiny"), ("segmentation_profile_recipe", "Cityscapes recipe")):
         out += [(f"TransKD-{v}, {scale}", r) for v, r in (_load(name) or {}).get("variants", {}).items()]
-    for name, scale in (("speech_profile", "embedded set"), ("speech_profile_recipe", "LibriMix recipe")):
-        if _load(name):
-            out.append((f"speech KD, {scale}", _load(name)["breakdown"]))
-    out += [("GLNN" if m == "glnn" else "FF-G2M", r) for m, r in (_load("graph_profile") or {}).get("methods", {}).items()]
-    if _load("core_overhead"):
-        out.append(("core KD", _load("core_overhead")["breakdown"]))
+    for name, label in (("speech_profile", "speech KD, embedded set"), ("speech_profile_recipe",
+                                                                       "speech KD, LibriMix recipe"),
+                        ("core_overhead", "core KD")):
+        record = _load(name)
+        out += [(label, record["breakdown"])] if record else []
+    graph = (_load("graph_profile") or {}).get("methods", {})
+    out += [("GLNN" if m == "glnn" else "FF-G2M", r) for m, r in graph.items()]
     return out
 
 
@@ -572,10 +575,11 @@ def _below_floor_text() -> str:
              for label, r in _records() if r["overhead_above_floor"] < 0 and r.get("overhead_of_medians", 0) < 0]
     if not below:
         return ""
-    return (f"{'These steps' if len(below) > 1 else 'This step'} measured below the sum of {'their' if len(below) > 1 else 'its'} "
-            f"parts timed alone: {'; '.join(below)}. A step cannot cost less than "
-            "its parts, so there timing the parts alone overstates them by about that much, and such a profile cannot "
-            "resolve an overhead smaller than that gap. ")
+    many = len(below) > 1
+    return (f"{'These steps' if many else 'This step'} measured below the sum of {'their' if many else 'its'} parts "
+            f"timed alone: {'; '.join(below)}. A step cannot cost less than its parts, so there timing the parts "
+            "alone overstates them by about that much, and such a profile cannot resolve an overhead smaller than "
+            "that gap. ")
 
 
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
@@ -586,16 +590,6 @@ SMALL_STEPS = {"speech KD": "speech step on the embedded set", "core KD": "core 
 BEFORE_TEACHER_FIRST = "471c64204fbd1594eac5466cf27c4a41c231fcc3"
 #: the commit whose results/speech_profile.json is the embedded set's previous profile (3 blocks, commit 20a1bd8)
 EARLIER_SPEECH_PROFILE = "ab70ac804a8fd6dcd330793b853002ba1ed6b54d"
-
-
-def _from_history(commit: str, path: str) -> Optional[dict]:
-    """``path`` as committed at ``commit`` (``git show``), or None where git or that commit is missing."""
-    import subprocess
-    try:
-        old = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True)
-    except OSError:  # no git on this machine
-        return None
-    return json.loads(old.stdout) if old.returncode == 0 else None
 
 
 def summary_paragraph() -> str:
@@ -646,7 +640,7 @@ def summary_paragraph() -> str:
     tokens = sum(h * w for _, _, h, w in now["families"]["detr"]["shapes"]["feature_levels"])
     text += (f" No [positions x classes] probability or difference tensor is then alive beside the student's graph "
              f"({positions[1]:,} positions x {positions[2]} classes per COCO image).")
-    before = _from_history(BEFORE_TEACHER_FIRST, "results/detection_profile_recipe.json")
+    before = from_history(BEFORE_TEACHER_FIRST, "results/detection_profile_recipe.json")
     if before is not None:  # without git or that commit the sentence is left out
         gid, detr = before["families"]["gid"], before["families"]["detr"]
         text += (f" Before these changes (`git show {BEFORE_TEACHER_FIRST[:7]}:results/detection_profile_recipe.json`, "

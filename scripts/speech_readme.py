@@ -10,15 +10,13 @@ JSON committed at ``EARLIER_GPU_TEACHER`` with git; without git history that sen
 """
 from __future__ import annotations
 
-import json
 import re
 import statistics
-import subprocess
 from typing import List, Optional
 
 from demo_readme import minutes
 from profile_readme import ROOT, _load, _met
-from readme_text import wrap
+from readme_text import from_history, wrap
 
 #: the acceptance targets as ``benchmarks/speech_distill.py`` checks them (the JSON records only the verdicts)
 GAIN_TARGET_DB, STEP_TARGET, CACHED_TARGET = 0.5, 1.10, 1.05
@@ -133,14 +131,9 @@ def table(j: dict) -> str:
 def _earlier_gpu_teacher() -> Optional[str]:
     """The all-labelled result of the run with a teacher trained on a GPU, from the JSON committed at
     ``EARLIER_GPU_TEACHER``; None when git or that commit is not at hand."""
-    try:
-        old = subprocess.run(["git", "show", f"{EARLIER_GPU_TEACHER}:results/speech_distill.json"], cwd=ROOT,
-                             capture_output=True, text=True)
-    except OSError:
+    before = from_history(EARLIER_GPU_TEACHER, "results/speech_distill.json")
+    if before is None:
         return None
-    if old.returncode != 0:
-        return None
-    before = json.loads(old.stdout)
     b = next((x for x in before["budgets"] if x["labelled_mixtures"] == "all"), None)
     if b is None:
         return None
