@@ -1,5 +1,6 @@
 import pytest
 import torch
+from kdhub_openmmlab.testing import default_scope_fixture
 
 from detection_helpers import load, retinanet
 
@@ -12,16 +13,7 @@ def detection_data_dir(tmp_path_factory):
         yield
 
 
-@pytest.fixture(scope="module", autouse=True)
-def mmdet_default_scope():
-    """Each detection test module runs with mmdet as mmengine's default scope, restored after it.
-
-    The default scope is one setting per process, and a test process (a pytest-xdist worker, say) may have run
-    segmentation tests, which set it to mmseg, just before this module. Module scope, so that module and
-    session fixtures building mmdet models see it too."""
-    from mmengine.registry import DefaultScope
-    with DefaultScope.overwrite_default_scope("mmdet"):
-        yield
+mmdet_default_scope = default_scope_fixture("mmdet")
 
 
 @pytest.fixture(scope="session")

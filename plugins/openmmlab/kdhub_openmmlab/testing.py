@@ -9,7 +9,8 @@ file where mmengine looks for each ``init_cfg=dict(type='Pretrained', ...)`` che
 (torch.hub's cache under ``$TORCH_HOME``), so ImageNet initialisation runs through mmengine's own loader
 without a download. :func:`random_checkpoint` writes a teacher checkpoint of the right architecture.
 :func:`tensorboard_matches_mmengine` compares what kdhub's TensorBoard observer wrote for a run with what
-mmengine's own visualiser recorded for it.
+mmengine's own visualiser recorded for it. :func:`default_scope_fixture` gives each test module of an mm plugin its
+library's default scope.
 """
 from __future__ import annotations
 
@@ -194,3 +195,22 @@ def tensorboard_matches_mmengine(run_dir: Path, role: str) -> Dict[str, int]:
                     assert math.isclose(dict(events[f"eval/{role}/{key}"])[step], value, abs_tol=1e-4), (key, step)
                     counts["eval"] += 1
     return counts
+
+
+def default_scope_fixture(scope: str):
+    """A module-scoped autouse pytest fixture that runs each test module with ``scope`` ("mmdet", "mmseg") as
+    mmengine's default scope and restores the previous one after it.
+
+    The default scope is one setting per process, and one test process (a pytest-xdist worker, say) may run the
+    other mm plugin's modules first, which leave their own scope set. Module scope, so that the module's and
+    session's fixtures building models see it too. A conftest assigns it:
+    ``mmdet_scope = default_scope_fixture("mmdet")``."""
+    import pytest
+
+    @pytest.fixture(scope="module", autouse=True)
+    def default_scope():
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope(scope):
+            yield
+
+    return default_scope

@@ -1,4 +1,5 @@
 import pytest
+from kdhub_openmmlab.testing import default_scope_fixture
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -10,16 +11,7 @@ def seg_data_dir(tmp_path_factory):
         yield path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def mmseg_default_scope():
-    """Each segmentation test module runs with mmseg as mmengine's default scope, restored after it.
-
-    The default scope is one setting per process, and a test process (a pytest-xdist worker, say) may have run
-    detection tests, which set it to mmdet, just before this module. Module scope, so that module fixtures
-    building mmseg models see it too."""
-    from mmengine.registry import DefaultScope
-    with DefaultScope.overwrite_default_scope("mmseg"):
-        yield
+mmseg_default_scope = default_scope_fixture("mmseg")
 
 
 @pytest.fixture(scope="session")
