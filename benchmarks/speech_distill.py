@@ -32,7 +32,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import speechbrain as sb
 import torch
@@ -128,26 +128,27 @@ def step_times(teacher_path: Path, work: Path, repeats: int, device: str = "cpu"
     return ms
 
 
-def profile_setup(config: Path = CONFIG, device: str = "cpu", scale: str = "embedded"):
+def profile_setup(config: Path = CONFIG, device: str = "cpu", scale: str = "embedded", overrides: Sequence[str] = ()):
     """The config with its teacher as initialised (seed 0) and one batch of its size: the profile's timings and
     memory do not depend on trained weights. ``embedded``: the first batch of the config's training data;
-    ``recipe``: :func:`recipe_batch` for the recipe's models."""
-    cfg = kdhub_load_config(config, []).cfg
+    ``recipe``: :func:`recipe_batch` for the recipe's models. ``overrides`` (``--cfg-options``) apply to the
+    embedded set's config: with ``recipe``, to the set the recipe's batch is joined from."""
+    cfg = kdhub_load_config(config, [] if scale == "recipe" else list(overrides)).cfg
     torch.manual_seed(0)
     teacher = cfg["teacher_model"].eval().to(device)
     if scale == "recipe":
-        return cfg, teacher, recipe_batch(cfg["training"]["batch_size"], RECIPE_SECONDS).to(device)
+        return cfg, teacher, recipe_batch(cfg["training"]["batch_size"], RECIPE_SECONDS, overrides).to(device)
     train_ds = dataset(load_data(cfg, str(config)).train)
     batch = next(iter(sb.dataio.dataloader.make_dataloader(train_ds, batch_size=cfg["training"]["batch_size"])))
     return cfg, teacher, batch.to(device)
 
 
-def recipe_batch(size: int, seconds: float) -> sb.dataio.batch.PaddedBatch:
+def recipe_batch(size: int, seconds: float, overrides: Sequence[str] = ()) -> sb.dataio.batch.PaddedBatch:
     """``size`` mixtures of ``seconds`` each, built offline from the embedded training set (its 8 kHz sample rate
     is the recipe's): consecutive 0.5 s embedded mixtures joined end to end, their sources joined alike, so each
     mixture is still the exact sum of its two references (whose speakers change at every join; the timing does
-    not depend on the content)."""
-    cfg = kdhub_load_config(CONFIG, []).cfg
+    not depend on the content). ``overrides`` apply to the embedded set's config."""
+    cfg = kdhub_load_config(CONFIG, list(overrides)).cfg
     ds = dataset(load_data(cfg, str(CONFIG)).train)
     per = _joined(cfg, seconds)
     items = [ds[i] for i in range(size * per)]
@@ -161,9 +162,9 @@ def _joined(cfg: dict, seconds: float) -> int:
     return round(seconds / cfg["data"]["embedded"]["seconds"])
 
 
-def describe_recipe_data(seconds: float = RECIPE_SECONDS) -> str:
+def describe_recipe_data(seconds: float = RECIPE_SECONDS, overrides: Sequence[str] = ()) -> str:
     """What :func:`recipe_batch` builds, for the JSON's ``data``."""
-    each = kdhub_load_config(CONFIG, []).cfg
+    each = kdhub_load_config(CONFIG, list(overrides)).cfg
     return (f"{seconds:g} s: {_joined(each, seconds)} consecutive {each['data']['embedded']['seconds']:g} s mixtures "
             "of the embedded training set joined end to end")
 
@@ -210,11 +211,12 @@ def method_parts(cfg: dict, teacher, inter: IntermediateDistillation, batch):
     return modules, matching, losses, [list(x.shape) for x in s_feats]
 
 
-def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu", scale: str = "embedded"):
+def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu", scale: str = "embedded",
+              overrides: Sequence[str] = ()):
     """One step for the peak-memory measurement (:func:`breakdown.peak_rss_mb`): ``distill``, the distilling
     Brain's ``fit_batch``; ``floor``, the teacher's no-grad forward and then the plain student's ``fit_batch``;
     ``method``, the adapters', the alignment's and the losses' parts alone."""
-    cfg, teacher, batch = profile_setup(Path(config), device, scale)
+    cfg, teacher, batch = profile_setup(Path(config), device, scale, overrides)
     if variant == "method":
         inter = make_brain(cfg, teacher, device, True).kd.intermediate
         parts = method_parts(cfg, copy.deepcopy(teacher), inter, batch)[:3]
@@ -231,14 +233,15 @@ def peak_step(variant: str, config: str = str(CONFIG), device: str = "cpu", scal
     return floor
 
 
-def time_block(config: Path, repeats: int, device: str, check_graph: bool, scale: str = "embedded"):
+def time_block(config: Path, repeats: int, device: str, check_graph: bool, scale: str = "embedded",
+               overrides: Sequence[str] = ()):
     """One block of the profile's timing on a new setup (the config's models built again, seed 0): the parts and
     the full step interleaved over ``repeats`` rounds. Returns this block's
     samples, the parts' names, the student features' shapes and (with ``check_graph``) whether the teacher's
     outputs join the student's autograd graph."""
     from breakdown import TeacherGraphProbe, interleaved
 
-    cfg, teacher, batch = profile_setup(config, device, scale)
+    cfg, teacher, batch = profile_setup(config, device, scale, overrides)
     plain_teacher = copy.deepcopy(teacher)  # no taps: the teacher_forward part is the bare network
     student, full = make_brain(cfg, teacher, device, False), make_brain(cfg, teacher, device, True)
     mix = batch.mix_sig.data
@@ -267,7 +270,7 @@ def time_block(config: Path, repeats: int, device: str, check_graph: bool, scale
 
 
 def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int = 3, blocks: int = 1,
-            scale: str = "embedded") -> dict:
+            scale: str = "embedded", overrides: Sequence[str] = ()) -> dict:
     """Break the distillation step (``SeparationBrain.fit_batch`` with :class:`Distillation`) into its parts,
     timed interleaved in one process on one batch: the teacher's forward (no grad, hook-free copy), the plain
     student's train step, the intermediate term's adapters (forward and backward on the captured features'
@@ -278,12 +281,12 @@ def profile(config: Path, repeats: int, device: str = "cpu", peak_repeats: int =
     peak memory against the floor's, and whether the teacher's outputs join the student's autograd graph."""
     from breakdown import block_report, peak_ratio, peak_rss_mb
 
-    runs = [time_block(config, repeats, device, b == 0, scale) for b in range(max(1, blocks))]
+    runs = [time_block(config, repeats, device, b == 0, scale, overrides) for b in range(max(1, blocks))]
     first = runs[0]
     cfg, graph, s_shapes, parts = first["cfg"], first["graph"], first["shapes"], first["parts"]
     rep = block_report([r["samples"] for r in runs], "distill_step", ("teacher_forward", "student_step"),
                        {k: k for k in parts})
-    kwargs = {"config": str(config), "device": device, "scale": scale}
+    kwargs = {"config": str(config), "device": device, "scale": scale, "overrides": list(overrides)}
     peaks = {v: peak_rss_mb("speech_distill:peak_step", {"variant": v, **kwargs}, repeats=peak_repeats, device=device)
              for v in ("floor", "distill", "method")}
     return {
@@ -429,6 +432,9 @@ def main() -> None:
     ap.add_argument("--scale", default="embedded", choices=("embedded", "recipe"),
                     help="--profile-only's models and batch: the config's on its embedded set (embedded), or the "
                          "LibriMix recipe's on 4 s mixtures (recipe)")
+    ap.add_argument("--cfg-options", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides of --profile-only's embedded-set config (with --scale recipe: of the set the recipe's "
+                         "batch is joined from), e.g. a smaller set: data.embedded.train=120")
     args = ap.parse_args()
     if args.scale == "recipe" and not args.profile_only:
         ap.error("--scale recipe applies to --profile-only only")
@@ -439,13 +445,16 @@ def main() -> None:
         if args.profile_only:
             path, measured = args.profile_only, {"benchmark": "speech_profile",
                                                  **profile(config, args.timing_repeats, args.device,
-                                                           blocks=args.profile_blocks, scale=args.scale)}
+                                                           blocks=args.profile_blocks, scale=args.scale,
+                                                           overrides=args.cfg_options)}
         else:
             Path(args.work_dir).mkdir(parents=True, exist_ok=True)
             path, measured = args.cache_only, cache_cost(Path(args.work_dir), args.timing_repeats, config)
-        data = describe_recipe_data() if args.scale == "recipe" else describe_data(kdhub_load_config(config, []).cfg)
+        options = args.cfg_options if args.profile_only else []
+        data = describe_recipe_data(overrides=options) if args.scale == "recipe" else \
+            describe_data(kdhub_load_config(config, options).cfg)
         result = {"config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
-                  "data": data, **measured, **run_info()}
+                  **({"cfg_options": options} if options else {}), "data": data, **measured, **run_info()}
         atomic_write_text(Path(path), json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return

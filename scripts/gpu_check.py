@@ -11,6 +11,15 @@ only through ``--cfg-options`` (fewer epochs or iterations, a smaller embedded s
 Then the step-ratio measurements of ``benchmarks/`` on the GPU: a distillation step against the student's
 step plus the teacher's forward, each the median of repeated synchronised calls, in this one process.
 
+With ``--profiles``, each domain's cost breakdown as its benchmark's ``--profile-only`` measures it on the CPU
+(the step's parts and their shares, overhead above the floor, step ratio, peak memory against the floor's; on
+CUDA the peaks are ``torch.cuda.max_memory_allocated``), with ``--device cuda``, at the embedded set's tiny sizes
+(``profile_tiny``) and the shipped recipes' (``profile_recipe``; graph has only the one), each as its own
+process; the JSON each writes is kept whole in the record. ``--modes`` with no mode and ``--no-ratios`` leave
+only the profiles:
+
+    python scripts/gpu_check.py --modes --no-ratios --profiles --out results/gpu_profile.json
+
 Every piece is recorded on its own (exit code, wall time, the summary's metrics and CUDA device, the tail of
 the log on failure) and the JSON is rewritten after each, so a run cut short still leaves what it measured.
 The mm domains start from a randomly initialised teacher checkpoint of the right architecture (this checks
@@ -34,7 +43,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -81,6 +90,22 @@ def domain_runs(work: Path, device: str) -> Dict[str, Dict[str, Any]]:
                       "options": ["baseline=False", "train_cfg.max_epochs=1", "train_cfg.val_interval=1"]},
     }
 
+def run_process(cmd: List[str], timeout: int) -> Tuple[int, str, float]:
+    """``cmd`` as its own process group (so a timeout ends torchrun's workers or a benchmark's children too, not
+    only the first process), from the checkout's root: its exit code (124 on timeout), its output and its wall
+    time."""
+    env = dict(os.environ, KDHUB_PROGRESS="0", PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, rc = f"timed out after {timeout} s\n" + proc.communicate()[0], 124
+    return rc, log, round(time.perf_counter() - t0, 1)
+
 def kdhub_train(mode: str, config: Path, options: List[str], work: Path, timeout: int,
                 cuda: bool = True) -> Dict[str, Any]:
     """One ``kdhub train`` in ``mode`` (single, torchrun, amp) as its own process; its result and summary."""
@@ -92,18 +117,8 @@ def kdhub_train(mode: str, config: Path, options: List[str], work: Path, timeout
     elif mode == "amp":
         extra = ["--amp"]
     cmd = launch + ["train", str(config), "--work-dir", str(work), *extra, "--cfg-options", *options]
-    env = dict(os.environ, KDHUB_PROGRESS="0", PYTHONUNBUFFERED="1")
-    t0 = time.perf_counter()
-    # its own process group, so a timeout ends torchrun's workers too, not only the launcher
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=timeout)
-        rc = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, rc = f"timed out after {timeout} s\n" + proc.communicate()[0], 124
-    out: Dict[str, Any] = {"ok": rc == 0, "rc": rc, "wall_s": round(time.perf_counter() - t0, 1),
+    rc, log, wall = run_process(cmd, timeout)
+    out: Dict[str, Any] = {"ok": rc == 0, "rc": rc, "wall_s": wall,
                            "command": " ".join(["kdhub" if c == "-m" else c for c in cmd[len(launch) - 1:]])}
     summary = work / "summary.json"
     if rc == 0 and summary.is_file():
@@ -143,6 +158,46 @@ def step_ratios(domain: str, work: Path, device: str) -> Dict[str, Any]:
         return out
     raise ValueError(domain)
 
+#: the scales of ``--profiles``: the embedded set's tiny models and the shipped recipes' (graph: one size)
+PROFILE_SCALES = ("tiny", "recipe")
+
+def profile_command(domain: str, scale: str, out: Path, device: str, repeats: int) -> Optional[List[str]]:
+    """The ``--profile-only`` command of ``domain``'s benchmark at ``scale``, writing ``out`` (None: the domain's
+    benchmark has no such scale). The speech set is :data:`SPEECH_DATA`'s; on the CPU (a dry run of this script)
+    the graph is 2,000 nodes instead of 100,000."""
+    common = ["--profile-only", str(out), "--device", device]
+    if domain == "graph":
+        if scale != "tiny":
+            return None
+        nodes = ["--nodes", "2000", "--batch", "512"] if device == "cpu" else []
+        return ["graph_reproduce.py", *common, "--profile-repeats", str(repeats), *nodes]
+    if domain == "speech":
+        return ["speech_distill.py", *common, "--timing-repeats", str(repeats),
+                "--scale", "embedded" if scale == "tiny" else "recipe", "--cfg-options", *SPEECH_DATA]
+    if domain == "segmentation":
+        return ["segmentation_distill.py", *common, "--timing-rounds", str(repeats),
+                "--scale", "synth" if scale == "tiny" else "recipe"]
+    if domain == "detection":
+        return ["detection_distill.py", *common, "--profile-repeats", str(repeats),
+                "--scale", "synth" if scale == "tiny" else "recipe"]
+    raise ValueError(domain)
+
+def profile_piece(domain: str, scale: str, work: Path, device: str, repeats: int, timeout: int) -> Dict[str, Any]:
+    """One domain's cost breakdown at one scale (:func:`profile_command`) as its own process: the JSON it wrote,
+    or the tail of its output when it failed."""
+    out = work / domain / f"profile_{scale}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    cmd = profile_command(domain, scale, out, device, repeats)
+    rc, log, wall = run_process([sys.executable, str(ROOT / "benchmarks" / cmd[0]), *cmd[1:]], timeout)
+    piece: Dict[str, Any] = {"ok": rc == 0 and out.is_file(), "rc": rc, "wall_s": wall,
+                             "command": " ".join(["python", "benchmarks/" + cmd[0], *cmd[1:]])}
+    if piece["ok"]:
+        piece["result"] = json.loads(out.read_text())
+    else:
+        piece["log_tail"] = log[-3000:]
+    return piece
+
 def guarded(fn: Callable[[], Any]) -> Dict[str, Any]:
     """``fn()``'s result, or what went wrong: one piece failing does not stop the others."""
     t0 = time.perf_counter()
@@ -155,8 +210,14 @@ def guarded(fn: Callable[[], Any]) -> Dict[str, Any]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--domains", nargs="+", default=["graph", "speech", "segmentation", "detection"])
-    ap.add_argument("--modes", nargs="+", default=["single", "torchrun", "amp"])
+    ap.add_argument("--modes", nargs="*", default=["single", "torchrun", "amp"],
+                    help="kdhub train runs per domain (none: skip them)")
     ap.add_argument("--no-ratios", action="store_true", help="skip the step-ratio measurements")
+    ap.add_argument("--profiles", action="store_true",
+                    help="also each domain's cost breakdown (its benchmark's --profile-only) on the device")
+    ap.add_argument("--profile-scales", nargs="+", default=list(PROFILE_SCALES), choices=PROFILE_SCALES)
+    ap.add_argument("--profile-repeats", type=int, default=5, help="interleaved rounds of each --profiles run")
+    ap.add_argument("--profile-timeout", type=int, default=300, help="seconds per --profiles run")
     ap.add_argument("--work-dir", default="work_dirs/gpu_check")
     ap.add_argument("--timeout", type=int, default=240, help="seconds per kdhub train")
     ap.add_argument("--out", default="results/gpu_check.json")
@@ -188,7 +249,7 @@ def main(argv=None) -> int:
     for domain in args.domains:
         spec, entry = runs[domain], result["domains"].setdefault(domain, {})
         options = list(spec["options"])
-        if "teacher" in spec:
+        if "teacher" in spec and args.modes:  # the runs start from it; the ratios and profiles make their own
             made = guarded(spec["teacher"])
             if not made["ok"]:
                 entry["teacher"] = made
@@ -203,6 +264,12 @@ def main(argv=None) -> int:
             print(f"gpu_check: {domain} step ratios", flush=True)
             entry["step_ratios"] = guarded(lambda: step_ratios(domain, work, args.device))
             save()
+        for scale in args.profile_scales if args.profiles else ():
+            if profile_command(domain, scale, work, args.device, 1) is not None:
+                print(f"gpu_check: {domain} profile ({scale})", flush=True)
+                entry[f"profile_{scale}"] = profile_piece(domain, scale, work, args.device, args.profile_repeats,
+                                                          args.profile_timeout)
+                save()
     pieces = [p for d in result["domains"].values() for p in d.values()]
     result["all_ok"] = all(p.get("ok") for p in pieces)
     save()

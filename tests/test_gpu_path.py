@@ -1,5 +1,9 @@
 """The GPU path checked on CPU: the process group's backend, where collectives put their tensors, CUDA-aware
-timing and the core Trainer's mixed precision (``kdhub train --amp``)."""
+timing, the core Trainer's mixed precision (``kdhub train --amp``) and the device script's profiles."""
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -102,3 +106,27 @@ def test_amp_is_refused_by_name_for_a_task_without_it(third_party_site, tmp_path
     assert proc.returncode == 2
     assert "does not support --amp" in proc.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_the_device_scripts_profiles_run_each_benchmarks_profile_and_keep_its_json(tmp_path):
+    """``scripts/gpu_check.py --profiles``, dry-run on the CPU for the graph domain: it runs the graph benchmark's
+    ``--profile-only`` as its own process on the script's device, at the dry run's 2,000 nodes, and keeps the JSON
+    that process wrote, whole; graph has one size, so there is no recipe piece, and no train run or step-ratio
+    piece was asked for."""
+    out = tmp_path / "gpu_profile.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--device", "cpu", "--domains", "graph", "--modes",
+           "--no-ratios", "--profiles", "--profile-repeats", "1", "--out", str(out), "--work-dir", str(tmp_path / "w")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "KDHUB_PROGRESS": "0"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert list(record["domains"]["graph"]) == ["profile_tiny"] and record["all_ok"] is True
+    piece = record["domains"]["graph"]["profile_tiny"]
+    assert piece["command"].startswith("python benchmarks/graph_reproduce.py --profile-only ")
+    assert "--device cpu" in piece["command"]
+    result = piece["result"]
+    assert result["benchmark"] == "graph_profile" and result["device"] == "cpu"
+    assert result["graph"].startswith("CSBM, 2000 nodes")
+    assert set(result["methods"]) == {"glnn", "ffg2m"}
+    for method in result["methods"].values():
+        assert method["full_ms"] > 0 and method["peak_memory"]["ratio"] > 0
