@@ -18,7 +18,7 @@ from . import dist
 from .checkpoint import CheckpointError, atomic_save, load_checkpoint, rng_state, set_rng_state
 from .logs import get_logger, log_once
 from .progress import Progress
-from .runs import RunContext
+from .runs import RunContext, plain
 from .taps import unwrap
 
 log = get_logger()
@@ -202,7 +202,9 @@ class Trainer:
     def _evaluate(self) -> None:
         self.model.eval()
         with torch.no_grad():
-            metrics = dist.gather_objects(dict(self.evaluate()))[0]  # rank 0 decides for all ranks
+            # plain floats (an evaluate() may return numpy or tensor scalars): the checkpoints that keep them
+            # must load with weights_only=True
+            metrics = dist.gather_objects(plain(dict(self.evaluate())))[0]  # rank 0 decides for all ranks
         self.last_metrics = metrics
         self.ctx.evaluation_done(self.ctx.info.role, self.step, metrics)
         if self.select:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import dist
 from .checkpoint import atomic_write_text
 from .config import ConfigError
-from .runs import SUMMARY_FILE, RunContext, _plain, cuda_usage
+from .runs import SUMMARY_FILE, RunContext, plain, cuda_usage
 from .task import ModelResult
 from .timing import median_seconds
 
@@ -123,7 +123,7 @@ class Pipeline:
     @staticmethod
     def record(path: Path, result: Dict[str, Any]) -> Dict[str, Any]:
         """Write ``result`` atomically on rank 0; every rank returns rank 0's copy after the write."""
-        result = _plain(result)
+        result = plain(result)
         if dist.is_main():
             atomic_write_text(path, json.dumps(result, indent=2) + "\n")
         dist.barrier()

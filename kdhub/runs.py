@@ -61,12 +61,12 @@ def check_work_dir(work_dir: Path) -> None:
                           f"--work-dir or make it writable") from None
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-friendly copy: tensors and numpy scalars become floats, paths strings."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item") and callable(value.item):
@@ -111,13 +111,13 @@ class RunContext:
         """Training metrics at optimisation step ``step``: one line in ``train.log`` and the same values to the
         lifecycle hooks."""
         if self.main:
-            metrics = _plain(dict(metrics))
+            metrics = plain(dict(metrics))
             log.info(f"[{self.label}] step {int(step)}: {format_metrics(metrics)}")
             self.plugins.notify("kdhub_metrics_logged", run=self.info, step=int(step), metrics=metrics)
 
     def evaluation_done(self, role: str, step: int, metrics: Mapping[str, float]) -> None:
         if self.main:
-            metrics = _plain(dict(metrics))
+            metrics = plain(dict(metrics))
             log.info(f"[{self.label}] {role} evaluation at step {int(step)}: {format_metrics(metrics)}")
             self.plugins.notify("kdhub_evaluation_done", run=self.info, role=role, step=int(step), metrics=metrics)
 
@@ -159,14 +159,14 @@ class RunContext:
         summary["wall_time_s"] = round(time.perf_counter() - self.started, 3)
         summary.update(cuda_usage())
         summary.update(extra)
-        summary = _plain(summary)
+        summary = plain(summary)
         if self.main:
             atomic_write_text(self.work_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
         return self.end(summary)
 
     def end(self, result: Mapping[str, Any]) -> Dict[str, Any]:
         """Call the run-end hooks with ``result`` (sub-runs use this without writing summary.json)."""
-        result = _plain(dict(result))
+        result = plain(dict(result))
         if self.main:
             self.plugins.notify("kdhub_run_end", run=self.info, summary=result)
         return result

@@ -140,3 +140,23 @@ def test_ties_to_later_keeps_the_later_evaluation(tmp_path):
                       evaluate=lambda: {"acc": next(scores), "epoch": trainer.epoch}, progress=False)
     assert trainer.fit() == {"acc": 0.7, "epoch": 3}
     assert load_checkpoint(trainer.best_path)["epoch"] == 3
+
+
+def test_numpy_metrics_leave_checkpoints_that_load_weights_only_and_resume(tmp_path):
+    """An ``evaluate()`` returning numpy scalars (what sklearn's metrics return) or 0-d tensors: the best and the
+    epoch checkpoints still load with ``weights_only=True``, so ``load_best`` and ``--resume`` work."""
+    import numpy as np
+
+    def trainer(epochs):
+        model = nn.Linear(2, 2)
+        return Trainer(LossOf(model), torch.optim.SGD(model.parameters(), lr=0.1),
+                       RunContext(RunInfo("t", "m", tmp_path)), epochs=epochs, batches=lambda e: [torch.ones(1, 2)],
+                       evaluate=lambda: {"acc": np.float64(0.25), "loss": torch.tensor(1.5)}, select="acc",
+                       progress=False)
+
+    first = trainer(1)
+    first.fit()
+    first.load_best()
+    assert load_checkpoint(first.best_path)["metrics"] == {"acc": 0.25, "loss": 1.5}
+    second = trainer(2)
+    assert second.fit(resume=True) == {"acc": 0.25, "loss": 1.5} and second.epoch == 2
