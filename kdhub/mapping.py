@@ -102,6 +102,12 @@ class DistillTerms(nn.Module):
             out[f"loss_{t.name}"] = t.weight * total
         return out
 
+    def clear(self) -> None:
+        """Drop every captured value: called before a step's forwards, so only they can be read."""
+        self._student_taps.clear()
+        for taps in self._teacher_taps.values():
+            taps.clear()
+
     def close(self) -> None:
         self._student_taps.close()
         for taps in self._teacher_taps.values():
@@ -125,6 +131,7 @@ class TapAlgorithm(Algorithm):
         self.task_loss = task_loss or F.cross_entropy
 
     def loss(self, inputs: Any, targets: Any) -> Dict[str, torch.Tensor]:
+        self.distill.clear()  # an evaluation forward's unread capture must not stand in for this step's
         for name in self.teachers:
             self.teacher_forward(inputs, name=name)
         out = self.student(inputs)

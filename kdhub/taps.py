@@ -6,7 +6,9 @@ DistributedDataParallel and DataParallel are looked through. A wrong path fails 
 names. Hooks are removed by :meth:`FeatureTaps.close` (or leaving the ``with`` block).
 
 A captured value is consumed by reading it: reading a tap whose module did not run since the last read is
-an error naming the path, so a module skipped in one step can never hand on the previous batch's feature.
+an error naming the path. A value captured but never read (an evaluation forward's) would otherwise wait for the
+next read, so whoever runs a step clears the taps first (:meth:`FeatureTaps.clear`): a module skipped in that step
+can then never hand on an earlier batch's feature.
 """
 from __future__ import annotations
 
@@ -65,7 +67,8 @@ class FeatureTaps:
     """Forward hooks on named submodules that hold their latest output (or input) until it is read.
 
     ``mode='output'`` stores what the module returned; ``mode='input'`` stores its first positional
-    input. With ``detach=True`` (used for teachers) stored tensors carry no graph.
+    input (or its only keyword argument, for a module called with one). With ``detach=True`` (used for
+    teachers) stored tensors carry no graph.
 
     ``self.features`` maps path -> {device: value}: the device is that of the value's first tensor, so
     DataParallel replicas running on different devices do not overwrite each other's capture. Reading
@@ -81,11 +84,11 @@ class FeatureTaps:
         self._handles = []
         for path in self.paths:
             module = resolve(model, path)
-            self._handles.append(module.register_forward_hook(self._make_hook(path)))
+            self._handles.append(module.register_forward_hook(self._make_hook(path), with_kwargs=True))
 
     def _make_hook(self, path: str):
-        def hook(_module, args, output):
-            value = args[0] if self.mode == "input" else output
+        def hook(_module, args, kwargs, output):
+            value = output if self.mode == "output" else _first_input(path, args, kwargs)
             if self.detach:
                 value = _detach(value)
             self.features.setdefault(path, {})[_device_of(value)] = value
@@ -104,9 +107,11 @@ class FeatureTaps:
             raise TapNotFiredError(
                 f"tap {path!r} holds no value: its module did not run since the tap was last read (a module "
                 f"skipped in this step, or a value read twice); still unread: {', '.join(self.features) or 'nothing'}")
-        if device is None and len(per_device) == 1:
+        if device is not None:
+            device = torch.device(device)
+        elif len(per_device) == 1:
             device = next(iter(per_device))
-        elif device is None and torch.cuda.is_available():
+        elif torch.cuda.is_available():
             device = torch.device("cuda", torch.cuda.current_device())
         if device not in per_device:
             raise TapNotFiredError(f"tap {path!r} holds no value for device {device} (captured on: "
@@ -119,10 +124,15 @@ class FeatureTaps:
     __getitem__ = pop
 
     def pop_all(self) -> Dict[str, Any]:
-        """Every tapped path's value (each read once): for code that uses one value in several places."""
+        """Every tapped path's value (each read once): for code that uses one value in several places. When a
+        tap holds none, nothing is read and the error names it."""
+        for path in self.paths:
+            if not self.features.get(path):
+                self.pop(path)  # raises, naming the path and what is still unread
         return {path: self.pop(path) for path in self.paths}
 
     def clear(self) -> None:
+        """Drop every captured value: at the start of a step, so that only this step's forwards can be read."""
         self.features.clear()
 
     def close(self) -> None:
@@ -150,9 +160,22 @@ def _device_of(value: Any) -> Optional[torch.device]:
     return None
 
 
+def _first_input(path: str, args: tuple, kwargs: Dict[str, Any]) -> Any:
+    """What an input tap stores: the first positional input, else the only keyword argument."""
+    if args:
+        return args[0]
+    if len(kwargs) == 1:
+        return next(iter(kwargs.values()))
+    raise TapPathError(f"input tap {path!r}: its module was called with no positional input and keyword arguments "
+                       f"{', '.join(kwargs) or '(none)'}, so there is no one input to capture; tap the module's "
+                       f"output, or a submodule that receives the tensor positionally")
+
+
 def _detach(value: Any) -> Any:
     if hasattr(value, "detach"):
         return value.detach()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple takes its fields as arguments
+        return type(value)(*(_detach(v) for v in value))
     if isinstance(value, (tuple, list)):
         return type(value)(_detach(v) for v in value)
     if isinstance(value, dict):

@@ -140,3 +140,94 @@ def test_values_are_kept_per_device():
         assert taps["0"] is on_cpu  # the only one left
         net((on_meta, on_cpu))  # a tuple output is stored under the device of its first tensor
         assert set(taps.features["0"]) == {torch.device("meta")}
+
+
+class LayerDrop(nn.Module):
+    """A block that training can skip (stochastic depth / LayerDrop), then a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.block, self.head, self.skip = nn.Linear(4, 4), nn.Linear(4, 3), False
+
+    def forward(self, x):
+        return self.head(x if self.training and self.skip else self.block(x))
+
+
+def test_an_unread_evaluation_capture_never_stands_in_for_a_skipped_module_in_the_next_step():
+    """An evaluation forward fills the taps and nobody reads them; in the next training step the tapped block is
+    skipped. The step must fail naming the path, not compute the feature loss on the evaluation batch."""
+    from kdhub import TapAlgorithm, build_terms
+
+    torch.manual_seed(0)
+    teacher, student = LayerDrop(), LayerDrop()
+    algo = TapAlgorithm(student, teacher, build_terms([{"name": "feat", "student": "block", "teacher": "block",
+                                                        "loss": {"type": "mse"}}]))
+    algo.eval()
+    with torch.no_grad():
+        algo.student(torch.randn(2, 4) * 100)
+    algo.train()
+    student.skip = True
+    with pytest.raises(TapNotFiredError, match="'block'"):
+        algo.loss(torch.randn(2, 4), torch.tensor([0, 1]))
+
+
+def test_detach_keeps_a_namedtuple_output():
+    from collections import namedtuple
+
+    Out = namedtuple("Out", "main aux")
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return Out(y, 2 * y)
+
+    net = nn.Sequential(Two())
+    with FeatureTaps(net, ["0"], detach=True) as taps:
+        out = net(torch.randn(2, 3))
+        got = taps["0"]
+    assert type(got) is Out and not got.main.requires_grad and torch.equal(got.aux, out.aux)
+
+
+def test_input_tap_of_a_module_called_by_keyword():
+    class ByKeyword(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x=None, y=None):
+            return self.lin(x if y is None else x + y)
+
+    class Caller(nn.Module):
+        def __init__(self, both: bool):
+            super().__init__()
+            self.inner, self.both = ByKeyword(), both
+
+        def forward(self, x):
+            return self.inner(x=x, y=x) if self.both else self.inner(x=x)
+
+    x = torch.randn(2, 3)
+    with FeatureTaps(Caller(False), ["inner"], mode="input") as taps:
+        taps.model(x)
+        assert torch.equal(taps["inner"], x)
+    with FeatureTaps(Caller(True), ["inner"], mode="input") as taps, pytest.raises(TapPathError, match="'inner'.*x, y"):
+        taps.model(x)
+
+
+def test_a_failing_pop_all_reads_nothing():
+    net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    with FeatureTaps(net, ["0", "1"]) as taps:
+        net[0](torch.randn(1, 3))  # only the first module runs
+        with pytest.raises(TapNotFiredError, match="'1'.*still unread: 0"):
+            taps.pop_all()
+        assert taps["0"].shape == (1, 3)
+
+
+def test_a_device_given_by_name():
+    net = nn.Sequential(nn.Linear(3, 3))
+    with FeatureTaps(net, ["0"]) as taps:
+        net(torch.randn(1, 3))
+        assert taps.pop("0", device="cpu").shape == (1, 3)

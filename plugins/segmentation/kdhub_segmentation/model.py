@@ -86,6 +86,9 @@ class SegDistiller(TeacherOwner, BaseModel):
         if self.training and inputs.shape[0] < need:
             raise ConfigError(f"train_dataloader.batch_size: {type(self.distiller).__name__} needs at least {need} "
                               f"images per process and step, got {inputs.shape[0]}; raise the batch size")
+        clear = getattr(self.distiller, "clear", None)  # a validation forward's unread captures must not stand in
+        if clear is not None:                           # for this step's (kdhub's distillers have it)
+            clear()
         self.run_teacher(inputs)
         losses = self.student.loss(inputs, data_samples)
         losses.update(self.distiller.loss(inputs))

@@ -79,6 +79,9 @@ class StageTaps:
             stages.append(_tokens_to_map(self.taps[s_path], hw))
         return embeds, stages
 
+    def clear(self) -> None:
+        self.taps.clear()
+
     def close(self) -> None:
         self.taps.close()
 
@@ -147,6 +150,11 @@ class TransKDDistiller(nn.Module):
             aligned = self.ea(aligned, [inputs] + f_s[:-1])
         return {"loss_hcl": self.hcl_weight * self.hcl(self.csf(f_s), f_t),
                 "loss_embed": self.embed_loss(aligned, e_t)}
+
+    def clear(self) -> None:
+        """Drop the taps' captures: before a step's forwards, so only they can be read."""
+        self._student.clear()
+        self._teacher.clear()
 
     def close(self) -> None:
         self._student.close()

@@ -175,6 +175,9 @@ class SeparationBrain(sb.Brain):
         batch = batch.to(self.device)
         mix = batch.mix_sig.data
         if stage == sb.Stage.TRAIN and self.kd is not None:
+            for taps in (self.student_taps, self.teacher_taps):  # only this step's forwards can be read
+                if taps is not None:
+                    taps.clear()
             # The teacher runs first, so its activations are freed before the student's graph is built.
             self._teacher = self.teacher_targets(mix, list(batch.id), batch_targets(batch, self.num_spks),
                                                  batch_labelled(batch))
