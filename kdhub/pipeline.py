@@ -7,9 +7,9 @@ supplies only :class:`Stages`: how to train, test and export one model with its 
 
 The sub-run protocol lives here once. A finished sub-run leaves ``result.json``, written atomically by rank 0
 after the model is exported; ``--resume`` reuses it, and an unfinished sub-run is handed back to the domain,
-whose engine continues it from its last checkpoint. Without ``--resume``, a sub-run folder that already holds
-a run stops the launch with an error rather than mixing two runs. A given teacher is tested once per work dir
-(``teacher_test.json``).
+whose engine continues it from its last checkpoint. Without ``--resume``, a work dir that already holds a run
+(:func:`refuse_existing_run`, before anything is written) stops the launch with an error rather than mixing two
+runs. A given teacher is tested once per work dir (``teacher_test.json``).
 
 Before any of it, :meth:`Stages.check` verifies everything the run will need (teacher checkpoints, data,
 tap paths, the teacher/student pairing) while nothing is written yet: bad input stops the launch with one
@@ -89,6 +89,22 @@ class Stages(abc.ABC):
         return None
 
 
+def refuse_existing_run(work_dir: Path, stages: Stages) -> None:
+    """Without ``--resume``: refuse ``work_dir`` when it or a folder in it holds a run (a finished sub-run's
+    ``result.json``, a tested teacher's ``teacher_test.json``, a ``summary.json``, or checkpoints as
+    :meth:`Stages.started` finds them). Called before anything is written, so a refused launch leaves the earlier
+    run exactly as it was: its config copy, log and results."""
+    work_dir = Path(work_dir)
+    if not work_dir.is_dir():
+        return
+    for folder in (work_dir, *sorted(p for p in work_dir.rglob("*") if p.is_dir())):
+        kept = [name for name in (RESULT_FILE, TEACHER_TEST_FILE, SUMMARY_FILE) if (folder / name).is_file()]
+        if kept or stages.started(folder):
+            what = f"its {kept[0]}" if kept else "checkpoints"
+            raise ConfigError(f"{folder} already holds a run ({what}); pass --resume to continue it or choose "
+                              f"another --work-dir")
+
+
 class Pipeline:
     """Runs a domain's :class:`Stages` as resumable sub-runs and writes the summary through ``ctx``."""
 
@@ -105,7 +121,7 @@ class Pipeline:
             if Path(result.get("export", "")).is_file():
                 return result
             # the exported model is gone (or the work dir moved): continue the sub-run from its checkpoints
-        if not self.resume and started(work_dir):
+        if not self.resume and (started(work_dir) or done.is_file()):
             raise ConfigError(f"{work_dir} already holds a run; pass --resume to continue it or choose another "
                               f"--work-dir")
         started = time.perf_counter()

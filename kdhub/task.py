@@ -42,8 +42,9 @@ class Task(ABC):
     ``train`` and ``evaluate`` receive the config as the plugin's own loader returned it; ``demo`` runs
     the domain's main job on its embedded data set. A domain on the core pipeline sets ``run_class``: its
     run of one ``kdhub train`` (a :class:`kdhub.pipeline.Stages` with ``run()``), built from ``(loaded,
-    work_dir, resume, launcher)`` without writing anything. ``train`` checks the work dir and calls the run's
-    ``check()`` before its ``run()``, so bad input fails before any file is written. Then, on the main process,
+    work_dir, resume, launcher)`` without writing anything. ``train`` checks the work dir (writable; without
+    ``--resume``, holding no run) and calls the run's ``check()`` before its ``run()``, so bad input fails before
+    any file is written. Then, on the main process,
     the run logs to ``work_dir/train.log`` and leaves a copy of its resolved config (:meth:`dump_config`).
     """
 
@@ -63,6 +64,9 @@ class Task(ABC):
         run = self.run_class(loaded, work_dir, resume, launcher)
         run.amp = amp
         run.check()
+        if not resume:
+            from .pipeline import refuse_existing_run  # here: the pipeline module imports this one
+            refuse_existing_run(work_dir, run)
         with run_log(work_dir):
             if launch_rank() == 0:
                 self.dump_config(loaded, work_dir)

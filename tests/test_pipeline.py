@@ -121,3 +121,47 @@ def test_a_task_without_run_class_or_train_is_refused_at_definition():
         class Incomplete(Task):
             def evaluate(self, loaded, checkpoint):
                 return {}
+
+
+def test_a_finished_sub_run_without_checkpoints_is_still_refused_without_resume(tmp_path):
+    """Its ``result.json`` alone marks a finished sub-run (an engine may keep no checkpoints once done)."""
+    run(tmp_path, Steps())
+    import shutil
+    for role in ("teacher", "student"):
+        shutil.rmtree(tmp_path / role / "checkpoints")
+    again = Steps()
+    with pytest.raises(ConfigError, match="teacher already holds a run"):
+        run(tmp_path, again)
+    assert again.log == [] and json.loads((tmp_path / "teacher" / "result.json").read_text())["test"] == {"acc": 1.0}
+
+
+def test_a_refused_launch_leaves_the_earlier_run_as_it_was(tmp_path):
+    """``Task.train`` refuses a work dir holding a run before it writes anything: the earlier run's config copy,
+    log and results keep their bytes, and no lifecycle hook is called."""
+    from kdhub.config import LoadedConfig
+    from kdhub.task import Task
+
+    class Run(Steps):
+        def __init__(self, loaded, work_dir, resume, launcher):
+            super().__init__()
+            self.ctx = RunContext(RunInfo("probe", "m", work_dir), plugins=Recorder())
+            self.resume = resume
+
+        def run(self):
+            pipeline = Pipeline(self.ctx, self.resume)
+            return pipeline.finish(pipeline.run(self))
+
+    class Probe(Task):
+        run_class = Run
+
+        def evaluate(self, loaded, checkpoint):
+            return {}
+
+    work = tmp_path / "w"
+    Probe().train(LoadedConfig("probe", {"lr": 1}, tmp_path / "a.json"), work)
+    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    assert work / "config.json" in before and work / "train.log" in before
+    with pytest.raises(ConfigError, match="already holds a run .*pass --resume"):
+        Probe().train(LoadedConfig("probe", {"lr": 2}, tmp_path / "a.json"), work)
+    assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
+    Probe().train(LoadedConfig("probe", {"lr": 2}, tmp_path / "a.json"), work, resume=True)
