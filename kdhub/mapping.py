@@ -15,8 +15,7 @@ from torch import nn
 
 from .adapters import build_adapter
 from .algorithm import Algorithm, Teachers
-from .losses import LOSSES
-from .registry import unknown_name_message
+from .registry import Entry, unknown_name_message
 from .taps import FeatureTaps, select
 
 
@@ -40,13 +39,18 @@ class Term:
 
 
 def build_loss(spec: Mapping[str, Any], registry_losses: Optional[Mapping[str, Any]] = None) -> nn.Module:
-    """Build a loss from ``{"type": name, **kwargs}`` using the registry's losses (or the core's)."""
+    """Build a loss from ``{"type": name, **kwargs}``: by name among ``registry_losses`` (classes, or registry
+    entries) or, by default, among every loss a plugin registered (the core's own included), so a loss that a
+    third-party plugin adds is usable in any domain's terms."""
     spec = dict(spec)
-    table = registry_losses if registry_losses is not None else LOSSES
+    if registry_losses is None:
+        from .plugins import get_registry  # here: the plugins' registration imports this module's users
+        registry_losses = get_registry().tables["losses"]
     name = spec.pop("type", None)
-    if name not in table:
-        raise KeyError(unknown_name_message("loss", name, table))
-    return table[name](**spec)
+    if name not in registry_losses:
+        raise KeyError(unknown_name_message("loss", name, registry_losses))
+    loss = registry_losses[name]
+    return (loss.obj if isinstance(loss, Entry) else loss)(**spec)
 
 
 def build_terms(specs: Sequence[Mapping[str, Any]], registry_losses: Optional[Mapping[str, Any]] = None) -> List[Term]:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 KINDS = ("tasks", "distillers", "losses", "datasets", "configs")
+#: one entry of each kind, as messages name it
+SINGULAR = {"tasks": "task", "distillers": "distiller", "losses": "loss", "datasets": "data set", "configs": "config folder"}
 
 
 class RegistryError(KeyError):
@@ -121,7 +123,7 @@ class Registry:
         old = table[name].target if name in table else obj
         if old is not obj and not (isinstance(obj, (str, ConfigFolder)) and old == obj):
             raise RegistryError(
-                f"{kind[:-1]} {name!r} is registered twice: by plugin {table[name].plugin!r} "
+                f"{SINGULAR[kind]} {name!r} is registered twice: by plugin {table[name].plugin!r} "
                 f"and by plugin {self.current_plugin!r}; rename one of them"
             )
         text = help or (obj if is_import_string(obj) or isinstance(obj, ConfigFolder) else _first_line(obj))
@@ -164,7 +166,7 @@ class Registry:
         domain's entries, so an unknown name lists that domain's choices."""
         table = self.names(kind, domain)
         if name not in table:
-            raise RegistryError(unknown_name_message(what or kind[:-1], name, table))
+            raise RegistryError(unknown_name_message(what or SINGULAR[kind], name, table))
         return self.tables[kind][name].obj
 
     def names(self, kind: str, domain: Optional[str] = None) -> List[str]:

@@ -1,5 +1,6 @@
 """The registry: lazy entries (import strings loaded on first get), tasks, demo flags, domains; and that
 listing the installed plugins imports no domain framework."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -118,3 +119,51 @@ def test_list_shows_each_entrys_domain_and_plugin():
     assert "tap" not in lines  # not runnable from any config, so not registered
     pytest.importorskip("kdhub_graph")
     assert lines["glnn"][1:3] == ["graph", "[graph]"] and lines["graph"][1] == "graph"
+
+
+L1_PLUGIN = '''
+from torch import nn
+from kdhub.hookspecs import hookimpl
+
+
+class MeanAbs(nn.Module):
+    def __init__(self, scale=1.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, s, t):
+        return self.scale * (s - t).abs().mean()
+
+
+@hookimpl
+def kdhub_register(registry):
+    registry.add_loss("mean_abs", "kdhub_l1_plugin:MeanAbs", "mean absolute difference")
+'''
+
+
+def test_a_loss_an_installed_plugin_registers_is_usable_in_terms_by_name(tmp_path):
+    """Every registered loss can be built by name where terms are built (the core's TapAlgorithm, segmentation's
+    TermsDistiller): a third-party distribution adds one and a term uses it with its own arguments."""
+    from dist_helpers import make_distribution
+
+    site = make_distribution(tmp_path / "site", "kdhub-l1-plugin", entry_points={"l1": "kdhub_l1_plugin"},
+                             modules={"kdhub_l1_plugin": L1_PLUGIN})
+    code = ("import torch; from kdhub.mapping import build_terms; "
+            "t = build_terms([{'name': 'f', 'loss': {'type': 'mean_abs', 'scale': 2.0}}])[0]; "
+            "print(type(t.loss).__name__, float(t.loss(torch.tensor([1.0, -2.0]), torch.tensor([0.0, 0.0]))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(site)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["MeanAbs", "3.0"]  # 2 x mean(|1|, |-2|)
+    unknown = subprocess.run([sys.executable, "-c", code.replace("'mean_abs'", "'mean_ab'")], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(site)})
+    assert "unknown loss 'mean_ab' (did you mean 'mean_abs'?)" in unknown.stderr
+
+
+def test_messages_name_one_entry_of_a_kind_in_the_singular():
+    registry = Registry()
+    registry.add_loss("kd", "a.b:C", "x")
+    with pytest.raises(RegistryError, match="^loss 'kd' is registered twice"):
+        registry.add_loss("kd", "a.b:D", "x")
+    with pytest.raises(RegistryError, match="unknown loss 'kld'"):
+        registry.get("losses", "kld")
