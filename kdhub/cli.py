@@ -46,7 +46,7 @@ def _load(config: str, overrides: List[str]) -> LoadedConfig:
     if not path.is_file():
         raise UsageError(f"config file not found: {config}")
     plugins = get_plugins()
-    loaded = plugins.hook.kdhub_load_config(path=path, overrides=list(overrides or []))
+    loaded = plugins.first_result("kdhub_load_config", USER_ERRORS, path=path, overrides=list(overrides or []))
     if loaded is None:
         task = peek_task(path)
         raise UsageError(_no_owner_message(path, task))

@@ -47,7 +47,11 @@ def install_hint(domain: str, plugins: "Plugins") -> Optional[str]:
     if domain not in KNOWN_TASK_PACKAGES:
         return None
     pkg = KNOWN_TASK_PACKAGES[domain]
-    broken = [i for i in plugins.broken if i.distribution == pkg or i.name == domain]
+    mine = [i for i in plugins.info.values() if i.distribution == pkg or i.name == domain]
+    if any(i.disabled for i in mine):
+        from .plugins import DISABLE_ENV
+        return f"belongs to {pkg}, which is installed but disabled by {DISABLE_ENV}; take it out of that variable"
+    broken = [i for i in mine if i.error]
     if broken:
         return f"belongs to {pkg}, which is installed but broken: {broken[0].error}"
     return (f"is provided by the {pkg} package, which is not installed. Install it: pip install {pkg} "

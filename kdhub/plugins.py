@@ -1,8 +1,9 @@
 """Plugin discovery: built-in modules plus entry points of group ``kdhub``.
 
 A plugin that fails to import, implements a hook that does not exist (a misspelt name would otherwise
-never fire), fails to register, or raises in a run-lifecycle hook is recorded as broken (name,
-distribution, error) and unregistered; the others keep working and a run goes on.
+never fire), fails to register, or raises in a hook call (lifecycle, doctor, or an error other than its report
+of a bad config in ``kdhub_load_config``) is recorded as broken (name, distribution, error) and unregistered;
+the others keep working and a run goes on.
 ``KDHUB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point or distribution name (``*`` blocks every
 external plugin).
 """
@@ -15,7 +16,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pluggy
 
@@ -86,12 +87,33 @@ class Plugins:
                 if result is not None:
                     results.append(result)
             except Exception as exc:
-                info = self.mark_broken(impl.plugin_name, f"in {hook_name}: {_short_error(exc)}",
-                                        traceback.format_exc())
-                print(f"kdhub: plugin {info.name!r} ({info.distribution}) raised in {hook_name}: "
-                      f"{_short_error(exc)}\n  it is switched off for the rest of this process and the run goes on; "
-                      f"fix or update it, or disable it with {DISABLE_ENV}={info.name}", file=sys.stderr)
+                self._switch_off(impl.plugin_name, hook_name, exc)
         return results
+
+    def first_result(self, hook_name: str, passthrough: Tuple[type, ...] = (), **kwargs: Any) -> Any:
+        """The first result that is not None of hook ``hook_name``, asking each implementation on its own in
+        pluggy's order (as a ``firstresult`` hook does). An error of a ``passthrough`` type is the plugin's
+        report on the input (``kdhub_load_config``: a ConfigError naming the key) and stops the call; any other
+        is reported, the plugin switched off as in :meth:`call_each`, and the next implementation asked."""
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            try:
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except passthrough:
+                raise
+            except Exception as exc:
+                self._switch_off(impl.plugin_name, hook_name, exc)
+                continue
+            if result is not None:
+                return result
+        return None
+
+    def _switch_off(self, name: str, hook_name: str, exc: Exception) -> None:
+        """Report once on stderr that plugin ``name`` raised in ``hook_name`` and mark it broken."""
+        info = self.mark_broken(name, f"in {hook_name}: {_short_error(exc)}", traceback.format_exc())
+        fix = "report it; it is part of kdhub" if info.builtin else \
+            f"fix or update it, or disable it with {DISABLE_ENV}={info.name}"
+        print(f"kdhub: plugin {info.name!r} ({info.distribution}) raised in {hook_name}: {_short_error(exc)}\n"
+              f"  it is switched off for the rest of this process and the run goes on; {fix}", file=sys.stderr)
 
 
 def disabled_names() -> set:

@@ -2,6 +2,7 @@
 import pytest
 
 from kdhub.config import ConfigError, Field, apply_overrides, parse_value, peek_task, require_file, validate
+from core_helpers import run_kdhub
 
 SCHEMA = {"task": Field(str), "model": {"hidden": Field(int, 64), "norm": Field(str, "none", choices=("none", "batch"))},
           "lr": Field(float, 0.01)}
@@ -61,3 +62,20 @@ def test_task_is_inherited_through_base_as_mmengine_does(tmp_path):
     assert peek_task(tmp_path / "mine.py") == "detection"      # two levels up, past a library's config
     assert peek_task(tmp_path / "loop_a.py") is None            # a cycle ends, without a task
     assert peek_task(tmp_path / "plain.yaml") is None           # YAML configs state their task themselves
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"task": "graph", "method": "glnn"}', "task 'graph' reads its configs in its own format (plugin 'graph'), "
+                                             "not as kdhub JSON; start from one it ships (kdhub configs graph)"),
+    (b'{"task": ["graph"]}', "key 'task' must be the name of a task (a string), got ['graph']"),
+    (b'{"task": "toy", "note": "caf\xe9"}', "not UTF-8 text (byte 28); save the config as UTF-8"),
+])
+def test_a_json_config_the_core_cannot_hand_on_is_refused_by_name(tmp_path, content, message):
+    """The core's JSON loader: a task that reads its own format (graph: YAML), a task that is not a name, a file
+    that is not UTF-8: each a clear error naming the file, never a traceback from the task."""
+    path = tmp_path / "c.json"
+    path.write_bytes(content)
+    proc = run_kdhub(["train", path, "--work-dir", tmp_path / "w"], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"kdhub: error: {path}: {message}"
+    assert not (tmp_path / "w").exists()

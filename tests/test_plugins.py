@@ -62,3 +62,55 @@ def test_plugin_failing_in_register_is_rolled_back(tmp_path):
     assert "half_registered" not in plugins.registry.tables["losses"]
     assert "kd" in plugins.registry.tables["losses"]
     assert plugins.info["half"].error == "in kdhub_register: RuntimeError: boom"
+
+
+RAISING_LOADER = '''
+from kdhub.hookspecs import hookimpl
+
+
+@hookimpl
+def kdhub_load_config(path, overrides):
+    raise AttributeError("'NoneType' object has no attribute 'suffix'")
+'''
+
+
+def test_a_config_loader_that_raises_is_switched_off_and_the_next_one_reads_the_config(tmp_path):
+    """A third-party ``kdhub_load_config`` with a bug (asked first: its entry point registers last) no longer
+    stops every launch with its traceback: it is reported once and switched off, the graph plugin reads its own
+    config, and the launch gets as far as the missing checkpoint."""
+    from dist_helpers import make_distribution
+
+    site = make_distribution(tmp_path / "site", "kdhub-bad-loader", entry_points={"zzz_loader": "kdhub_bad_loader"},
+                             modules={"kdhub_bad_loader": RAISING_LOADER})
+    proc = run_kdhub(["eval", "graph::demo.yaml", tmp_path / "missing.pth"], site=site, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "plugin 'zzz_loader' (kdhub-bad-loader) raised in kdhub_load_config: AttributeError" in proc.stderr
+    assert "KDHUB_DISABLE_PLUGINS=zzz_loader" in proc.stderr
+    assert proc.stderr.rstrip().endswith(f"kdhub: error: checkpoint not found: {tmp_path / 'missing.pth'}")
+
+
+def test_a_raising_builtin_observer_is_not_sent_to_the_disable_variable(monkeypatch, capsys):
+    """Built-in plugins cannot be disabled, so the report of one that raises does not advise it."""
+    import kdhub.tensorboard
+    from kdhub import hookimpl
+    from kdhub.plugins import load_plugins
+    from kdhub.runs import RunInfo
+
+    @hookimpl
+    def kdhub_run_start(run):
+        raise FileExistsError("events file")
+
+    monkeypatch.setattr(kdhub.tensorboard, "kdhub_run_start", kdhub_run_start)
+    plugins = load_plugins()
+    plugins.notify("kdhub_run_start", run=RunInfo("t", "m", "w"))
+    err = capsys.readouterr().err
+    assert "plugin 'kdhub.tensorboard' (kdhub) raised in kdhub_run_start: FileExistsError" in err
+    assert "part of kdhub" in err and "KDHUB_DISABLE_PLUGINS" not in err
+    assert plugins.info["kdhub.tensorboard"].error.startswith("in kdhub_run_start")
+
+
+def test_a_disabled_domain_is_named_disabled_not_missing():
+    proc = run_kdhub(["train", "graph::demo.yaml"], env={"KDHUB_DISABLE_PLUGINS": "graph"}, check=False)
+    assert proc.returncode == 2
+    assert "belongs to kdhub-graph, which is installed but disabled by KDHUB_DISABLE_PLUGINS" in proc.stderr
+    assert "not installed" not in proc.stderr
