@@ -27,11 +27,7 @@ from kdhub_openmmlab.teacher import local_checkpoint, model_config
 
 def _model_cfg(spec: Union[dict, ConfigDict], key: str) -> dict:
     """A detector config from ``dict(config='file.py', **overrides)`` (that file's ``model`` with the overrides
-    merged over it, :func:`kdhub_openmmlab.teacher.model_config`) or ``dict(model=...)``."""
-    if spec.get("model") is not None:
-        return ConfigDict(copy.deepcopy(dict(spec["model"])))
-    if not spec.get("config"):
-        raise ConfigError(f"model.{key}: give config='<detector config .py>' or model=dict(...)")
+    merged over it) or given inline, as :func:`kdhub_openmmlab.teacher.model_config` reads every mm domain's."""
     return ConfigDict(model_config(spec, f"model.{key}").to_dict())
 
 

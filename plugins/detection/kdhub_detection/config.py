@@ -80,23 +80,18 @@ def check_distillation(cfg: Config, source: str) -> None:
                               f"distiller")
     teacher = model.teacher
     resolve_specs(model, ("teacher",), source)
-    unknown = set(teacher) - {"config", "checkpoint", "model"}
-    if unknown and not teacher.get("config"):
-        raise ConfigError(f"{source}: unknown key(s) in model.teacher: {', '.join(sorted(unknown))}; valid keys: "
-                          f"config, checkpoint, model (and, next to config, keys of the teacher's model to override)")
+    try:
+        t_model = model_config(teacher, "model.teacher")  # from its config file, or given inline
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if teacher.get("config"):
         t_cfg = Config.fromfile(teacher.config)
-        t_model = model_config(teacher, "model.teacher")
         if "train_dataloader" in t_cfg and "train_dataloader" in cfg:
             t_classes, s_classes = dataset_classes(t_cfg), dataset_classes(cfg)
             if t_classes and s_classes and list(t_classes) != list(s_classes):
                 raise ConfigError(f"{source}: teacher and student have different class sets: the teacher config "
                                   f"{teacher.config} trains on {list(t_classes)}, this config on {list(s_classes)}; "
                                   f"distillation needs the same classes in the same order")
-    elif teacher.get("model"):
-        t_model = teacher.model
-    else:
-        raise ConfigError(f"{source}: model.teacher needs config='<teacher detector config>' (or model=dict(...))")
     ckpt = teacher.get("checkpoint")
     if not ckpt and not teacher.get("config"):
         raise ConfigError(f"{source}: model.teacher.checkpoint is empty and model.teacher has no config to train the "
@@ -111,14 +106,11 @@ def check_distillation(cfg: Config, source: str) -> None:
                           f"teacher (model.teacher) {t_key}={t_num}; distillation needs the same classes in the "
                           f"same order")
     kind = model.distiller.get("type")
-    from kdhub.plugins import get_registry
     from kdhub_openmmlab.methods import register_distiller
     from mmdet.registry import MODELS
-    choices = list(METHODS) + [n for n in get_registry().names("distillers", "detection") if n not in METHODS]
-    if kind not in choices:
-        raise ConfigError(f"{source}: model.distiller.type {kind!r} is not a kdhub detection method; valid "
-                          f"choices: {', '.join(choices)}")
-    register_distiller("detection", MODELS, kind, source)  # the method by name, third-party ones included
+    # the method by name among the detection methods plugins registered (third-party ones included), or one
+    # mmdet's MODELS registry already knows (custom_imports), as in segmentation
+    register_distiller("detection", MODELS, kind, source)
     for key, det in (("model.student", model.student), ("model.teacher", t_model)):
         cls = _detector_class(det, key, source)
         if kind == "GID" and (issubclass(cls, DetectionTransformer) or

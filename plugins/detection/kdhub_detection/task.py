@@ -133,8 +133,9 @@ class DetectionRun(Stages):
     def teacher_model(self):
         """The teacher detector's model config: from ``model.teacher.config`` (with the keys given next to it
         merged over it), or given inline."""
+        from kdhub_openmmlab.teacher import model_config
         teacher = self.cfg.model.teacher
-        return self.teacher_config().model if teacher.get("config") else teacher.model
+        return self.teacher_config().model if teacher.get("config") else model_config(teacher, "model.teacher")
 
     def teacher_checkpoint(self) -> Optional[Path]:
         from kdhub_openmmlab.teacher import local_checkpoint

@@ -80,7 +80,7 @@ def test_resume_continues_exactly(trained_teacher, tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     (["model.teacher.checkpoint=missing_teacher.pth"], "teacher checkpoint not found: missing_teacher.pth"),
-    (["model.distiller.type=FitNet"], "valid choices: GID, DETRDistill"),
+    (["model.distiller.type=FitNet"], "unknown detection distiller 'FitNet'; valid choices: DETRDistill, GID"),
     (["train_cfg.max_epoch=2"], "did you mean 'max_epochs'"),
     (["model.student.bbox_head.num_classes=4"], "different class sets"),
 ])
@@ -103,3 +103,20 @@ def test_distributed_training_with_two_cpu_processes(trained_teacher, tmp_path):
     assert math.isfinite(summary["student"]["AP"]) and (work / "student" / "student.pth").is_file()
     log = next((work / "student").glob("*/*.log")).read_text()
     assert "world_size: 2" in log.replace("'", "").replace('"', "") or "Distributed training: True" in log
+
+
+def test_a_method_mmdet_knows_through_custom_imports_is_accepted(tmp_path, monkeypatch):
+    """As in segmentation: a distiller type that mmdet's MODELS registry knows from the config's custom_imports
+    is built by name, without a kdhub registration."""
+    from detection_helpers import load
+
+    (tmp_path / "kdhub_probe_gid.py").write_text(
+        "from mmdet.registry import MODELS\nfrom kdhub_detection.gid import GID\n\n\n"
+        "@MODELS.register_module()\nclass ProbeGID(GID):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    teacher = retinanet(tmp_path, "t.py", base=16, fpn=32)
+    (tmp_path / "t.pth").write_bytes(b"")  # loading checks only that it exists
+    cfg = distill(tmp_path, "custom.py", retinanet(tmp_path, "s.py"), teacher, tmp_path / "t.pth", "dict(type='ProbeGID')")
+    cfg.write_text(cfg.read_text() + "custom_imports = dict(imports=['kdhub_probe_gid'], allow_failed_imports=False)\n")
+    loaded = load(cfg)
+    assert loaded.method == "probegid" and loaded.cfg.model.distiller.type == "ProbeGID"

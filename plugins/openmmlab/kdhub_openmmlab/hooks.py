@@ -11,10 +11,14 @@ Resume policy: a resumed run makes the same random draws as an uninterrupted one
   training iteration from (run seed, iteration), in every run, so those draws never depend on whether or
   where the run was interrupted.
 * Python's and numpy's generators, which the data pipeline draws from (random flips, crops), are saved with
-  every checkpoint. An epoch-based loop resumes at an epoch boundary, so the saved states are restored. An
+  every checkpoint. An epoch-based loop resumes at an epoch boundary, so the saved states are restored, just
+  before training starts (after mmengine's ``Runner.resume``, which reseeds every generator when the
+  checkpoint's seed differs from the config's, as it does for a run without ``randomness.seed``). An
   iteration-based loop replays the data loader from the run's seed up to the saved iteration, which
   reproduces the pipeline's draws by itself; restoring the saved states before that replay would shift
   every later augmentation, so they are not applied there.
+* The logged scalars' histories (the log's smoothing windows, the last validation metrics) come back with a
+  resumed run only: a run started from weights alone (``load_from``) starts its log afresh, as mmengine's does.
 """
 from __future__ import annotations
 
@@ -79,6 +83,7 @@ class KDHubLifecycleHook(Hook):
         self.extra = dict(extra or {})
         self.ctx: Optional[RunContext] = None
         self._last_ckpt: Optional[str] = None
+        self._resume_rng: Optional[Dict[str, Any]] = None
 
     def before_run(self, runner) -> None:
         info = RunInfo(task=self.task, method=self.method, work_dir=Path(runner.work_dir),
@@ -90,6 +95,9 @@ class KDHubLifecycleHook(Hook):
         self.ctx.start()
 
     def before_train(self, runner) -> None:
+        if self._resume_rng is not None:  # after Runner.resume's own reseeding, before any data is drawn
+            set_rng_state(self._resume_rng)
+            self._resume_rng = None
         teacher = runner.message_hub.get_info(TEACHER_METRICS)
         if self.ctx is not None and teacher:
             self.ctx.evaluation_done("teacher", runner.iter, teacher)
@@ -124,13 +132,14 @@ class KDHubLifecycleHook(Hook):
                     info[key] = value.item()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        resumed = bool(getattr(runner, "_resume", False))
         hub = checkpoint.get("message_hub")
-        if isinstance(hub, dict) and SCALARS_KEY in hub:
-            for key, (values, counts) in hub.pop(SCALARS_KEY).items():
-                for value, count in zip(values.tolist(), counts.tolist()):
-                    runner.message_hub.update_scalar(key, value, int(count))
-        if RNG_KEY in checkpoint and getattr(runner, "_resume", False) and not replays_data(runner):
-            set_rng_state(checkpoint[RNG_KEY])
+        scalars = hub.pop(SCALARS_KEY, None) if isinstance(hub, dict) else None
+        for key, (values, counts) in (scalars or {}).items() if resumed else ():
+            for value, count in zip(values.tolist(), counts.tolist()):
+                runner.message_hub.update_scalar(key, value, int(count))
+        if RNG_KEY in checkpoint and resumed and not replays_data(runner):
+            self._resume_rng = checkpoint[RNG_KEY]  # applied in before_train (see the module docstring)
 
     def _report_checkpoint(self, runner) -> None:
         """mmengine's CheckpointHook records each save in ``work_dir/last_checkpoint``; report new ones."""

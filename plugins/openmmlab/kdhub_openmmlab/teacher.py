@@ -9,7 +9,8 @@ that names it), a config shipped with an OpenMMLab library (``mmdet::retinanet/x
 ``config`` merged over it. ``checkpoint`` names the trained teacher's weights: a path (resolved the same way)
 or an ``https://`` URL such as a checkpoint OpenMMLab publishes, downloaded once into torch.hub's cache and
 verified against the hash its file name carries (:mod:`kdhub.hub`).
-A model config given inline (no ``config``) is accepted where a domain allows it.
+Instead of ``config``, the model may be given inline, the same way in every mm domain: ``model=dict(type=...)``
+next to ``checkpoint``, or the model's own keys (``teacher=dict(type='EncoderDecoder', ..., checkpoint=...)``).
 """
 from __future__ import annotations
 
@@ -75,15 +76,24 @@ def local_checkpoint(location, key: str = "model.teacher.checkpoint") -> Path:
 
 
 def model_config(spec, key: str):
-    """A model config given inline or as ``dict(config='file.py', **overrides)``: that file's ``model`` with
-    the overrides merged over it. The keys ``config`` and ``checkpoint`` are never part of the model."""
+    """A model config given as ``dict(config='file.py', **overrides)`` (that file's ``model`` with the overrides
+    merged over it) or inline: ``dict(model=dict(type=...))`` or the model's own keys. The keys ``config`` and
+    ``checkpoint`` are never part of the model."""
     from mmengine.config import Config, ConfigDict
 
     spec = ConfigDict(copy.deepcopy(dict(spec)))
     path = spec.pop("config", None)
     spec.pop("checkpoint", None)
     if not path:
-        return spec
+        inline = spec.pop("model", None)
+        if inline is not None and spec:
+            raise ConfigError(f"{key}: next to model=dict(...) only checkpoint is read; got {', '.join(sorted(spec))} "
+                              f"(keys of the model go inside model=dict(...))")
+        model = ConfigDict(copy.deepcopy(dict(inline))) if inline is not None else spec
+        if not isinstance(model.get("type"), str):
+            raise ConfigError(f"{key}: give config='<model config .py>' (the model's own config file), or the model "
+                              f"inline: model=dict(type=...)")
+        return model
     file = package_config(path) or resolve_config(path)
     if not file.is_file():
         raise ConfigError(f"{key}.config: config file not found: {path}")

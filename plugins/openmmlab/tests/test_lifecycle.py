@@ -19,6 +19,9 @@ class _Hub:
     def update_scalar(self, key, value, count):
         self.updates.append((key, value, count))
 
+    def get_info(self, key):
+        return None
+
 
 class _Runner:
     """The attributes of an mmengine Runner the lifecycle reads."""
@@ -66,5 +69,26 @@ def test_runner_lifecycle_reports_events_and_round_trips_checkpoint_state(tmp_pa
     loaded = torch.load(buf, weights_only=True)                        # nothing weights_only refuses
     assert loaded["message_hub"]["log_scalars"] == {} and isinstance(loaded["message_hub"]["runtime_info"]["eta"], float)
     life.after_load_checkpoint(runner, loaded)
+    random.seed(99)  # mmengine's Runner.resume reseeds after the hook when the checkpoint's seed is not the config's
+    life.before_train(runner)
     assert random.random() == expected and RNG_KEY in loaded and SCALARS_KEY not in loaded["message_hub"]
     assert runner.message_hub.updates == [("train/loss", 1.0, 1), ("train/loss", 2.0, 1)]
+
+
+def test_weights_loaded_with_load_from_bring_neither_the_log_nor_the_random_state(tmp_path, monkeypatch):
+    """``load_from`` starts a new run from a checkpoint's weights: its logged scalars and its saved random state
+    belong to the earlier run (mmengine's own load_from leaves the message hub empty)."""
+    import numpy as np
+    monkeypatch.setattr("kdhub.runs.RunContext.__init__.__defaults__", (_Recorder(),))
+    life, runner = KDHubLifecycleHook(task="segmentation"), _Runner(tmp_path)
+    runner._resume = False
+    life.before_run(runner)
+    ckpt = {"message_hub": {"log_scalars": {"val/mIoU": _Buffer(np.array([40.0]), np.array([1]))}}}
+    random.seed(3)
+    life.before_save_checkpoint(runner, ckpt)
+    random.seed(5)
+    expected = random.random()
+    random.seed(5)
+    life.after_load_checkpoint(runner, ckpt)
+    life.before_train(runner)
+    assert runner.message_hub.updates == [] and random.random() == expected

@@ -181,3 +181,17 @@ def test_model_index_answers_as_mmengine_parses_it():
     cfg = Config.fromfile(str(osp.join(osp.dirname(mmdet.__file__), ".mim", "configs", "retinanet",
                                        "retinanet_r101_fpn_1x_coco.py")))
     assert cfg.model.backbone.depth == 101
+
+
+def test_an_inline_teacher_is_read_the_same_way_in_every_mm_domain():
+    """``teacher=dict(model=dict(type=...), checkpoint=...)`` and ``teacher=dict(type=..., checkpoint=...)`` give
+    the same model config; anything else is an error naming the key and the two forms."""
+    model = {"type": "EncoderDecoder", "backbone": {"type": "MixVisionTransformer"}}
+    nested = model_config({"model": model, "checkpoint": "t.pth"}, "model.teacher")
+    flat = model_config({**model, "checkpoint": "t.pth"}, "model.teacher")
+    assert nested.to_dict() == flat.to_dict() == model
+    with pytest.raises(ConfigError, match=r"model.teacher: next to model=dict\(...\) only checkpoint is read; got "
+                                          r"backbone"):
+        model_config({"model": model, "backbone": {}}, "model.teacher")
+    with pytest.raises(ConfigError, match=r"model.teacher: give config='<model config .py>'.*model=dict\(type=...\)"):
+        model_config({"checkpoint": "t.pth"}, "model.teacher")
