@@ -133,7 +133,7 @@ def cmd_configs(args) -> int:
 def cmd_train(args) -> int:
     loaded = _load(args.config, args.cfg_options)
     task = _task(loaded)
-    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / loaded.path.stem
+    work_dir = Path(args.work_dir or loaded.work_dir or Path("work_dirs") / loaded.path.stem)
     from . import dist
     try:
         summary = task.train(loaded, work_dir, resume=args.resume, launcher=args.launcher, **_amp(task, args))
@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_configs)
     s = sub.add_parser("train", help="train from a config (any installed domain's format)")
     s.add_argument("config", help=CONFIG_HELP)
-    s.add_argument("--work-dir", help="where checkpoints and summary.json go (default work_dirs/<config name>)")
+    s.add_argument("--work-dir", help="where checkpoints and summary.json go (default: the config's own work_dir "
+                                      "where its format has one, as mmengine's; else work_dirs/<config name>)")
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     s.add_argument("--launcher", choices=LAUNCHERS, default="none", help="'pytorch' under torchrun, 'slurm' under srun, 'mpi' under mpirun (DDP)")

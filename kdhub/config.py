@@ -67,6 +67,9 @@ class LoadedConfig:
     path: Path
     method: str = ""
     overrides: List[str] = field(default_factory=list)
+    #: the work dir the config itself names (an mmengine config's ``work_dir``), used when ``--work-dir`` is not
+    #: given, as mmengine's ``tools/train.py`` does; None: ``work_dirs/<config name>``
+    work_dir: Optional[str] = None
 
 
 _TASK_LINE = re.compile(r"""^task\s*[:=]\s*["']?([A-Za-z0-9_.\-/]+)["']?\s*(?:#.*)?$""", re.M)

@@ -282,3 +282,46 @@ def test_a_user_config_inherits_the_task_through_base(domain, tmp_path):
                      check=False)
     assert proc.returncode == 2 and str(missing) in proc.stderr, proc.stderr
     assert "no 'task' key" not in proc.stderr and not (tmp_path / "work").exists()
+
+
+MM_RUNTIME_CASES = {
+    "optimizer_type": (["optim_wrapper.optimizer.type=Adamm"], "optim_wrapper.optimizer.type: unknown optimizer "
+                                                              "'Adamm' (did you mean 'Adam'"),
+    "scheduler_type": (["param_scheduler.0.type=MultiStepLRR"], "param_scheduler[0].type: unknown parameter scheduler "
+                                                                "'MultiStepLRR' (did you mean 'MultiStepLR'"),
+    "load_from": (["load_from=no_such_start.pth"], "key 'load_from': file not found: no_such_start.pth"),
+    "optimizer_argument": (["optim_wrapper.optimizer.betas=[0.9]"], "optim_wrapper cannot be built"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MM_RUNTIME_CASES))
+@pytest.mark.parametrize("domain", ("segmentation", "detection"))
+def test_what_mmengine_builds_only_when_training_starts_is_checked_first(domain, case, tmp_path):
+    """A wrong optimizer, scheduler type, optimizer argument or load_from file in an mm distillation config
+    stops the launch before anything is written, naming the key, instead of a framework traceback after the
+    teacher's sub-run has trained."""
+    kit = KITS[domain](tmp_path, SETTINGS[domain])
+    pytest.importorskip(kit.package)
+    overrides, named = MM_RUNTIME_CASES[case]
+    work = tmp_path / "work"
+    proc = run_kdhub(["train", kit.config(), "--work-dir", work, "--cfg-options", *overrides],
+                     env={"KDHUB_DATA_DIR": str(tmp_path / "data")}, check=False)
+    report = f"exit {proc.returncode}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, report
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"kdhub: error: {kit.config()}: "), report
+    assert named in proc.stderr, report
+    assert not work.exists(), report
+
+
+@pytest.mark.parametrize("domain", ("segmentation", "detection"))
+def test_an_mm_configs_own_work_dir_is_used_without_work_dir(domain, tmp_path):
+    """As mmengine's tools/train.py: without --work-dir, the config's work_dir (here given by --cfg-options, at a
+    path under a file, so the launch stops at the work-dir check and names it)."""
+    kit = KITS[domain](tmp_path, SETTINGS[domain])
+    pytest.importorskip(kit.package)
+    (tmp_path / "a_file").write_text("")
+    proc = run_kdhub(["train", kit.config(), "--cfg-options", f"work_dir={tmp_path / 'a_file' / 'run'}"],
+                     cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert f"--work-dir {tmp_path / 'a_file' / 'run'}: {tmp_path / 'a_file'} is a file" in proc.stderr, proc.stderr
+    assert not (tmp_path / "work_dirs").exists()

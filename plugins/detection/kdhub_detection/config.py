@@ -47,7 +47,8 @@ def load(path: Path, overrides: Sequence[str]) -> Config:
 def loaded(path: Path, overrides: Sequence[str]) -> LoadedConfig:
     """The config as kdhub's launcher receives it."""
     cfg = load(path, overrides)
-    return LoadedConfig(task="detection", cfg=cfg, path=path, method=method_of(cfg), overrides=list(overrides))
+    return LoadedConfig(task="detection", cfg=cfg, path=path, method=method_of(cfg), overrides=list(overrides),
+                        work_dir=cfg.get("work_dir"))
 
 
 def method_of(cfg: Config) -> str:

@@ -112,11 +112,15 @@ class DetectionRun(Stages):
         """Before anything is written (keys, classes and detector kinds were checked when the config was loaded):
         the distiller set up once on the untrained student and teacher (its taps resolve, its adapters fit), a
         given teacher checkpoint fitted strictly to the teacher detector, or else the data of the teacher's own
-        config; then every split's data set built and its images readable."""
-        from kdhub_openmmlab.checks import build_model, check_datasets, fit_weights
+        config; then every split's data set built and its images readable. First what the Runner builds by name
+        only when training starts (the model, the optimizer, the schedulers' and hooks' types, load_from)."""
+        from kdhub_openmmlab.checks import build_model, check_datasets, check_runtime, fit_weights
         from kdhub_openmmlab.runner import check_amp
+        from kdhub_openmmlab.teacher import model_config
 
         check_amp(self.amp)
+        check_runtime(self.cfg, "mmdet", self.source,
+                      model_config(self.cfg.model.student, "model.student") if self.distilling else self.cfg.model)
 
         if self.distilling:
             teacher = build_model(self.teacher_model(), "mmdet")

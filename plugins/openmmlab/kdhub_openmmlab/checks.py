@@ -15,7 +15,9 @@ from typing import Iterator, Sequence
 import torch
 
 from kdhub.checkpoint import CheckpointError, load_checkpoint, state_mismatch, sub_state_dict
-from kdhub.config import ConfigError
+from kdhub.config import ConfigError, require_file
+from kdhub.hub import is_url
+from kdhub.registry import unknown_name_message
 
 SPLITS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
@@ -65,6 +67,54 @@ def _data_infos(dataset) -> Iterator[dict]:
         dataset.full_init()
         for i in range(len(dataset)):
             yield dataset.get_data_info(i)
+
+
+def check_runtime(cfg, scope: str, source: str, model_cfg) -> None:
+    """What the Runner builds by name only once training starts, built or looked up now: ``model_cfg`` (the
+    config's model; the student of a distillation config) and the optimizer wrapper on it, the types of
+    ``param_scheduler`` and ``custom_hooks``; and the file ``load_from`` names (a URL is mmengine's to fetch)."""
+    load_from = cfg.get("load_from")
+    if load_from and not is_url(str(load_from)):
+        require_file(str(load_from), "load_from", source, "give an existing checkpoint, or load_from=None to start "
+                                                          "from the model's initial weights")
+    registries = importlib.import_module(f"{scope}.registry")
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer") or {}
+    for key, registry, spec in (("optim_wrapper.type", registries.OPTIM_WRAPPERS, cfg.get("optim_wrapper") or {}),
+                                ("optim_wrapper.optimizer.type", registries.OPTIMIZERS, optimizer)):
+        _known_type(spec, registry, f"{source}: {key}")
+    for key, registry in (("param_scheduler", registries.PARAM_SCHEDULERS), ("custom_hooks", registries.HOOKS)):
+        specs = cfg.get(key) or []
+        for i, spec in enumerate([specs] if isinstance(specs, dict) else specs):
+            _known_type(spec, registry, f"{source}: {key}[{i}].type")
+    model = _built(lambda: build_model(model_cfg, scope), f"{source}: model")
+    if cfg.get("optim_wrapper"):
+        from mmengine.optim import build_optim_wrapper
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope(scope):
+            _built(lambda: build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper)), f"{source}: optim_wrapper")
+
+
+def _known_type(spec, registry, where: str) -> None:
+    """A config entry's ``type``, when it is a name, must be registered in ``registry`` (or a parent of it)."""
+    name = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(name, str) or registry.get(name) is not None:
+        return
+    choices, node = set(), registry
+    while node is not None:
+        choices.update(node.module_dict)
+        node = node.parent
+    raise ConfigError(f"{where}: {unknown_name_message(registry.name, name, sorted(choices))}")
+
+
+def _built(build, where: str):
+    """``build()``, or a :class:`ConfigError` at ``where`` with the framework's own words on one line."""
+    try:
+        return build()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"{where} cannot be built: {type(exc).__name__}: {first}") from None
 
 
 def build_model(model_cfg, scope: str) -> torch.nn.Module:

@@ -52,5 +52,5 @@ def kdhub_load_config(path: Path, overrides: Sequence[str]) -> Optional[LoadedCo
 
     cfg = load(Path(path), overrides)
     return LoadedConfig(task=DOMAIN, cfg=cfg, path=Path(path), method=method_name(cfg),
-                        overrides=list(overrides))
+                        overrides=list(overrides), work_dir=cfg.get("work_dir"))
 

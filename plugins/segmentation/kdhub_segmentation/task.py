@@ -144,14 +144,20 @@ class SegRun(Stages):
     def check(self) -> None:
         """Before anything is written. For distillation: the pairing (student, teacher and distiller built once),
         then a given teacher checkpoint fitted strictly to the teacher, or else the data of the teacher's own
-        config. Then every split's data set and images (the embedded set generated first)."""
-        from kdhub_openmmlab.checks import fit_weights
+        config. Then every split's data set and images (the embedded set generated first). First what the Runner
+        builds by name only when training starts (the model, the optimizer, the schedulers' and hooks' types,
+        load_from)."""
+        from kdhub_openmmlab.checks import check_runtime, fit_weights
         from kdhub_openmmlab.runner import check_amp
+        from kdhub_openmmlab.teacher import model_config
 
         check_amp(self.amp)
 
         try:
-            if is_distillation(self.cfg):
+            distilling = is_distillation(self.cfg)
+            check_runtime(self.cfg, "mmseg", self.source,
+                          model_config(self.cfg.model.student, "model.student") if distilling else self.cfg.model)
+            if distilling:
                 self.cfg = copy.deepcopy(self.cfg)
                 teacher = check_pairing(self.cfg)
                 given = self.teacher_checkpoint()
