@@ -8,6 +8,7 @@ by the system), so the renamed result has the permissions a plain ``open`` would
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import pickle
 import random
@@ -46,11 +47,7 @@ def atomic_write(path: PathLike, write) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(path.parent)  # make the rename itself durable
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -79,9 +76,11 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 
 
 def atomic_write_folder(folder: PathLike, files: Mapping[str, bytes]) -> Path:
-    """Replace ``folder`` by one holding exactly ``files`` (name -> bytes): they are written into a
-    temporary folder beside it that is then renamed into place, so readers see the old set or the whole
-    new one, never a mix or a part."""
+    """Replace ``folder`` by one holding exactly ``files`` (name -> bytes): they are written (and flushed to
+    disk) into a temporary folder beside it, which then takes its place in one step, so readers see the old set
+    or the whole new one, never a mix, a part or no folder. An existing folder is swapped with the new one
+    atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``); where the system cannot swap, it is moved aside
+    and the new one renamed in, which a crash between the two renames could interrupt."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_name(folder)
@@ -89,19 +88,51 @@ def atomic_write_folder(folder: PathLike, files: Mapping[str, bytes]) -> Path:
     old = None
     try:
         for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        if folder.exists():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if not folder.exists():
+            tmp.rename(folder)
+        elif _exchange(tmp, folder):
+            old = tmp  # now holding the previous set
+        else:
             old = tmp.with_name(tmp.name + ".old")
             folder.rename(old)
-        tmp.rename(folder)
+            tmp.rename(folder)
+        _fsync_dir(folder.parent)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not folder.exists():
-            old.rename(folder)
+        if old is not None and old != tmp and not folder.exists():
+            old.rename(folder)  # the two-rename fallback stopped between its renames: the old set goes back
+        shutil.rmtree(tmp, ignore_errors=True)  # the new set, unfinished or not placed (or, swapped, the old one)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one step (Linux ``renameat2(..., RENAME_EXCHANGE)``); False where the C
+    library, kernel or file system cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def load_checkpoint(path: PathLike, map_location: Any = "cpu", key: str = "") -> Dict[str, Any]:

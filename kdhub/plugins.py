@@ -4,14 +4,15 @@ A plugin that fails to import, implements a hook that does not exist (a misspelt
 never fire), fails to register, or raises in a hook call (lifecycle, doctor, or an error other than its report
 of a bad config in ``kdhub_load_config``) is recorded as broken (name, distribution, error) and unregistered;
 the others keep working and a run goes on.
-``KDHUB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point or distribution name (``*`` blocks every
-external plugin).
+``KDHUB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point or distribution name, spelt as pip accepts it
+(``kdhub_graph`` and ``KDHub-Graph`` name ``kdhub-graph``; ``*`` blocks every external plugin).
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -117,7 +118,13 @@ class Plugins:
 
 
 def disabled_names() -> set:
-    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    """The names in ``KDHUB_DISABLE_PLUGINS``, normalised as :func:`canonical`."""
+    return {canonical(n) for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def canonical(name: str) -> str:
+    """A distribution or entry-point name as pip compares them (PEP 503): case and runs of ``-_.`` ignored."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def _short_error(exc: BaseException) -> str:
@@ -135,13 +142,21 @@ def load_plugins() -> Plugins:
         pm.register(importlib.import_module(modname), name=modname)
         plugins.info[modname] = PluginInfo(modname, "kdhub", _version("kdhub"), builtin=True)
 
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    # by name, then distribution: which of two distributions using one entry point name loads does not depend on
+    # the order of sys.path's folders
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                     key=lambda e: (e.name, e.dist.name if getattr(e, "dist", None) else "")):
         dist = ep.dist.name if getattr(ep, "dist", None) else "?"
         info = PluginInfo(ep.name, dist, ep.dist.version if getattr(ep, "dist", None) else "?")
         if ep.name in plugins.info:
-            continue  # the same distribution visible twice on sys.path
+            first = plugins.info[ep.name].distribution
+            if first != dist:  # (the same distribution visible twice on sys.path is not a conflict)
+                plugins.info[f"{ep.name} ({dist})"] = PluginInfo(
+                    ep.name, dist, info.version, error=f"its entry point name {ep.name!r} is already taken by "
+                                                       f"{first}, which is loaded instead; rename one of them")
+            continue
         plugins.info[ep.name] = info
-        if "*" in blocked or ep.name in blocked or dist in blocked:
+        if "*" in blocked or canonical(ep.name) in blocked or canonical(dist) in blocked:
             info.disabled = True
             continue
         try:
@@ -157,7 +172,8 @@ def load_plugins() -> Plugins:
 
 def _check_hooks(plugins: Plugins) -> None:
     """Mark broken every plugin that implements a hook kdhub does not define (pluggy's ``check_pending``),
-    naming the closest valid hook, or that implements a lifecycle hook as a wrapper (they are plain calls)."""
+    naming the closest valid hook, or that implements as a wrapper a hook kdhub calls implementation by
+    implementation (lifecycle, registration, config loading, doctor)."""
     hooks = plugins.pm.hook
     valid = sorted(n for n in vars(hooks) if not n.startswith("_") and getattr(hooks, n).has_spec())
     while True:
@@ -170,11 +186,11 @@ def _check_hooks(plugins: Plugins) -> None:
             hints = [f"{u!r}" + "".join(f" (did you mean {m!r}?)" for m in difflib.get_close_matches(u, valid, n=1))
                      for u in unknown]
             plugins.mark_broken(name, f"implements unknown hook {', '.join(hints)}; valid hooks: {', '.join(valid)}")
-    for hook_name in LIFECYCLE_HOOKS:
+    for hook_name in LIFECYCLE_HOOKS + ("kdhub_register", "kdhub_load_config", "kdhub_doctor"):
         for impl in getattr(plugins.pm.hook, hook_name).get_hookimpls():
             if impl.wrapper or impl.hookwrapper:
-                plugins.mark_broken(impl.plugin_name, f"implements lifecycle hook {hook_name} as a wrapper; "
-                                                      f"lifecycle hooks are plain calls: drop wrapper/hookwrapper")
+                plugins.mark_broken(impl.plugin_name, f"implements {hook_name} as a wrapper; kdhub calls each "
+                                                      f"implementation of it on its own: drop wrapper/hookwrapper")
 
 
 def _register_all(plugins: Plugins) -> None:

@@ -138,8 +138,9 @@ class RunContext:
             p = self.work_dir / marker.read_text().strip()
             if p.is_file():
                 return p
-        found = sorted(self.checkpoint_dir.glob("epoch_*.pth"), key=lambda q: int(q.stem.split("_")[1]))
-        return found[-1] if found else None
+        found = sorted((int(q.stem[len("epoch_"):]), q) for q in self.checkpoint_dir.glob("epoch_*.pth")
+                       if q.stem[len("epoch_"):].isdigit())  # a user's epoch_final.pth is not one of the run's
+        return found[-1][1] if found else None
 
     def finish(self, *, teacher: Mapping[str, float], student: Mapping[str, float],
                params: Mapping[str, int], student_checkpoint: Optional[Path],

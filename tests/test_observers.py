@@ -160,3 +160,17 @@ def test_tensorboard_observer_writes_what_the_hooks_carry_and_nothing_when_off(t
     tensorboard.close_all()
     assert read_scalars(tmp_path / "run" / "tensorboard") == {
         "train/loss": [(1, 2.0), (2, 1.5)], "train/lr": [(1, 0.5), (2, 0.25)], "eval/baseline/acc": [(1, 75.0)]}
+
+
+def test_registration_as_a_wrapper_is_reported_not_silently_empty():
+    plugins = load_plugins()
+
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def kdhub_register(self, registry):
+            registry.add_loss("never_added", "a.b:C")
+            return (yield)
+
+    plugins.pm.register(Wrapping(), name="wrapping_register")
+    kdhub.plugins._check_hooks(plugins)
+    assert "implements kdhub_register as a wrapper" in plugins.info["wrapping_register"].error

@@ -114,3 +114,22 @@ def test_a_disabled_domain_is_named_disabled_not_missing():
     assert proc.returncode == 2
     assert "belongs to kdhub-graph, which is installed but disabled by KDHUB_DISABLE_PLUGINS" in proc.stderr
     assert "not installed" not in proc.stderr
+
+
+def test_the_disable_variable_takes_a_distribution_name_as_pip_spells_it(third_party_site):
+    """``kdhub_toy`` and ``KDHub-Toy`` name the distribution ``kdhub-toy`` (PEP 503), as in pip."""
+    for spelling in ("kdhub_toy", "KDHub-Toy"):
+        listing = run_kdhub(["plugins"], site=third_party_site, env={"KDHUB_DISABLE_PLUGINS": spelling}).stdout
+        assert "toy  (kdhub-toy 0.1.0)  [disabled]" in listing, listing
+
+
+def test_two_distributions_with_one_entry_point_name_are_reported(tmp_path):
+    from dist_helpers import make_distribution
+
+    site = make_distribution(tmp_path / "site", "kdhub-first", entry_points={"samename": "kdhub_first"},
+                             modules={"kdhub_first": ""})
+    make_distribution(site, "kdhub-second", entry_points={"samename": "kdhub_second"}, modules={"kdhub_second": ""})
+    listing = run_kdhub(["plugins"], site=site).stdout
+    assert "samename  (kdhub-first 0.1.0)  [ok]" in listing
+    assert "samename  (kdhub-second 0.1.0)  [broken]" in listing
+    assert "its entry point name 'samename' is already taken by kdhub-first, which is loaded instead" in listing

@@ -160,3 +160,38 @@ def test_numpy_metrics_leave_checkpoints_that_load_weights_only_and_resume(tmp_p
     assert load_checkpoint(first.best_path)["metrics"] == {"acc": 0.25, "loss": 1.5}
     second = trainer(2)
     assert second.fit(resume=True) == {"acc": 0.25, "loss": 1.5} and second.epoch == 2
+
+
+def test_an_existing_folder_is_swapped_with_the_new_set_in_one_step(tmp_path, monkeypatch):
+    """Where the system can exchange two paths atomically (Linux), replacing a folder never passes through a
+    moment without it: no rename of the folder aside happens (a crash there would leave no folder at all)."""
+    from pathlib import Path
+
+    from kdhub import checkpoint
+
+    folder = tmp_path / "examples"
+    atomic_write_folder(folder, {"a.wav": b"1"})
+    probe_a, probe_b = tmp_path / "probe_a", tmp_path / "probe_b"
+    probe_a.mkdir()
+    probe_b.mkdir()
+    if not checkpoint._exchange(probe_a, probe_b):
+        pytest.skip("this system cannot exchange two paths atomically")
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if Path(self) == folder:
+            raise AssertionError("the folder was moved aside")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    atomic_write_folder(folder, {"b.wav": b"2"})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"b.wav": b"2"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["examples", "probe_a", "probe_b"]
+
+
+def test_the_latest_checkpoint_is_the_highest_epoch_and_other_names_are_left_alone(tmp_path):
+    ctx = RunContext(RunInfo("t", "m", tmp_path))
+    ctx.checkpoint_dir.mkdir(parents=True)
+    for name in ("epoch_2.pth", "epoch_10.pth", "epoch_final.pth", "epoch_.pth"):
+        (ctx.checkpoint_dir / name).write_bytes(b"")
+    assert ctx.latest_checkpoint() == ctx.checkpoint_dir / "epoch_10.pth"
