@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import dist
 from .checkpoint import atomic_write_text
 from .config import ConfigError
+from .logs import get_logger
 from .runs import SUMMARY_FILE, RunContext, plain, cuda_usage
 from .task import ModelResult
 from .timing import median_seconds
@@ -119,6 +120,9 @@ class Pipeline:
         if self.resume and done.is_file():
             result = json.loads(done.read_text())
             if Path(result.get("export", "")).is_file():
+                if dist.is_main():
+                    get_logger().info(f"{role}: {work_dir} finished before, reusing its {RESULT_FILE} (--resume "
+                                      f"continues unfinished sub-runs only; delete that file to train {role} again)")
                 return result
             # the exported model is gone (or the work dir moved): continue the sub-run from its checkpoints
         if not self.resume and (started(work_dir) or done.is_file()):

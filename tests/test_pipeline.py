@@ -165,3 +165,14 @@ def test_a_refused_launch_leaves_the_earlier_run_as_it_was(tmp_path):
         Probe().train(LoadedConfig("probe", {"lr": 2}, tmp_path / "a.json"), work)
     assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
     Probe().train(LoadedConfig("probe", {"lr": 2}, tmp_path / "a.json"), work, resume=True)
+
+
+def test_a_reused_sub_run_is_said_in_the_log(tmp_path, caplog):
+    run(tmp_path, Steps())
+    with caplog.at_level("INFO", logger="kdhub"):
+        run(tmp_path, Steps(), resume=True)
+    said = [r.getMessage() for r in caplog.records if "reusing its result.json" in r.getMessage()]
+    assert said == [f"teacher: {tmp_path / 'teacher'} finished before, reusing its result.json (--resume continues "
+                    f"unfinished sub-runs only; delete that file to train teacher again)",
+                    f"student: {tmp_path / 'student'} finished before, reusing its result.json (--resume continues "
+                    f"unfinished sub-runs only; delete that file to train student again)"]
