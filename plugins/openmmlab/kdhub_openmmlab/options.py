@@ -67,7 +67,10 @@ def check_keys(cfg, options: Dict[str, Any], source: str, scope: Optional[str] =
         parts = key.split(".")
         node: Any = getattr(cfg, "_cfg_dict", cfg)  # an mmengine Config holds its ConfigDict here
         for i, part in enumerate(parts):
-            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            if isinstance(node, (list, tuple)) and part.isdigit():
+                if int(part) >= len(node):
+                    raise ConfigError(f"{source}: --cfg-options {key}: '{'.'.join(parts[:i])}' has {len(node)} "
+                                      f"entries (0 to {len(node) - 1}), so it has no entry {part}")
                 node = node[int(part)]
                 continue
             if not isinstance(node, dict):

@@ -125,6 +125,10 @@ def test_cfg_options_are_parsed_by_mmengine_and_typos_named():
         merge_cfg_options(cfg, ["trian_cfg.max_iters=1"], "c.py")
     with pytest.raises(ConfigError, match="'oops' is not of the form key=value"):
         parse_cfg_options(["oops"], "c.py")
+    cfg = _config(param_scheduler=[dict(type="LinearLR"), dict(type="MultiStepLR")])
+    with pytest.raises(ConfigError, match=r"c.py: --cfg-options param_scheduler.5.type: 'param_scheduler' has 2 "
+                                          r"entries \(0 to 1\), so it has no entry 5"):
+        merge_cfg_options(cfg, ["param_scheduler.5.type=StepLR"], "c.py")
 
 
 def test_teacher_keys_resolve_against_the_config_folder(tmp_path, monkeypatch):
