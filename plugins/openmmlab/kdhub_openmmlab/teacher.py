@@ -115,6 +115,9 @@ def training_config(cfg, source: str, load: Callable[[Path, Sequence[str]], obje
                           f"or a trained model.teacher.checkpoint")
     teacher = load(Path(path), [])
     teacher.model = with_overrides(teacher.model, spec)
+    from kdhub.logs import get_logger
+    get_logger().info(f"teacher: trained from {path} with its own schedule and data; --cfg-options change the "
+                      f"distillation config, and reach the teacher only through model.teacher's model keys")
     return teacher
 
 
