@@ -115,9 +115,10 @@ def training_config(cfg, source: str, load: Callable[[Path, Sequence[str]], obje
                           f"or a trained model.teacher.checkpoint")
     teacher = load(Path(path), [])
     teacher.model = with_overrides(teacher.model, spec)
-    from kdhub.logs import get_logger
-    get_logger().info(f"teacher: trained from {path} with its own schedule and data; --cfg-options change the "
-                      f"distillation config, and reach the teacher only through model.teacher's model keys")
+    from kdhub.logs import get_logger, log_once
+    log_once(get_logger(), f"teacher config {path}", f"teacher: trained from {path} with its own schedule and data; "
+             f"--cfg-options change the distillation config, and reach the teacher only through model.teacher's "
+             f"model keys")
     return teacher
 
 
