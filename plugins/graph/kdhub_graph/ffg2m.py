@@ -20,6 +20,7 @@ import torch
 from kdhub import Algorithm
 
 from .glnn import labelled_ce, log_softmax
+from .methods import own_settings
 from .sampler import rows
 
 
@@ -58,8 +59,10 @@ class FFG2M(Algorithm):
 
     @classmethod
     def from_config(cls, student: torch.nn.Module, distill: Dict[str, Any]) -> "FFG2M":
-        """From the graph config's ``distill`` section (``lambda``, ``tau``)."""
-        return cls(student, distill["lambda"], distill["tau"])
+        """From the graph config's ``distill`` section: ``lambda`` and ``tau``, each overridden by
+        ``distill.ffg2m.<key>`` where given (FF-G2M has no temperature: its terms use ``tau``)."""
+        own = own_settings(distill, "ffg2m", ("lambda", "tau"))
+        return cls(student, own["lambda"], own["tau"])
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor, teacher_logits: torch.Tensor,
              edge_index: torch.Tensor, num_targets: int, **_: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 
 from kdhub import Algorithm, KDLoss
 
+from .methods import own_settings
+
 
 #: below this many classes, a CPU log-softmax is taken over the first dimension of the transposed logits
 FEW_CLASSES = 16
@@ -64,8 +66,10 @@ class GLNN(Algorithm):
 
     @classmethod
     def from_config(cls, student: torch.nn.Module, distill: Dict[str, Any]) -> "GLNN":
-        """From the graph config's ``distill`` section (``lambda``, ``temperature``)."""
-        return cls(student, distill["lambda"], distill["temperature"])
+        """From the graph config's ``distill`` section: ``lambda`` and ``temperature``, each overridden by
+        ``distill.glnn.<key>`` where given."""
+        own = own_settings(distill, "glnn", ("lambda", "temperature"))
+        return cls(student, own["lambda"], own["temperature"])
 
     def prepare_teacher(self, teacher_logits: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Per-node rows the task hands to :meth:`loss` in place of the cached logits, computed once:

@@ -36,13 +36,37 @@ placeholder student (``nn.Identity()``), so that a bad hyper-parameter (raise
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import difflib
+from typing import Any, Dict, Mapping, Sequence
 
 from torch import nn
 
 from kdhub.config import ConfigError
 
 DOMAIN = "graph"
+
+
+def own_settings(distill: Mapping[str, Any], name: str, keys: Sequence[str]) -> Dict[str, float]:
+    """The settings ``keys`` of first-party method ``name``: each the shared ``distill.<key>``, unless the method's
+    own subsection ``distill.<name>`` sets it; any other key there, or a value that is not a number, is an error
+    naming ``distill.<name>.<key>``. ``lambda`` must lie in [0, 1], ``temperature`` and ``tau`` above 0."""
+    own = distill.get(name) or {}
+    for key, value in own.items():
+        if key not in keys:
+            close = difflib.get_close_matches(str(key), keys, n=1)
+            hint = f" (did you mean 'distill.{name}.{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown key 'distill.{name}.{key}'{hint}; method {name!r} has the settings "
+                              f"{', '.join(keys)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"key 'distill.{name}.{key}' must be a number, got {type(value).__name__} {value!r}")
+    out = {key: float(own.get(key, distill[key])) for key in keys}
+    for key, value in out.items():
+        where = f"distill.{name}.{key}" if key in own else f"distill.{key}"
+        if key == "lambda" and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{where} must be in [0, 1], got {value}")
+        if key in ("temperature", "tau") and not value > 0.0:
+            raise ConfigError(f"{where} must be above 0 (it divides the logits), got {value}")
+    return out
 
 
 def method_names() -> Sequence[str]:

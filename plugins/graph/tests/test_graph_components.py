@@ -1,5 +1,6 @@
 """Data, splits, sampler, GLNN and FF-G2M terms and the soft-label cache, on hand-made or tiny graphs."""
 import math
+import re
 
 import pytest
 import torch
@@ -281,3 +282,23 @@ def test_dgl_initialisation_by_hand():
     att = torch.cat([c.att_src.flatten() for c in gat.convs] + [c.att_dst.flatten() for c in gat.convs])
     assert att.std().item() == pytest.approx(0.0447214, rel=0.05)
     assert torch.equal(gat.convs[0].bias, torch.zeros(1000))
+
+
+def test_a_methods_own_subsection_sets_its_settings_and_is_checked():
+    """``distill.glnn.lambda`` / ``distill.ffg2m.tau`` override the shared keys for that method; a key the method
+    does not have, a value that is not a number and a temperature of 0 are errors naming the key."""
+    from kdhub.config import ConfigError
+    from kdhub_graph.config import CONFIG_DIR, load
+
+    demo = CONFIG_DIR / "demo.yaml"
+    distill = load(demo, ["distill.lambda=0.2", "distill.glnn.lambda=0.9"])["distill"]
+    assert GLNN.from_config(torch.nn.Identity(), distill).lam == 0.9
+    distill = load(demo, ["method=ffg2m", "distill.tau=1.5", "distill.ffg2m.tau=100"])["distill"]
+    assert FFG2M.from_config(torch.nn.Identity(), distill).tau == 100.0
+    for options, message in ((["distill.glnn.lamda=0.9"], "unknown key 'distill.glnn.lamda' (did you mean "
+                                                           "'distill.glnn.lambda'?); method 'glnn' has the settings "
+                                                           "lambda, temperature"),
+                             (["distill.glnn.temperature=hot"], "key 'distill.glnn.temperature' must be a number"),
+                             (["distill.temperature=0"], "distill.temperature must be above 0")):
+        with pytest.raises(ConfigError, match=re.escape(f"{demo}: {message}")):
+            load(demo, options)
