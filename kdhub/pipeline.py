@@ -9,7 +9,9 @@ The sub-run protocol lives here once. A finished sub-run leaves ``result.json``,
 after the model is exported; ``--resume`` reuses it, and an unfinished sub-run is handed back to the domain,
 whose engine continues it from its last checkpoint. Without ``--resume``, a work dir that already holds a run
 (:func:`refuse_existing_run`, before anything is written) stops the launch with an error rather than mixing two
-runs. A given teacher is tested once per work dir (``teacher_test.json``).
+runs. A given teacher is tested once per work dir (``teacher_test.json``). The teacher a run distils from is
+recorded (``teacher_used.json``): ``--resume`` with another teacher is refused rather than reusing results of the
+first.
 
 Before any of it, :meth:`Stages.check` verifies everything the run will need (teacher checkpoints, data,
 tap paths, the teacher/student pairing) while nothing is written yet: bad input stops the launch with one
@@ -34,6 +36,8 @@ from .timing import median_seconds
 ROLES = ("teacher", "baseline", "student")
 RESULT_FILE = "result.json"
 TEACHER_TEST_FILE = "teacher_test.json"
+#: which teacher checkpoint the run distils from (its path and size), so --resume cannot mix two teachers
+TEACHER_USED_FILE = "teacher_used.json"
 #: demo rows: (role in the summary, label in the table)
 DEMO_ROLES: Sequence[Tuple[str, str]] = (("teacher", "teacher"), ("baseline", "baseline"), ("student", "distilled"))
 
@@ -156,10 +160,13 @@ class Pipeline:
         results: Dict[str, Dict[str, Any]] = {}
         given = stages.teacher_checkpoint()
         if given is None:
+            self.same_teacher(root, None, trained_in=root / "teacher")  # the run may have had a given teacher
             results["teacher"] = self.stage("teacher", root / "teacher", lambda d: stages.train("teacher", d),
                                             stages.started)
+            self.same_teacher(root, Path(results["teacher"]["export"]))
             stages.use_teacher(Path(results["teacher"]["export"]))
         else:
+            self.same_teacher(root, Path(given))
             test = self.cached(root / TEACHER_TEST_FILE, lambda: stages.test_teacher(Path(given)))
             results["teacher"] = {"test": test, "export": str(given)}
             stages.use_teacher(Path(given))  # also when its test is reused on --resume
@@ -170,6 +177,28 @@ class Pipeline:
             results["student"] = self.stage("student", root / "student", lambda d: stages.train("student", d),
                                             stages.started)
         return results
+
+    def same_teacher(self, root: Path, checkpoint: Optional[Path], trained_in: Optional[Path] = None) -> None:
+        """Record the teacher ``checkpoint`` (path and size) this run distils from or, on ``--resume``, refuse one
+        that is not the teacher the run began with: its tested metrics and students would be reused. Called with
+        ``checkpoint`` None before a teacher is trained in ``trained_in``, it refuses a run that had another."""
+        record = Path(root) / TEACHER_USED_FILE
+        before = json.loads(record.read_text()) if self.resume and record.is_file() else None
+        if checkpoint is None:
+            if before is not None and not Path(before["checkpoint"]).is_relative_to(Path(trained_in).resolve()):
+                self._other_teacher(root, before, f"a teacher trained in {trained_in}")
+            return
+        used = {"checkpoint": str(Path(checkpoint).resolve()), "bytes": Path(checkpoint).stat().st_size}
+        if before is None:
+            self.record(record, used)
+        elif before != used:
+            self._other_teacher(root, before, f"{used['checkpoint']} ({used['bytes']} bytes)")
+
+    @staticmethod
+    def _other_teacher(root: Path, before: Mapping[str, Any], now: str) -> None:
+        raise ConfigError(f"{root} distils from the teacher {before['checkpoint']} ({before['bytes']} bytes); the "
+                          f"config now gives {now}. --resume continues a run with its teacher: give that one again, "
+                          f"or use another --work-dir")
 
     def single(self, train: Callable[[Path], Dict[str, Any]], started: Callable[[Path], bool],
                keep: Sequence[str] = (), extra: Optional[Callable[[], Dict[str, Any]]] = None) -> Dict[str, Any]:

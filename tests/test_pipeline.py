@@ -176,3 +176,22 @@ def test_a_reused_sub_run_is_said_in_the_log(tmp_path, caplog):
                     f"unfinished sub-runs only; delete that file to train teacher again)",
                     f"student: {tmp_path / 'student'} finished before, reusing its result.json (--resume continues "
                     f"unfinished sub-runs only; delete that file to train student again)"]
+
+
+def test_resume_with_another_teacher_is_refused_not_answered_with_the_first_ones_results(tmp_path):
+    first, second = tmp_path / "a.pth", tmp_path / "b.pth"
+    first.write_text("teacher a")
+    second.write_text("teacher b, retrained")
+    run(tmp_path / "w", Steps(given=first))
+    again = Steps(given=second)
+    with pytest.raises(ConfigError, match=f"distils from the teacher {first} \\(9 bytes\\); the config now gives "
+                                          f"{second} \\(20 bytes\\). --resume continues a run with its teacher"):
+        run(tmp_path / "w", again, resume=True)
+    assert again.log == []
+    third = Steps(given=first)                                    # the same teacher resumes as before
+    run(tmp_path / "w", third, resume=True)
+    assert third.log == []
+    trained = Steps()                                             # a teacher trained here is not the given one
+    with pytest.raises(ConfigError, match=f"the config now gives a teacher trained in {tmp_path / 'w' / 'teacher'}"):
+        run(tmp_path / "w", trained, resume=True)
+    assert trained.log == []                                      # refused before training it
