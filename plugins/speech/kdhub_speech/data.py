@@ -12,7 +12,6 @@ every wav once, so it shows a progress bar on the main process (off with ``KDHUB
 from __future__ import annotations
 
 import csv
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -156,14 +155,17 @@ def _read(path: str) -> torch.Tensor:
         raise DataError(f"cannot read audio {path}: {exc}") from None
 
 
-def dataset(manifest: Manifest, segment: int = 0, random_offset: bool = False, seed: int = 0) -> DynamicItemDataset:
+def dataset(manifest: Manifest, segment: int = 0, random_offset: bool = False) -> DynamicItemDataset:
     """A DynamicItemDataset giving ``id``, ``mix_sig`` and ``s{i}_sig``; ``segment`` > 0 crops to that many
     samples (from the start, or a random offset for augmented training). A manifest with rows without
-    references also gives ``labelled`` (their sources are silent placeholders, never a target)."""
+    references also gives ``labelled`` (their sources are silent placeholders, never a target).
+
+    Random offsets come from torch's generator, as SpeechBrain's augmentations draw theirs: in the main process
+    it is the one the Brain checkpoints, and each DataLoader worker's is seeded by the DataLoader from it every
+    epoch, so the crops differ between epochs and workers and a resumed run draws the ones it would have."""
     mixed = manifest.unlabelled > 0
     ds = DynamicItemDataset({k: {**{s: "" for s in manifest.sources}, **v} for k, v in manifest.rows.items()})
     keys = ["mix_wav"] + manifest.sources
-    rng = random.Random(seed)
 
     @sb.utils.data_pipeline.takes(*keys)
     @sb.utils.data_pipeline.provides("mix_sig", *[k.replace("_wav", "_sig") for k in manifest.sources])
@@ -171,7 +173,7 @@ def dataset(manifest: Manifest, segment: int = 0, random_offset: bool = False, s
         mix = _read(paths[0])
         sigs = [mix] + [_read(p) if p else torch.zeros_like(mix) for p in paths[1:]]
         if segment and sigs[0].shape[0] > segment:
-            start = rng.randint(0, sigs[0].shape[0] - segment) if random_offset else 0
+            start = int(torch.randint(0, sigs[0].shape[0] - segment + 1, ())) if random_offset else 0
             sigs = [s[start:start + segment] for s in sigs]
         yield from sigs
 

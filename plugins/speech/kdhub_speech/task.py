@@ -216,7 +216,7 @@ class SpeechRun(Stages):
         validation checkpoint is exported as ``sub/model.pth``."""
         torch.manual_seed(self.cfg["seed"])
         seg = int(self.cfg["data"]["segment_seconds"] * self.cfg["sample_rate"])
-        train_ds = speech_data.dataset(train, seg, self.cfg["data"]["random_crop"], self.cfg["seed"])
+        train_ds = speech_data.dataset(train, seg, self.cfg["data"]["random_crop"])
         valid_ds = speech_data.dataset(self.data.valid)
         counter = sb.utils.epoch_loop.EpochCounter(limit=hp["epochs"])
         recoverables = {"model": model, "counter": counter, "rng": RNGState()}

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from kdhub_speech.data import DataError, dataset, read_manifest
 from kdhub_speech.synth import VOICES, SynthSpec, ensure_embedded
@@ -123,3 +124,35 @@ def test_labelled_subset_and_mixtures_without_references(tiny_data):
     assert "labelled" not in dataset(labelled)[0]
     with pytest.raises(DataError, match="also in"):
         labelled.with_unlabelled(man)
+
+
+def test_random_crops_differ_between_epochs_and_workers_and_follow_torchs_generator(tmp_path):
+    """``data.random_crop``: every epoch and every DataLoader worker draws its own offsets, and the draws follow
+    torch's generator (seeded, or restored by a resumed Brain), so the same state gives the same crops."""
+    import speechbrain as sb
+
+    from kdhub_speech.data import Manifest
+
+    ramp = (torch.arange(4000, dtype=torch.float32) + 1) / 8192  # a sample's value tells its position
+    rows = {}
+    for i in range(8):
+        for key in ("mix", "s1", "s2"):
+            sf.write(tmp_path / f"{key}{i}.wav", ramp.numpy(), 8000, subtype="FLOAT")
+        rows[f"u{i}"] = {f"{key}_wav": str(tmp_path / f"{key}{i}.wav") for key in ("mix", "s1", "s2")}
+    ds = dataset(Manifest(tmp_path / "m.csv", rows, ["s1_wav", "s2_wav"]), segment=1000, random_offset=True)
+
+    def epoch(loader):
+        return [int(round(float(sig[0]) * 8192)) - 1 for batch in loader for sig in batch.mix_sig.data]
+
+    loader = sb.dataio.dataloader.make_dataloader(ds, batch_size=2, num_workers=2)
+    torch.manual_seed(0)
+    first, second = epoch(loader), epoch(loader)
+    assert first != second                       # a new draw every epoch
+    assert len(set(first)) > 2                   # not one offset per worker
+    assert all(0 <= o <= 3000 for o in first + second)
+    torch.manual_seed(0)
+    assert epoch(loader) == first                # the generator's state decides the crops
+    state = torch.get_rng_state()
+    later = epoch(loader)
+    torch.set_rng_state(state)
+    assert epoch(loader) == later                # ... as a resumed run restores it
