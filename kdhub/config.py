@@ -187,12 +187,14 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Sequence[str], source: str) 
 
 @dataclass
 class Field:
-    """One config key: expected type(s), default, allowed choices and a short help text."""
+    """One config key: expected type(s), default, allowed choices, the smallest allowed number (``min``, e.g. 1 for
+    a batch size or a number of epochs) and a short help text."""
 
     type: Any = object
     default: Any = REQUIRED
     choices: Optional[Sequence[Any]] = None
     help: str = ""
+    min: Optional[float] = None
 
 
 Schema = Mapping[str, Any]  # key -> Field or nested Schema
@@ -252,6 +254,8 @@ def validate(cfg: Mapping[str, Any], schema: Schema, source: str, prefix: str = 
                               f"got {type(cfg[key]).__name__} {cfg[key]!r}")
         if spec.choices is not None and value not in spec.choices:
             raise ConfigError(f"{source}: {unknown_name_message('value for ' + repr(dotted), value, spec.choices)}")
+        if spec.min is not None and isinstance(value, (int, float)) and value < spec.min:
+            raise ConfigError(f"{source}: key '{dotted}' must be at least {spec.min:g}, got {value!r}")
         out[key] = value
     return out
 

@@ -79,3 +79,10 @@ def test_a_json_config_the_core_cannot_hand_on_is_refused_by_name(tmp_path, cont
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"kdhub: error: {path}: {message}"
     assert not (tmp_path / "w").exists()
+
+
+def test_a_field_with_a_minimum_names_the_key_and_the_bound():
+    schema = {"training": {"batch_size": Field(int, 8, min=1), "lr": Field(float, 1e-3)}}
+    assert validate({"training": {"batch_size": 1, "lr": -1.0}}, schema, "c.yaml")["training"]["batch_size"] == 1
+    with pytest.raises(ConfigError, match=r"^c.yaml: key 'training.batch_size' must be at least 1, got 0$"):
+        validate({"training": {"batch_size": 0}}, schema, "c.yaml")

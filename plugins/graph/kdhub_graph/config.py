@@ -39,7 +39,7 @@ SCHEMA = {
         "path": Field(str, ""),
         "normalize_features": Field(bool, False, help="divide each feature row by its L1 norm"),
         "largest_component": Field(bool, False, help="keep the largest connected component (GLNN does for npz)"),
-        "split": {"train_per_class": Field(int, 20), "val_per_class": Field(int, 30)},
+        "split": {"train_per_class": Field(int, 20, min=1), "val_per_class": Field(int, 30, min=1)},
         "inductive_fraction": Field(float, 0.2),
         "csbm": {"nodes": Field(int, 3000), "classes": Field(int, 5), "features": Field(int, 64),
                  "avg_degree": Field(float, 8.0), "homophily": Field(float, 0.8),
@@ -47,29 +47,29 @@ SCHEMA = {
     },
     "teacher": {
         "model": Field(str, "sage", choices=TEACHERS),
-        "hidden": Field(int, 128), "layers": Field(int, 2), "dropout": Field(float, 0.0),
+        "hidden": Field(int, 128, min=1), "layers": Field(int, 2, min=1), "dropout": Field(float, 0.0),
         "act": Field(str, "relu", choices=("relu", "elu"),
                      help="activation between layers (PyG's own models: relu; PyG's GAT example: elu)"),
         "aggr": Field(str, "gcn", choices=("gcn", "mean"),
                       help="SAGE aggregator: gcn = mean over neighbours and self (GLNN), mean = PyG default"),
-        "heads": Field(int, 8), "attn_dropout": Field(float, 0.6, help="GAT; hidden is split across heads"),
+        "heads": Field(int, 8, min=1), "attn_dropout": Field(float, 0.6, help="GAT; hidden is split across heads"),
         "out_heads": Field(int, 1, help="GAT: heads of the output layer, averaged (PyG's own GAT model uses "
                                         "'heads' there; GLNN and PyG's example GAT use 1)"),
         "fanout": Field(list, [5, 5], help="GraphSAGE neighbours sampled per layer (sage only)"),
         "init": Field(str, "pyg", choices=TEACHER_INITS,
                       help="initialisation of a teacher trained here: pyg = PyG's layer defaults; dgl = DGL 0.6.1's "
                            "(GLNN's released code; SAGE: Xavier-uniform, ReLU gain, zero bias)"),
-        "batch_size": Field(int, 512), "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-4),
-        "epochs": Field(int, 200), "patience": Field(int, 50),
+        "batch_size": Field(int, 512, min=1), "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-4),
+        "epochs": Field(int, 200, min=1), "patience": Field(int, 50, min=1),
         "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced): a "
                                           "graph run's teacher.pth or a state dict saved by your own PyG code "
                                           "(see kdhub_graph.teacher_state)"),
     },
     "student": {
-        "hidden": Field(int, 128), "layers": Field(int, 2), "dropout": Field(float, 0.6),
+        "hidden": Field(int, 128, min=1), "layers": Field(int, 2, min=1), "dropout": Field(float, 0.6),
         "norm": Field(str, "none", choices=("none", "batch", "layer")),
         "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-3),
-        "epochs": Field(int, 500), "patience": Field(int, 50), "batch_size": Field(int, 4096),
+        "epochs": Field(int, 500, min=1), "patience": Field(int, 50, min=1), "batch_size": Field(int, 4096, min=1),
         "schedule": Field(str, "joint", choices=SCHEDULES,
                           help="joint: one optimiser step per batch on the whole loss; released: GLNN's released "
                                "code, per epoch a CE pass over the labelled nodes then a KD pass over the "
@@ -125,6 +125,10 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
     if cfg["student"]["schedule"] == "released" and cfg["method"] not in ("glnn", "none"):
         raise ConfigError(f"{source}: student.schedule 'released' is GLNN's released training loop (a CE pass, then a "
                           f"KD pass); method {cfg['method']!r} trains on the joint loss: set student.schedule=joint")
+    t = cfg["teacher"]
+    if t["model"] == "gat" and t["hidden"] % t["heads"]:
+        raise ConfigError(f"{source}: teacher.hidden ({t['hidden']}) must be a multiple of teacher.heads ({t['heads']}): "
+                          f"GAT splits the hidden width across its heads")
     if not 0.0 <= cfg["distill"]["lambda"] <= 1.0:
         raise ConfigError(f"{source}: distill.lambda must be in [0, 1], got {cfg['distill']['lambda']}")
     return cfg

@@ -302,3 +302,21 @@ def test_a_methods_own_subsection_sets_its_settings_and_is_checked():
                              (["distill.temperature=0"], "distill.temperature must be above 0")):
         with pytest.raises(ConfigError, match=re.escape(f"{demo}: {message}")):
             load(demo, options)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("student.batch_size=0", "key 'student.batch_size' must be at least 1, got 0"),
+    ("teacher.epochs=-1", "key 'teacher.epochs' must be at least 1, got -1"),
+    ("student.layers=0", "key 'student.layers' must be at least 1, got 0"),
+    ("data.split.train_per_class=0", "key 'data.split.train_per_class' must be at least 1, got 0"),
+    ("teacher.heads=3", "teacher.hidden (128) must be a multiple of teacher.heads (3)"),
+])
+def test_counts_that_would_train_nothing_or_something_else_are_refused(option, message):
+    """A batch size, epoch count, depth or label count of 0 (or below), and a GAT width the heads cannot split,
+    would train nothing, a random model or a narrower one: each is refused by key at load."""
+    from kdhub.config import ConfigError
+    from kdhub_graph.config import CONFIG_DIR, load
+
+    options = [option] + (["teacher.model=gat"] if "heads" in option else [])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(CONFIG_DIR / "demo.yaml", options)

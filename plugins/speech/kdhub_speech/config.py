@@ -23,8 +23,8 @@ from kdhub.device import check_device_name
 from .models import Separator
 
 TRAINING = {
-    "epochs": Field(int, 10), "batch_size": Field(int, 8), "lr": Field(float, 1e-3),
-    "max_grad_norm": Field(float, 5.0), "num_workers": Field(int, 0),
+    "epochs": Field(int, 10, min=1), "batch_size": Field(int, 8, min=1), "lr": Field(float, 1e-3),
+    "max_grad_norm": Field(float, 5.0), "num_workers": Field(int, 0, min=0),
     "log_interval": Field(int, 50, help="report the training loss, each distillation term and the learning rate "
                                         "(train.log, TensorBoard) every N optimisation steps, and at each "
                                         "epoch's end; 0: at epoch ends only"),
@@ -72,7 +72,7 @@ SCHEMA = {
                      "test": Field(int, 200), "utterances_per_voice": Field(int, 24), "seed": Field(int, 0)},
     },
     "training": TRAINING,
-    "teacher_training": dict(TRAINING, epochs=Field(int, 20)),
+    "teacher_training": dict(TRAINING, epochs=Field(int, 20, min=1)),
     "distill": {
         "output": Field(float, 1.0, help="weight of PIT-aligned output distillation (0 switches it off)"),
         "features": {"weight": Field(float, 0.0, help="weight of intermediate feature distillation"),

@@ -45,6 +45,8 @@ def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
     (["distill.cache=true", "data.random_crop=true"], "distill.cache"),
     (["distill.unlabelled_rest=true"], "training.limit"),
     (["data.unlabelled_csv=nowhere.csv"], "data.unlabelled_csv"),
+    (["training.batch_size=0"], "key 'training.batch_size' must be at least 1, got 0"),
+    (["training.epochs=0"], "key 'training.epochs' must be at least 1, got 0"),
 ])
 def test_config_errors_name_the_key(tmp_path, options, message):
     proc = run_cli(["train", tiny_config(tmp_path), "--work-dir", tmp_path / "w", "--cfg-options", *options],
