@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import speechbrain as sb
 import torch
@@ -53,9 +53,11 @@ log = get_logger("speech")
 
 @dataclass
 class SpeechData:
-    train: speech_data.Manifest
-    valid: speech_data.Manifest
-    test: speech_data.Manifest
+    """The manifests a run reads (None: a split it was not asked for, as ``kdhub eval`` needs the test set only)."""
+
+    train: Optional[speech_data.Manifest]
+    valid: Optional[speech_data.Manifest]
+    test: Optional[speech_data.Manifest]
     unlabelled: Optional[speech_data.Manifest] = None
 
     @property
@@ -63,8 +65,10 @@ class SpeechData:
         return [m for man in (self.train, self.valid, self.test, self.unlabelled) if man for m in man.skipped]
 
 
-def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True) -> SpeechData:
-    """The three manifests, checked; the embedded set is generated first if needed (rank 0 only)."""
+def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True,
+              splits: Sequence[str] = ("train", "valid", "test", "unlabelled")) -> SpeechData:
+    """The manifests of ``splits``, checked (the unlabelled one where the config names it); the embedded set is
+    generated first if needed (rank 0 only)."""
     d = cfg["data"]
     if d["source"] == "embedded":
         spec = SynthSpec.from_config(sample_rate=cfg["sample_rate"], **d["embedded"])
@@ -73,19 +77,21 @@ def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True) ->
             folder = ensure_embedded(spec, root)
         dist.barrier()
         folder = ensure_embedded(spec, root)
-        paths = {k: folder / f"{k}.csv" for k in ("train", "valid", "test")}
+        paths = {k: folder / f"{k}.csv" for k in ("train", "valid", "test") if k in splits}
     else:
         paths = {k: require_file(d[f"{k}_csv"], f"data.{k}_csv", source, "give a LibriMix-style manifest")
-                 for k in ("train", "valid", "test")}
+                 for k in ("train", "valid", "test") if k in splits}
 
-    if d["unlabelled_csv"]:
+    if d["unlabelled_csv"] and "unlabelled" in splits:
         paths["unlabelled"] = require_file(d["unlabelled_csv"], "data.unlabelled_csv", source,
                                            "give a manifest of mixtures (ID, mix_wav), or leave it empty")
 
     def read(split: str, refs: bool) -> speech_data.Manifest:
         return speech_data.read_manifest(paths[split], cfg["num_spks"], cfg["sample_rate"], d["on_bad"], refs,
                                          f"data.{split}_csv")
-    return SpeechData(train=read("train", need_references), valid=read("valid", True), test=read("test", True),
+    return SpeechData(train=read("train", need_references) if "train" in paths else None,
+                      valid=read("valid", True) if "valid" in paths else None,
+                      test=read("test", True) if "test" in paths else None,
                       unlabelled=read("unlabelled", False) if "unlabelled" in paths else None)
 
 
@@ -369,7 +375,7 @@ class SpeechTask(Task):
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         cfg = loaded.cfg
         model = load_separator(cfg["student_model"], Path(checkpoint), "checkpoint", str(loaded.path))
-        data = load_data(cfg, str(loaded.path))
+        data = load_data(cfg, str(loaded.path), splits=("test",))  # the other splits need not exist here
         device = str(resolve_device(cfg["device"], str(loaded.path)))
         return evaluate(model.to(device), speech_data.dataset(data.test), cfg["num_spks"], cfg["sample_rate"],
                         device, sdr=cfg["evaluation"]["sdr"])

@@ -11,7 +11,7 @@ from kdhub_speech.data import read_manifest
 from speech_helpers import run_cli, tiny_config
 
 
-def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
+def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path, tiny_data):
     cfg = tiny_config(tmp_path)
     work = tmp_path / "run"
     first = run_cli(["train", cfg, "--work-dir", work])
@@ -33,6 +33,11 @@ def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path):
     assert "] epoch " not in again.stderr                                # finished sub-runs are reused
     out = run_cli(["eval", cfg, work / "student" / "model.pth"]).stdout
     assert f"si-snri: {summary['student']['si-snri']:.4f}" in out
+    # eval reads the test manifest only: the training and validation ones need not exist where it runs
+    test_only = run_cli(["eval", cfg, work / "student" / "model.pth", "--cfg-options", "data.source=csv",
+                         f"data.test_csv={tiny_data / 'test.csv'}", "data.train_csv=/nowhere/train.csv",
+                         "data.valid_csv=/nowhere/valid.csv"]).stdout
+    assert f"si-snri: {summary['student']['si-snri']:.4f}" in test_only
     refused = run_cli(["train", cfg, "--work-dir", work], check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
