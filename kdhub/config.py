@@ -142,7 +142,9 @@ def _base_file(path: Path, name: str) -> List[Path]:
 
 def parse_value(text: str) -> Any:
     """Parse an override value: numbers, booleans, ``None``/``null``, lists, dicts, or else a string
-    (so ``method=none`` stays the string 'none', as in mmengine's ``--cfg-options``)."""
+    (so ``method=none`` stays the string 'none', as in mmengine's ``--cfg-options``). A bracketed list of bare
+    words, nested or not (``[[masknet.a,masknet.b]]``), is a list of strings, as mmengine's ``DictAction`` and
+    YAML's flow style read it."""
     stripped = text.strip()
     if stripped.lower() in ("true", "false"):
         return stripped.lower() == "true"
@@ -153,7 +155,30 @@ def parse_value(text: str) -> Any:
             return parse(text)
         except (ValueError, SyntaxError, TypeError):
             pass
+    if len(stripped) >= 2 and stripped[0] + stripped[-1] in ("[]", "()") and _balanced(stripped):
+        inner = stripped[1:-1].strip()
+        return [parse_value(item) for item in _split_top_level(inner)] if inner else []
     return text
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for i, char in enumerate(text):
+        depth += (char in "[(") - (char in "])")
+        if depth < 0 or (depth == 0 and i < len(text) - 1):
+            return False
+    return depth == 0
+
+
+def _split_top_level(text: str) -> List[str]:
+    """``text`` split at the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char in "[(") - (char in "])")
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    return items + [text[start:]]
 
 
 def parse_overrides(overrides: Sequence[str], source: str = "--cfg-options") -> List[Tuple[str, Any]]:

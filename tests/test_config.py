@@ -86,3 +86,15 @@ def test_a_field_with_a_minimum_names_the_key_and_the_bound():
     assert validate({"training": {"batch_size": 1, "lr": -1.0}}, schema, "c.yaml")["training"]["batch_size"] == 1
     with pytest.raises(ConfigError, match=r"^c.yaml: key 'training.batch_size' must be at least 1, got 0$"):
         validate({"training": {"batch_size": 0}}, schema, "c.yaml")
+
+
+@pytest.mark.parametrize("text, value", [
+    ("[[masknet.a,masknet.dual_mdl.0]]", [["masknet.a", "masknet.dual_mdl.0"]]),
+    ("[a, 1, 2.5, [b, c]]", ["a", 1, 2.5, ["b", "c"]]),
+    ("(x,y)", ["x", "y"]),
+    ('[["a", "b"]]', [["a", "b"]]),
+    ("[a,b]c", "[a,b]c"),
+    ("[a]]", "[a]]"),
+])
+def test_bracketed_bare_words_are_lists_of_strings_as_mmengine_and_yaml_read_them(text, value):
+    assert parse_value(text) == value
