@@ -157,7 +157,7 @@ def parse_value(text: str) -> Any:
             pass
     if len(stripped) >= 2 and stripped[0] + stripped[-1] in ("[]", "()") and _balanced(stripped):
         inner = stripped[1:-1].strip()
-        return [parse_value(item) for item in _split_top_level(inner)] if inner else []
+        return [parse_value(item.strip()) for item in _split_top_level(inner)] if inner else []
     return text
 
 
