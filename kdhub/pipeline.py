@@ -82,11 +82,9 @@ class Stages(abc.ABC):
         do, for a domain whose student stage reads the checkpoint from the config)."""
 
     def started(self, work_dir: Path) -> bool:
-        """Whether ``work_dir`` already holds (part of) a run: a latest-checkpoint record (the core's
-        :class:`~kdhub.runs.RunContext` and mmengine both write ``last_checkpoint``) or a non-empty
-        ``checkpoints/`` folder. An engine that keeps its checkpoints elsewhere overrides this."""
-        folder = work_dir / "checkpoints"
-        return (work_dir / "last_checkpoint").is_file() or (folder.is_dir() and any(folder.iterdir()))
+        """Whether ``work_dir`` already holds (part of) a run (:func:`holds_checkpoints`). An engine that keeps its
+        checkpoints elsewhere overrides this."""
+        return holds_checkpoints(work_dir)
 
     def inference(self, role: str, result: Mapping[str, Any]) -> Optional[Callable[[], Any]]:
         """One inference of the exported ``role`` model on a typical input, for the demo's latency column
@@ -94,17 +92,28 @@ class Stages(abc.ABC):
         return None
 
 
-def refuse_existing_run(work_dir: Path, stages: Stages) -> None:
+def holds_checkpoints(work_dir: Path) -> bool:
+    """Whether ``work_dir`` holds a latest-checkpoint record (the core's :class:`~kdhub.runs.RunContext` and
+    mmengine both write ``last_checkpoint``) or a non-empty ``checkpoints/`` folder."""
+    folder = Path(work_dir) / "checkpoints"
+    return (Path(work_dir) / "last_checkpoint").is_file() or (folder.is_dir() and any(folder.iterdir()))
+
+
+def refuse_existing_run(work_dir: Path, stages: Any) -> None:
     """Without ``--resume``: refuse ``work_dir`` when it or a folder in it holds a run (a finished sub-run's
     ``result.json``, a tested teacher's ``teacher_test.json``, a ``summary.json``, or checkpoints as
-    :meth:`Stages.started` finds them). Called before anything is written, so a refused launch leaves the earlier
-    run exactly as it was: its config copy, log and results."""
+    :meth:`Stages.started` finds them; :func:`holds_checkpoints` for a run that is not a :class:`Stages`). Called
+    before anything is written, so a refused launch leaves the earlier run exactly as it was: its config copy,
+    log and results. Under a launcher only the first process looks (the others could see its first files);
+    its error ends the launch."""
+    from .logs import launch_rank
     work_dir = Path(work_dir)
-    if not work_dir.is_dir():
+    if not work_dir.is_dir() or launch_rank() != 0:
         return
+    started = getattr(stages, "started", holds_checkpoints)
     for folder in (work_dir, *sorted(p for p in work_dir.rglob("*") if p.is_dir())):
         kept = [name for name in (RESULT_FILE, TEACHER_TEST_FILE, SUMMARY_FILE) if (folder / name).is_file()]
-        if kept or stages.started(folder):
+        if kept or started(folder):
             what = f"its {kept[0]}" if kept else "checkpoints"
             raise ConfigError(f"{folder} already holds a run ({what}); pass --resume to continue it or choose "
                               f"another --work-dir")

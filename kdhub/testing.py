@@ -183,3 +183,27 @@ def read_scalars(folder: Path) -> Dict[str, List[Tuple[int, float]]]:
     acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every value, not a sample
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def data_dir_fixtures(name: str):
+    """Two pytest fixtures for a domain's test folder: ``name``, session-scoped and autouse, a temporary folder set
+    as ``KDHUB_DATA_DIR`` (embedded sets are generated once per session), and a module-scoped autouse one that
+    sets it again for each test module of the folder. One test process (a pytest-xdist worker) may run another
+    domain's modules in between, whose own fixture points the variable elsewhere. A conftest assigns both:
+    ``seg_data_dir, seg_data_env = data_dir_fixtures("seg_data_dir")``."""
+    import pytest
+
+    @pytest.fixture(scope="session", autouse=True, name=name)
+    def folder(tmp_path_factory):
+        path = tmp_path_factory.mktemp("kdhub-data")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KDHUB_DATA_DIR", str(path))
+            yield path
+
+    @pytest.fixture(scope="module", autouse=True, name=f"{name}_in_env")
+    def in_env(request):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KDHUB_DATA_DIR", str(request.getfixturevalue(name)))
+            yield
+
+    return folder, in_env

@@ -106,11 +106,22 @@ def test_a_declared_folder_that_is_not_installed_is_named():
 
 
 def test_a_domain_that_is_not_installed_names_its_package():
+    """Not installed: the package to install; installed but switched off by the disable variable: that."""
+    import pluggy
+
+    from kdhub.config import install_hint
+    from kdhub.plugins import Plugins
+    from kdhub.registry import Registry
+
+    nothing = Plugins(pm=pluggy.PluginManager("kdhub"), registry=Registry())
+    assert install_hint("speech", nothing) == ("is provided by the kdhub-speech package, which is not installed. "
+                                               "Install it: pip install kdhub-speech (from a checkout: pip install "
+                                               "-e plugins/speech)")
     off = {"KDHUB_DISABLE_PLUGINS": "*"}
     proc = run_kdhub(["train", "speech::demo.yaml"], env=off, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert ("speech::demo.yaml: domain 'speech' is provided by the kdhub-speech package, which is not installed. "
-            "Install it: pip install kdhub-speech") in proc.stderr
+    assert ("speech::demo.yaml: domain 'speech' belongs to kdhub-speech, which is installed but disabled by "
+            "KDHUB_DISABLE_PLUGINS; take it out of that variable") in proc.stderr
 
 
 def test_graph_train_and_eval_by_name_with_cfg_options(tmp_path, capsys):

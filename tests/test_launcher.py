@@ -4,12 +4,12 @@ import json
 from core_helpers import ROOT, run_kdhub
 
 
-def test_unknown_task_names_the_package_to_install(tmp_path):
+def test_a_task_whose_plugin_is_disabled_names_its_package_and_the_variable(tmp_path):
     cfg = tmp_path / "seg.py"
     cfg.write_text("task = 'segmentation'\nmodel = dict()\n")
     proc = run_kdhub(["train", cfg], check=False, env={"KDHUB_DISABLE_PLUGINS": "*"})
     assert proc.returncode == 2
-    assert "kdhub-segmentation" in proc.stderr and "pip install" in proc.stderr
+    assert "task 'segmentation' belongs to kdhub-segmentation, which is installed but disabled" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -1,16 +1,12 @@
 import pytest
 import torch
+from kdhub.testing import data_dir_fixtures
 from kdhub_openmmlab.testing import default_scope_fixture
 
 from detection_helpers import load, retinanet
 
-
-@pytest.fixture(scope="session", autouse=True)
-def detection_data_dir(tmp_path_factory):
-    """Embedded data sets are generated once per test session into a temporary folder."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KDHUB_DATA_DIR", str(tmp_path_factory.mktemp("kdhub-data")))
-        yield
+#: embedded data sets are generated once per test session into a temporary folder
+detection_data_dir, detection_data_env = data_dir_fixtures("detection_data_dir")
 
 
 mmdet_default_scope = default_scope_fixture("mmdet")

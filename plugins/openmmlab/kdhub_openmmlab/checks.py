@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -107,7 +108,14 @@ def _known_type(spec, registry, where: str) -> None:
 
 
 def _built(build, where: str):
-    """``build()``, or a :class:`ConfigError` at ``where`` with the framework's own words on one line."""
+    """``build()``, or a :class:`ConfigError` at ``where`` with the framework's own words on one line. Its INFO
+    logs (mmengine's optimizer constructor logs every parameter's options to the current MMLogger) are left to
+    the run's own build."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    previous = logger.level
+    logger.setLevel(logging.WARNING)  # MMLogger.setLevel clears the level caches of every MMLogger
     try:
         return build()
     except ConfigError:
@@ -115,6 +123,8 @@ def _built(build, where: str):
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ConfigError(f"{where} cannot be built: {type(exc).__name__}: {first}") from None
+    finally:
+        logger.setLevel(previous)
 
 
 def build_model(model_cfg, scope: str) -> torch.nn.Module:

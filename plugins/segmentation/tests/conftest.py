@@ -1,14 +1,9 @@
 import pytest
+from kdhub.testing import data_dir_fixtures
 from kdhub_openmmlab.testing import default_scope_fixture
 
-
-@pytest.fixture(scope="session", autouse=True)
-def seg_data_dir(tmp_path_factory):
-    """Embedded segmentation data sets are generated once per test session into a temporary folder."""
-    path = tmp_path_factory.mktemp("kdhub-data")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KDHUB_DATA_DIR", str(path))
-        yield path
+#: embedded segmentation data sets are generated once per test session into a temporary folder
+seg_data_dir, seg_data_env = data_dir_fixtures("seg_data_dir")
 
 
 mmseg_default_scope = default_scope_fixture("mmseg")
