@@ -3,8 +3,8 @@
 One pass of the frozen teacher over the training manifest stores its separated sources, already aligned
 to the references with PIT (T_sigma: the references are fixed, so is sigma), and the tapped features the
 intermediate term needs, as float16, keyed by utterance ID. The file name is a fingerprint
-of the teacher weights, the manifest rows, the taps and the crop, so a changed teacher or data set never
-reuses a stale cache. Written atomically; loaded memory-mapped with ``weights_only=True``. The teacher's pass
+of the teacher weights, the manifest rows with each audio file's size and modification time, the taps and the
+crop, so a changed teacher or data set (also audio rewritten under the same paths) never reuses a stale cache. Written atomically; loaded memory-mapped with ``weights_only=True``. The teacher's pass
 shows a progress bar on the main process (off with ``KDHUB_PROGRESS=0``).
 """
 from __future__ import annotations
@@ -33,8 +33,18 @@ def fingerprint(teacher: Separator, manifest: Manifest, paths: Sequence[str], se
     for k, v in sorted(teacher.state_dict().items()):
         h.update(k.encode())
         h.update(tensor_bytes(v))
-    h.update(json.dumps([manifest.rows, list(paths), segment, "aligned"], sort_keys=True).encode())
+    files = sorted({value for row in manifest.rows.values() for value in row.values() if value})
+    stamps = [[f, st.st_size, st.st_mtime_ns] for f in files for st in [_stat(f)] if st is not None]
+    h.update(json.dumps([manifest.rows, stamps, list(paths), segment, "aligned"], sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def _stat(path: str):
+    """``os.stat`` of a manifest value that names an existing file (None for anything else)."""
+    try:
+        return Path(path).stat() if Path(path).is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 class TeacherCache:

@@ -156,3 +156,22 @@ def test_random_crops_differ_between_epochs_and_workers_and_follow_torchs_genera
     later = epoch(loader)
     torch.set_rng_state(state)
     assert epoch(loader) == later                # ... as a resumed run restores it
+
+
+def test_the_teacher_cache_key_changes_when_audio_is_rewritten_under_the_same_paths(tmp_path):
+    """The cache's fingerprint covers each audio file's size and modification time, not only its path: a data set
+    regenerated in place gets a new cache instead of the old teacher outputs."""
+    import os
+
+    from kdhub_speech.cache import fingerprint
+    from kdhub_speech.data import Manifest
+
+    wav = tmp_path / "mix0.wav"
+    sf.write(wav, np.zeros(800, np.float32), 8000, subtype="FLOAT")
+    manifest = Manifest(tmp_path / "m.csv", {"u0": {"mix_wav": str(wav), "s1_wav": str(wav)}}, ["s1_wav"])
+    teacher = torch.nn.Linear(2, 2)
+    before = fingerprint(teacher, manifest, ["masknet"], 0)
+    assert fingerprint(teacher, manifest, ["masknet"], 0) == before
+    sf.write(wav, np.ones(800, np.float32) * 0.5, 8000, subtype="FLOAT")
+    os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))
+    assert fingerprint(teacher, manifest, ["masknet"], 0) != before
