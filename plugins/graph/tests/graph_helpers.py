@@ -40,17 +40,18 @@ def run_cli(args, env=None, check=True):
     return proc
 
 
-def write_npz(path: Path, drop=(), nan=False):
-    """A 4-node graph in the sparse-npz layout."""
+def write_npz(path: Path, drop=(), nan=False, per_class: int = 2):
+    """A path graph of two classes, ``per_class`` nodes each (4 by default), in the sparse-npz layout."""
     import scipy.sparse as sp
-    adj = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]], dtype=np.float32))
-    x = np.eye(4, dtype=np.float32)
+    n = 2 * per_class
+    adj = sp.csr_matrix(np.eye(n, k=1, dtype=np.float32) + np.eye(n, k=-1, dtype=np.float32))
+    x = np.eye(n, dtype=np.float32)
     if nan:
         x[0, 0] = np.nan
     attr = sp.csr_matrix(x)
     arrays = dict(adj_data=adj.data, adj_indices=adj.indices, adj_indptr=adj.indptr, adj_shape=adj.shape,
                   attr_data=attr.data, attr_indices=attr.indices, attr_indptr=attr.indptr, attr_shape=attr.shape,
-                  labels=np.array([0, 0, 1, 1], dtype=np.int8))
+                  labels=np.repeat(np.array([0, 1], dtype=np.int8), per_class))
     np.savez(path, **{k: v for k, v in arrays.items() if k not in drop})
     return path
 

@@ -106,8 +106,8 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path):
 
 
 def test_nan_loss_stops_the_run(tmp_path, tiny):
-    npz = write_npz(tmp_path / "nan.npz", nan=True)
-    cfg = tiny(data={"source": "npz", "path": str(npz), "split": {"train_per_class": 1, "val_per_class": 0}})
+    npz = write_npz(tmp_path / "nan.npz", nan=True, per_class=3)
+    cfg = tiny(data={"source": "npz", "path": str(npz), "split": {"train_per_class": 1, "val_per_class": 1}})
     proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
     assert proc.returncode == 2 and "loss became nan" in proc.stderr and "Traceback" not in proc.stderr
 
