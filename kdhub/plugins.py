@@ -81,21 +81,18 @@ class Plugins:
     def call_each(self, hook_name: str, **kwargs: Any) -> List[Any]:
         """Every plugin's result of hook ``hook_name`` (None results left out), each implementation called on its
         own as :meth:`notify` does, so one that raises is reported and switched off without stopping the rest."""
-        results = []
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            try:
-                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-                if result is not None:
-                    results.append(result)
-            except Exception as exc:
-                self._switch_off(impl.plugin_name, hook_name, exc)
-        return results
+        return list(self._each_result(hook_name, (), kwargs))
 
     def first_result(self, hook_name: str, passthrough: Tuple[type, ...] = (), **kwargs: Any) -> Any:
         """The first result that is not None of hook ``hook_name``, asking each implementation on its own in
         pluggy's order (as a ``firstresult`` hook does). An error of a ``passthrough`` type is the plugin's
         report on the input (``kdhub_load_config``: a ConfigError naming the key) and stops the call; any other
         is reported, the plugin switched off as in :meth:`call_each`, and the next implementation asked."""
+        return next(self._each_result(hook_name, passthrough, kwargs), None)
+
+    def _each_result(self, hook_name: str, passthrough: Tuple[type, ...], kwargs: Dict[str, Any]):
+        """Each implementation's result that is not None, in pluggy's order, each called when the previous result
+        has been taken; one that raises (but a ``passthrough`` error) is switched off and skipped."""
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             try:
                 result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
@@ -105,8 +102,7 @@ class Plugins:
                 self._switch_off(impl.plugin_name, hook_name, exc)
                 continue
             if result is not None:
-                return result
-        return None
+                yield result
 
     def _switch_off(self, name: str, hook_name: str, exc: Exception) -> None:
         """Report once on stderr that plugin ``name`` raised in ``hook_name`` and mark it broken."""

@@ -119,14 +119,13 @@ class DetectionRun(Stages):
         from kdhub_openmmlab.teacher import model_config
 
         check_amp(self.amp)
-        check_runtime(self.cfg, "mmdet", self.source,
-                      model_config(self.cfg.model.student, "model.student") if self.distilling else self.cfg.model)
+        student = check_runtime(self.cfg, "mmdet", self.source, model_config(self.cfg.model.student, "model.student")
+                                if self.distilling else self.cfg.model)
 
         if self.distilling:
             teacher = build_model(self.teacher_model(), "mmdet")
             with torch.random.fork_rng(devices=[]):  # the distiller's taps and adapters on the untrained pair
-                build_model(self.cfg.model.distiller, "mmdet").setup(build_model(self.cfg.model.student, "mmdet"),
-                                                                     teacher)
+                build_model(self.cfg.model.distiller, "mmdet").setup(student, teacher)
             given = self.teacher_checkpoint()
             if given is not None:
                 fit_weights(teacher, given, "model.teacher.checkpoint", self.source)

@@ -40,8 +40,8 @@ def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS) -
         except ConfigError as exc:
             raise ConfigError(f"{source}: {key}.dataset: {exc}") from None
         except Exception as exc:  # a missing file, a bad JSON, an unknown type: mmengine's own words, one line
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            raise ConfigError(f"{source}: {key}.dataset cannot be loaded: {type(exc).__name__}: {first}") from None
+            raise ConfigError(f"{source}: {key}.dataset cannot be loaded: {type(exc).__name__}: "
+                              f"{_first_line(exc)}") from None
         for info in _data_infos(dataset):
             path = info.get("img_path")
             if path is None:
@@ -57,6 +57,11 @@ def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS) -
                                   f"({type(exc).__name__}); replace the file or remove it from the data set") from None
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of a framework's error message (at most 300 characters)."""
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
 def _data_infos(dataset) -> Iterator[dict]:
     """The data infos of an mmengine data set, through wrappers (Concat, Repeat, ClassBalanced ...)."""
     if hasattr(dataset, "datasets"):
@@ -70,10 +75,11 @@ def _data_infos(dataset) -> Iterator[dict]:
             yield dataset.get_data_info(i)
 
 
-def check_runtime(cfg, scope: str, source: str, model_cfg) -> None:
+def check_runtime(cfg, scope: str, source: str, model_cfg) -> torch.nn.Module:
     """What the Runner builds by name only once training starts, built or looked up now: ``model_cfg`` (the
     config's model; the student of a distillation config) and the optimizer wrapper on it, the types of
-    ``param_scheduler`` and ``custom_hooks``; and the file ``load_from`` names (a URL is mmengine's to fetch)."""
+    ``param_scheduler`` and ``custom_hooks``; and the file ``load_from`` names (a URL is mmengine's to fetch).
+    Returns the model it built (untrained), for the domain's further checks."""
     load_from = cfg.get("load_from")
     if load_from and not is_url(str(load_from)):
         require_file(str(load_from), "load_from", source, "give an existing checkpoint, or load_from=None to start "
@@ -93,6 +99,7 @@ def check_runtime(cfg, scope: str, source: str, model_cfg) -> None:
         from mmengine.registry import DefaultScope
         with DefaultScope.overwrite_default_scope(scope):
             _built(lambda: build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper)), f"{source}: optim_wrapper")
+    return model
 
 
 def _known_type(spec, registry, where: str) -> None:
@@ -121,8 +128,7 @@ def _built(build, where: str):
     except ConfigError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise ConfigError(f"{where} cannot be built: {type(exc).__name__}: {first}") from None
+        raise ConfigError(f"{where} cannot be built: {type(exc).__name__}: {_first_line(exc)}") from None
     finally:
         logger.setLevel(previous)
 
