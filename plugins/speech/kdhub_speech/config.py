@@ -179,12 +179,26 @@ def _check_training_objects(cfg: Dict[str, Any], source: str) -> None:
                               f"!new:speechbrain.nnet.schedulers.ReduceLROnPlateau, or null")
 
 
+def _check_sources(model: Separator, key: str, num_spks: int, source: str) -> None:
+    """The separator decodes as many sources as its mask network estimates, and as many as ``num_spks``."""
+    masks = getattr(model.masknet, "num_spks", getattr(model.masknet, "C", None))  # Dual_Path_Model / MaskNet
+    if masks is not None and masks != model.num_spks:
+        raise ConfigError(f"{source}: {key}: its masknet estimates {masks} sources but the Separator's num_spks is "
+                          f"{model.num_spks}; give both the same number")
+    if model.num_spks != num_spks:
+        raise ConfigError(f"{source}: {key} separates {model.num_spks} sources but num_spks is {num_spks}; set the "
+                          f"model's num_spks (Separator and masknet: num_spks, or C for Conv-TasNet) to {num_spks}, "
+                          f"or num_spks to {model.num_spks}")
+
+
 def check(cfg: Dict[str, Any], source: str) -> None:
     """Cross-key checks that the schema cannot express."""
     for key in ("student_model", "teacher_model"):
         if cfg[key] is not None and not isinstance(cfg[key], Separator):
             raise ConfigError(f"{source}: '{key}' must be a !new:kdhub_speech.models.Separator (encoder, masknet, "
                               f"decoder from SpeechBrain lobes), got {type(cfg[key]).__name__}")
+        if cfg[key] is not None:
+            _check_sources(cfg[key], key, cfg["num_spks"], source)
     check_device_name(cfg["device"], source)
     _check_training_objects(cfg, source)
     d = cfg["distill"]

@@ -28,7 +28,7 @@ from kdhub import dist
 from kdhub.checkpoint import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, state_mismatch
 from kdhub.config import ConfigError, LoadedConfig, require_file, resolve_path
 from kdhub.device import resolve_device
-from kdhub.logs import get_logger
+from kdhub.logs import get_logger, log_once
 from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.progress import is_enabled as progress_enabled
@@ -86,9 +86,12 @@ def load_data(cfg: Dict[str, Any], source: str, need_references: bool = True,
         paths["unlabelled"] = require_file(d["unlabelled_csv"], "data.unlabelled_csv", source,
                                            "give a manifest of mixtures (ID, mix_wav), or leave it empty")
 
+    shortest = max([m.encoder.conv1d.kernel_size[0] for m in (cfg["student_model"], cfg["teacher_model"])
+                    if m is not None and hasattr(m.encoder, "conv1d")] + [1])
+
     def read(split: str, refs: bool) -> speech_data.Manifest:
         return speech_data.read_manifest(paths[split], cfg["num_spks"], cfg["sample_rate"], d["on_bad"], refs,
-                                         f"data.{split}_csv")
+                                         f"data.{split}_csv", min_samples=shortest)
     return SpeechData(train=read("train", need_references) if "train" in paths else None,
                       valid=read("valid", True) if "valid" in paths else None,
                       test=read("test", True) if "test" in paths else None,
@@ -251,7 +254,7 @@ class SpeechRun(Stages):
         brain.fit(counter, train_ds, valid_ds, progressbar=progress_enabled(),
                   train_loader_kwargs={"batch_size": hp["batch_size"], "shuffle": True,
                                        "num_workers": hp["num_workers"]},
-                  valid_loader_kwargs={"batch_size": hp["batch_size"]})
+                  valid_loader_kwargs={"batch_size": self.valid_batch_size(hp["batch_size"])})
         brain.close()
         self.batches_per_epoch[role] = brain.batches_seen
         ckpt.recover_if_possible(max_key="si-snr")
@@ -261,6 +264,17 @@ class SpeechRun(Stages):
             ctx.end({"role": role, "checkpoint": final})
         dist.barrier()
         return final
+
+    def valid_batch_size(self, batch_size: int) -> int:
+        """The training batch size, or 1 when the validation mixtures differ in length: a padded batch changes
+        the separator's output (its normalisation runs over the padding) and the SI-SNR over it, so validation, and
+        the checkpoint it keeps, would depend on the batch size. SpeechBrain's separation recipes validate one
+        mixture at a time."""
+        if batch_size > 1 and not self.data.valid.same_length():
+            log_once(log, "speech-valid-batch", f"{self.data.valid.path}: the validation mixtures differ in length; "
+                                                f"validating one at a time (no padding)")
+            return 1
+        return batch_size
 
     def write_hyperparams(self, sub: Path) -> Path:
         """``sub/hyperparams.yaml``: the config with ``--cfg-options`` applied and references resolved, as
@@ -304,8 +318,10 @@ class SpeechRun(Stages):
             seg = int(self.cfg["data"]["segment_seconds"] * self.cfg["sample_rate"])
             key = fingerprint(teacher, train, [t for _, t in pairs], seg)
             try:
+                # a padded batch would change the cached outputs of its shorter mixtures
                 cache = TeacherCache.build(self.work_dir / "teacher_cache" / f"{key}.pt", teacher,
-                                           speech_data.dataset(train, seg), [t for _, t in pairs], self.device)
+                                           speech_data.dataset(train, seg), [t for _, t in pairs], self.device,
+                                           batch_size=8 if train.same_length(seg) else 1)
             except ValueError as exc:
                 raise ConfigError(f"{self.source}: distill.cache: {exc}") from None
         sh = d["shifting"]

@@ -52,6 +52,7 @@ def test_train_writes_summary_metrics_csv_examples_and_resumes(tmp_path, tiny_da
     (["data.unlabelled_csv=nowhere.csv"], "data.unlabelled_csv"),
     (["training.batch_size=0"], "key 'training.batch_size' must be at least 1, got 0"),
     (["training.epochs=0"], "key 'training.epochs' must be at least 1, got 0"),
+    (["num_spks=3"], "student_model separates 2 sources but num_spks is 3"),
 ])
 def test_config_errors_name_the_key(tmp_path, options, message):
     proc = run_cli(["train", tiny_config(tmp_path), "--work-dir", tmp_path / "w", "--cfg-options", *options],
@@ -161,3 +162,23 @@ def test_resume_after_sigkill_ends_bit_identical(tmp_path):
     a = torch.load(tmp_path / "straight" / "student" / "model.pth", weights_only=True)
     b = torch.load(cut / "student" / "model.pth", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_does_not_depend_on_the_batch_size_when_mixtures_differ_in_length(tmp_path, tiny_data):
+    """A padded batch changes the separator's output and the SI-SNR over it; the validation SI-SNR keeps the best
+    checkpoint and steps the scheduler, so it must be the same at any batch size. With the learning rate 0 the
+    model stays as initialised, and the kept checkpoint's validation SI-SNR is compared across batch sizes."""
+    import yaml
+    from test_speech_data import _cropped_set
+
+    varied = _cropped_set(tiny_data, tmp_path / "varied", [4000, 2500, 3300, 1700])
+    cfg = tiny_config(tmp_path)
+    scores = {}
+    for batch in (1, 4):
+        work = tmp_path / f"b{batch}"
+        run_cli(["train", cfg, "--work-dir", work, "--cfg-options", "method=supervised", "data.source=csv",
+                 f"data.train_csv={tiny_data / 'train.csv'}", f"data.valid_csv={varied}", f"data.test_csv={varied}",
+                 "training.lr=0.0", "training.epochs=1", f"training.batch_size={batch}"])
+        (kept,) = (work / "student" / "save").glob("CKPT+*")
+        scores[batch] = yaml.safe_load((kept / "CKPT.yaml").read_text())["si-snr"]
+    assert scores[4] == scores[1]

@@ -175,3 +175,69 @@ def test_the_teacher_cache_key_changes_when_audio_is_rewritten_under_the_same_pa
     sf.write(wav, np.ones(800, np.float32) * 0.5, 8000, subtype="FLOAT")
     os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))
     assert fingerprint(teacher, manifest, ["masknet"], 0) != before
+
+
+def _cropped_set(tiny_data, folder, lengths):
+    """The tiny validation mixtures cut to ``lengths`` samples (mixture = s1 + s2 still), as a manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = list(read_manifest(tiny_data / "valid.csv", 2, 8000).rows.values())
+    lines = []
+    for i, n in enumerate(lengths):
+        row = rows[i % len(rows)]
+        paths = []
+        for key in ("mix_wav", "s1_wav", "s2_wav"):
+            samples, _ = sf.read(row[key], dtype="float32")
+            path = folder / f"u{i}_{key}"
+            sf.write(path.with_suffix(".wav"), samples[:n], 8000, subtype="FLOAT")
+            paths.append(path.with_suffix(".wav"))
+        lines.append(",".join(map(str, (f"u{i}", n / 8000, *paths))))
+    manifest = folder / "set.csv"
+    manifest.write_text("ID,duration,mix_wav,s1_wav,s2_wav\n" + "\n".join(lines) + "\n")
+    return manifest
+
+
+def test_short_empty_and_non_finite_audio_are_bad_rows_named_by_file(tiny_data, tmp_path):
+    """A wav shorter than the encoders' kernel (empty ones included) would fail inside the encoder's convolution
+    after training began, or be trained on as padding; a NaN sample would make the losses NaN."""
+    manifest = _cropped_set(tiny_data, tmp_path / "short", [4000, 10, 0])
+    man = read_manifest(manifest, 2, 8000, on_bad="skip", min_samples=16)
+    assert list(man.rows) == ["u0"] and man.frames == {"u0": 4000}
+    assert "u1_mix_wav.wav: 10 samples, shorter than the models' encoder kernel (16 samples)" in man.skipped[0]
+    assert "u2_mix_wav.wav: 0 samples" in man.skipped[1]
+    nan = _cropped_set(tiny_data, tmp_path / "nan", [4000, 4000])
+    samples, _ = sf.read(tmp_path / "nan" / "u1_s2_wav.wav", dtype="float32")
+    samples[123] = np.nan
+    sf.write(tmp_path / "nan" / "u1_s2_wav.wav", samples, 8000, subtype="FLOAT")
+    with pytest.raises(DataError, match=r"row 3 \(ID u1\): s2_wav .*u1_s2_wav\.wav: 1 sample\(s\) are NaN or infinite"):
+        read_manifest(nan, 2, 8000)
+
+
+def test_a_manifest_saved_with_a_bom_and_spaces_after_commas_reads_as_the_plain_one(tiny_data, tmp_path):
+    plain = (tiny_data / "valid.csv").read_text().replace("$data_root", str(tiny_data))
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("\ufeff" + plain.replace(",", ", "), encoding="utf-8")
+    assert read_manifest(spaced, 2, 8000).rows == read_manifest(tiny_data / "valid.csv", 2, 8000).rows
+
+
+def test_a_relative_path_not_found_says_where_it_was_looked_for(tiny_data, tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    manifest = _cropped_set(tiny_data, folder, [4000])
+    manifest.write_text(manifest.read_text().replace(str(folder) + "/", ""))  # paths relative to the manifest
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(DataError) as err:
+        read_manifest(manifest, 2, 8000)
+    assert f"read from the current directory, {elsewhere}" in str(err.value)
+    assert "exists beside the manifest: write $data_root/u0_mix_wav.wav" in str(err.value)
+    manifest.write_text(manifest.read_text().replace(",u0_", ",$data_root/u0_"))
+    assert list(read_manifest(manifest, 2, 8000).rows) == ["u0"]
+
+
+def test_more_source_columns_than_num_spks_is_refused(tiny_data, tmp_path):
+    """A three-speaker manifest read with num_spks 2 would score three-speaker mixtures against two references."""
+    text = (tiny_data / "valid.csv").read_text().splitlines()
+    three = tmp_path / "three.csv"
+    three.write_text("\n".join([text[0] + ",s3_wav"] + [line + "," + line.split(",")[-1] for line in text[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"three\.csv: has column\(s\) s3_wav but num_spks is 2"):
+        read_manifest(three, 2, 8000)

@@ -265,3 +265,29 @@ def test_mixed_batch_distils_unlabelled_examples_from_the_teacher_alone(models, 
     teacher_only = brain.distillation_terms(student(mix[2:]), mix[2:], [], None,
                                             brain.teacher_targets(mix[2:], [], None))
     assert only["loss"].item() == pytest.approx(teacher_only["loss"].item(), rel=1e-5)
+
+
+def test_cached_outputs_of_mixtures_of_different_lengths_are_the_teachers_on_each_alone(tmp_path, tiny_data):
+    """Padding a mixture into a batch changes what the teacher outputs for it; the cache of a set whose lengths
+    differ holds the teacher's output on each mixture alone, as the online teacher of a one-mixture batch gives."""
+    from kdhub_speech.pit_kd import align_teacher
+    from kdhub_speech.task import SpeechRun
+    from speech_helpers import load, tiny_config
+    from test_speech_data import _cropped_set
+
+    varied = _cropped_set(tiny_data, tmp_path / "varied", [4000, 1700, 3300])
+    loaded = load(tiny_config(tmp_path), ["data.source=csv", f"data.train_csv={varied}", f"data.valid_csv={varied}",
+                                          f"data.test_csv={varied}", "distill.cache=true"])
+    run = SpeechRun(loaded, tmp_path / "w")
+    run.check()
+    teacher, student = loaded.cfg["teacher_model"], loaded.cfg["student_model"]
+    kd = run.distillation(teacher, student, run.student_train)
+    ds = dataset(run.student_train)
+    teacher.eval()
+    for i, n in enumerate((4000, 1700, 3300)):
+        item = ds[i]
+        with torch.no_grad():
+            alone = align_teacher(teacher(item["mix_sig"][None]),
+                                  torch.stack([item["s1_sig"], item["s2_sig"]], -1)[None])[0]
+        cached, _ = kd.cache.lookup([item["id"]], n, "cpu")
+        torch.testing.assert_close(cached, alone.half().float(), rtol=0, atol=0)
