@@ -1,7 +1,10 @@
 """Graph data: PyG data sets by name from a local root, sparse-npz graphs, the embedded CSBM, and GLNN's splits.
 
 Everything becomes one PyG ``Data`` with ``x``, ``edge_index`` (undirected), ``y`` and, after
-:func:`prepare`, the masks of a seed's split. The inductive setting (GLNN) hides a fraction of the test
+:func:`prepare`, the masks of a seed's split. ``y`` is a class index per node, -1 for a node without a label (an
+npz may mark one so; Planetoid's CiteSeer has 15 placeholders for test nodes missing from its release, which PyG
+fills with zero features and the label 0). Such nodes stay in the graph and in no split. Labels and features are
+checked when a graph is loaded, so bad ones stop the run before anything is written. The inductive setting (GLNN) hides a fraction of the test
 nodes, and every edge touching them, from training: ``obs_mask`` marks the observed nodes and
 ``obs_edge_index`` is the graph a teacher may see while training.
 """
@@ -60,7 +63,50 @@ def load_pyg(root: str, name: str, source: str) -> Data:
     with tempfile.TemporaryDirectory(prefix="kdhub-pyg-") as tmp:
         shutil.copytree(raw, Path(tmp) / folder / "raw")  # PyG writes processed/ beside raw/
         data = cls(tmp, canonical)[0]
-    return Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
+    y = data.y.clone()
+    if cls.__name__ == "Planetoid":
+        y[_planetoid_placeholders(raw / f"ind.{canonical.lower()}.test.index")] = -1
+    return Data(x=data.x, edge_index=data.edge_index, y=y, num_nodes=data.num_nodes)
+
+
+def _planetoid_placeholders(test_index: Path) -> torch.Tensor:
+    """The nodes PyG's Planetoid reader adds where the test indices skip a number (CiteSeer's nodes missing from
+    the release): zero features, label 0 from the argmax of an all-zero row. Planetoid's own masks leave them out."""
+    listed = np.loadtxt(test_index, dtype=np.int64, ndmin=1)
+    return torch.from_numpy(np.setdiff1d(np.arange(listed.min(), listed.max() + 1), listed))
+
+
+def _class_indices(labels: np.ndarray, where: str) -> np.ndarray:
+    """An npz's ``labels`` as one class index per node (-1: no label): a vector of whole numbers, a column, or a
+    one-hot matrix (an all-zero row: no label). Classes must be 0..C-1, each held by some node."""
+    if labels.dtype.kind not in "biuf":
+        raise ConfigError(f"{where}: labels are {labels.dtype} values; give one integer class index per node "
+                          f"(0..C-1, -1 for a node without a label)")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    elif labels.ndim == 2:
+        counts = labels.sum(axis=1)
+        if not (np.isin(labels, (0, 1)).all() and (counts <= 1).all()):
+            raise ConfigError(f"{where}: labels are a {labels.shape[0]} x {labels.shape[1]} matrix that is not "
+                              f"one-hot (a row with several classes, or values other than 0 and 1); each node "
+                              f"needs one class")
+        labels = np.where(counts == 1, labels.argmax(axis=1), -1)
+    elif labels.ndim != 1:
+        raise ConfigError(f"{where}: labels have shape {labels.shape}; give one class index per node")
+    if labels.dtype.kind == "f" and not (np.isfinite(labels) & (labels == np.round(labels))).all():
+        raise ConfigError(f"{where}: labels hold values that are not whole numbers; give class indices 0..C-1")
+    labels = labels.astype(np.int64)
+    if (labels < -1).any():
+        raise ConfigError(f"{where}: label {labels.min()} is below -1; classes are 0..C-1, and -1 marks a node "
+                          f"without a label")
+    present = np.unique(labels[labels >= 0])
+    if len(present) == 0:
+        raise ConfigError(f"{where}: no node has a label (every label is -1)")
+    absent = np.setdiff1d(np.arange(present.max() + 1), present)
+    if len(absent):
+        raise ConfigError(f"{where}: no node has class {absent[0]} (labels run from {present.min()} to "
+                          f"{present.max()}); classes must be 0..C-1, e.g. subtract 1 from 1-based labels")
+    return labels
 
 
 def load_npz(path: str, source: str) -> Data:
@@ -95,7 +141,8 @@ def load_npz(path: str, source: str) -> Data:
     edge_index, _ = remove_self_loops(edge_index)
     edge_index = coalesce(to_undirected(edge_index, num_nodes=n), num_nodes=n)
     x = torch.from_numpy(attr.toarray().astype(np.float32))
-    return Data(x=x, edge_index=edge_index, y=torch.from_numpy(labels.astype(np.int64)), num_nodes=n)
+    labels = _class_indices(labels, f"{source}: data.path: npz file {p}")
+    return Data(x=x, edge_index=edge_index, y=torch.from_numpy(labels), num_nodes=n)
 
 
 def load_graph(d: Dict[str, Any], source: str) -> Data:
@@ -108,6 +155,12 @@ def load_graph(d: Dict[str, Any], source: str) -> Data:
         c = d["csbm"]
         data = csbm(c["nodes"], c["classes"], c["features"], c["avg_degree"], c["homophily"],
                     c["feature_signal"], c["seed"])
+    bad = ~torch.isfinite(data.x)
+    if bad.any():
+        node, feature = (int(i) for i in torch.nonzero(bad)[0])
+        where = "data.path" if d["source"] == "npz" else "data.root"
+        raise ConfigError(f"{source}: {where}: the graph's features hold {int(bad.sum())} NaN or infinite value(s) "
+                          f"(the first at node {node}, feature {feature}); clean or impute them")
     if d["largest_component"]:
         data = largest_component(data)
     if d["normalize_features"]:
@@ -132,11 +185,12 @@ def largest_component(data: Data) -> Data:
 def glnn_split(y: torch.Tensor, train_per_class: int, val_per_class: int, seed: int,
                source: str = "config") -> Dict[str, torch.Tensor]:
     """GLNN's split: per class, ``train_per_class`` labelled and ``val_per_class`` validation nodes drawn at
-    random (seeded), every other node tests."""
+    random (seeded), every other node with a label tests (a node labelled -1 is in no split)."""
     g = torch.Generator().manual_seed(seed)
     n = len(y)
     train, val = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
-    for c in torch.unique(y):
+    labelled = y >= 0
+    for c in torch.unique(y[labelled]):
         idx = torch.nonzero(y == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
         if len(idx) < train_per_class + val_per_class + 1:
@@ -144,7 +198,7 @@ def glnn_split(y: torch.Tensor, train_per_class: int, val_per_class: int, seed: 
                               f"{train_per_class} train + {val_per_class} val + at least one test node per class")
         train[idx[:train_per_class]] = True
         val[idx[train_per_class:train_per_class + val_per_class]] = True
-    return {"train_mask": train, "val_mask": val, "test_mask": ~(train | val)}
+    return {"train_mask": train, "val_mask": val, "test_mask": labelled & ~(train | val)}
 
 
 def prepare(data: Data, d: Dict[str, Any], seed: int, setting: str, source: str = "config") -> Data:

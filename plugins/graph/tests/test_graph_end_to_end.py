@@ -106,9 +106,11 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path):
 
 
 def test_nan_loss_stops_the_run(tmp_path, tiny):
-    npz = write_npz(tmp_path / "nan.npz", nan=True, per_class=3)
+    """Finite data, and a learning rate that blows the teacher's weights up (a NaN in the data is refused when the
+    graph is loaded, test_graph_user_data.py)."""
+    npz = write_npz(tmp_path / "g.npz", per_class=3)
     cfg = tiny(data={"source": "npz", "path": str(npz), "split": {"train_per_class": 1, "val_per_class": 1}})
-    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
+    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w", "--cfg-options", "teacher.lr=1e30"], check=False)
     assert proc.returncode == 2 and "loss became nan" in proc.stderr and "Traceback" not in proc.stderr
 
 
