@@ -130,12 +130,14 @@ def shared_writes(writes: Mapping[int, Set[str]], root: Path) -> Set[str]:
 
 class FileServer:
     """An HTTP server on localhost (a context manager): ``files`` maps a URL path to its body; a path in ``cut``
-    announces its whole length but sends only half of it before closing; ``requests`` lists the paths asked for
-    (query strings dropped)."""
+    announces its whole length but sends only half of it before closing, one in ``chunked`` is sent as one chunk
+    of HTTP/1.1's chunked encoding, cut off the same way; ``requests`` lists the paths asked for (query strings
+    dropped)."""
 
     def __init__(self, files: Optional[Mapping[str, bytes]] = None):
         self.files: Dict[str, bytes] = dict(files or {})
         self.cut: Set[str] = set()
+        self.chunked: Set[str] = set()
         self.requests: List[str] = []
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -152,9 +154,15 @@ class FileServer:
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if path in server.cut else body)
+                if path in server.chunked:
+                    self.protocol_version = "HTTP/1.1"
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(f"{len(body):x}\r\n".encode() + body[: len(body) // 2])
+                else:
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2] if path in server.cut else body)
                 self.close_connection = True
 
             def log_message(self, *args):

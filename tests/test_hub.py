@@ -81,3 +81,32 @@ def test_a_missing_url_or_a_pickled_object_is_an_error_naming_it(server, tmp_pat
     path = fetch(server.url("/pickled.pth"), folder=tmp_path / "cache")
     with pytest.raises(CheckpointError, match="holds a pickled Python object"):
         load_checkpoint(path)
+
+
+def test_two_urls_ending_in_one_file_name_are_two_checkpoints(server, state, tmp_path):
+    """Without a hash in its name a file is kept under its whole URL: /a/teacher.pth is not /b/teacher.pth."""
+    other = {"state_dict": {k: v + 1 for k, v in state["state_dict"].items()}}
+    server.files.update({"/a/teacher.pth": checkpoint_bytes(state), "/b/teacher.pth": checkpoint_bytes(other)})
+    a = fetch(server.url("/a/teacher.pth"), folder=tmp_path / "cache")
+    b = fetch(server.url("/b/teacher.pth"), folder=tmp_path / "cache")
+    assert a != b and a.name == b.name == "teacher.pth" and server.requests == ["/a/teacher.pth", "/b/teacher.pth"]
+    assert torch.equal(load_checkpoint(b)["state_dict"]["w"], other["state_dict"]["w"])
+    assert fetch(server.url("/a/teacher.pth"), folder=tmp_path / "cache") == a and len(server.requests) == 2
+
+
+def test_a_web_page_or_a_cut_off_chunked_body_keeps_nothing(server, state, tmp_path):
+    cache = tmp_path / "cache"
+    server.files["/page/teacher.pth"] = b"<!DOCTYPE html><html>sign in</html>"
+    with pytest.raises(CheckpointError, match=r"35 bytes that are not a PyTorch checkpoint \(they begin "
+                                              r"b'<!DOCTYPE html><'"):
+        fetch(server.url("/page/teacher.pth"), "k", cache)
+    server.files["/chunked/teacher.pth"] = checkpoint_bytes(state)
+    server.chunked.add("/chunked/teacher.pth")
+    with pytest.raises(CheckpointError, match=r"k: .*/chunked/teacher.pth: download failed \(IncompleteRead"):
+        fetch(server.url("/chunked/teacher.pth"), "k", cache)
+    assert not cache.exists() or not any(cache.rglob("*"))
+
+
+def test_only_eight_or_more_hex_digits_are_a_hash():
+    assert hash_prefix("retinanet_r50_fpn_1x_coco_20200130-c2398f9e.pth") == "c2398f9e"
+    assert hash_prefix("teacher-epoch-20.pth") is None and hash_prefix("teacher-1.pth") is None
