@@ -20,7 +20,6 @@ from typing import List, Sequence
 from mmengine.config import Config, ConfigDict
 
 from kdhub.config import ConfigError, LoadedConfig
-from kdhub.hub import is_url
 from kdhub_openmmlab.options import merge_cfg_options
 from kdhub_openmmlab.teacher import model_config, resolve_specs
 
@@ -98,9 +97,6 @@ def check_distillation(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: model.teacher.checkpoint is empty and model.teacher has no config to train the "
                           f"teacher from; give model.teacher.config (the teacher is then trained first, in "
                           f"WORK_DIR/teacher) or a trained model.teacher.checkpoint")
-    if ckpt and not is_url(ckpt) and not Path(ckpt).is_file():
-        raise ConfigError(f"{source}: model.teacher.checkpoint: teacher checkpoint not found: {ckpt}; set it to None to "
-                          f"train the teacher here from model.teacher.config, or fix the path (or give its URL)")
     (s_key, s_num), (t_key, t_num) = class_count(model.student), class_count(t_model)
     if s_num != t_num:
         raise ConfigError(f"{source}: teacher and student have different class sets: student {s_key}={s_num}, "

@@ -18,8 +18,9 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from kdhub import dist
-from kdhub.checkpoint import CheckpointError, atomic_save, load_checkpoint, sub_state_dict
-from kdhub.config import LoadedConfig
+from kdhub.checkpoint import CheckpointError, atomic_save, sub_state_dict
+from kdhub.config import ConfigError, LoadedConfig
+from kdhub.hub import is_url
 from kdhub.algorithm import count_parameters
 from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
@@ -123,6 +124,11 @@ class DetectionRun(Stages):
                                 if self.distilling else self.cfg.model)
 
         if self.distilling:
+            ckpt = self.cfg.model.teacher.get("checkpoint")  # here, not at loading: kdhub eval tests the student alone
+            if ckpt and not is_url(ckpt) and not Path(ckpt).is_file():
+                raise ConfigError(f"{self.source}: model.teacher.checkpoint: teacher checkpoint not found: {ckpt}; set "
+                                  f"it to None to train the teacher here from model.teacher.config, or fix the path "
+                                  f"(or give its URL)")
             teacher = build_model(self.teacher_model(), "mmdet")
             with torch.random.fork_rng(devices=[]):  # the distiller's taps and adapters on the untrained pair
                 build_model(self.cfg.model.distiller, "mmdet").setup(student, teacher)
@@ -201,29 +207,22 @@ class DetectionRun(Stages):
                                distiller=self.cfg.model.distiller.to_dict(), **skipped())
 
 
-def test_checkpoint(cfg, checkpoint: Path, launcher: str = "none") -> Dict[str, float]:
+def test_checkpoint(cfg, checkpoint: Path, launcher: str = "none", key: str = "checkpoint",
+                    source: str = "") -> Dict[str, float]:
     """Test AP of the detector config ``cfg`` with the weights of ``checkpoint`` (a plain detector checkpoint,
-    or the student part of a distillation checkpoint)."""
+    or the student part of a distillation checkpoint), loaded strictly: a checkpoint of another model is refused
+    naming its first missing, unexpected and mis-shaped keys (mmengine's ``load_from`` loads non-strictly and would
+    test whatever part fits)."""
     from mmengine.runner import Runner
 
+    from kdhub_openmmlab.checks import fit_weights
     from kdhub_openmmlab.runner import eval_config
     if not Path(checkpoint).is_file():
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = eval_config(cfg, Path(tmp), default_scope="mmdet", launcher=launcher,
-                          load_from=str(plain_checkpoint(Path(checkpoint), Path(tmp))))
-        return ap_metrics(Runner.from_cfg(cfg).test())
-
-
-def plain_checkpoint(path: Path, tmp: Path) -> Path:
-    """``path`` if it is a plain detector checkpoint, else its student part written to ``tmp``."""
-    ckpt = load_checkpoint(path)
-    state = ckpt.get("state_dict", ckpt)
-    if any(k.startswith("student.") for k in state):
-        out = tmp / "student.pth"
-        atomic_save({"meta": ckpt.get("meta", {}), "state_dict": sub_state_dict(state, "student")}, out)
-        return out
-    return path
+        runner = Runner.from_cfg(eval_config(cfg, Path(tmp), default_scope="mmdet", launcher=launcher))
+        fit_weights(unwrap(runner.model), Path(checkpoint), key, source, load=True)
+        return ap_metrics(runner.test())
 
 
 class DetectionTask(Task):
@@ -235,7 +234,7 @@ class DetectionTask(Task):
         """Test AP of a student checkpoint (exported ``student.pth`` or a training checkpoint)."""
         from . import register  # noqa: F401  (kdhub's mmdet modules)
         from .config import student_config
-        return test_checkpoint(student_config(loaded.cfg), Path(checkpoint))
+        return test_checkpoint(student_config(loaded.cfg), Path(checkpoint), source=str(loaded.path))
 
     def demo(self, work_dir: Path) -> DemoResult:
         """GID on the embedded shapes set: one run of ``demo_gid_retinanet_synth.py`` through the same code path

@@ -58,6 +58,13 @@ def test_teacher_then_gid_student_export_eval_and_resume(trained_teacher, tmp_pa
     assert f"AP: {summary['student']['AP']:.4f}" in run_cli(["eval", cfg, student_dir / "epoch_1.pth"]).stdout
     plain = run_cli(["eval", student_dir / "student_config.py", student_dir / "student.pth"]).stdout  # no teacher
     assert f"AP: {summary['student']['AP']:.4f}" in plain
+    # eval tests the student alone: the teacher file need not exist where it runs
+    moved = run_cli(["eval", cfg, student_dir / "student.pth", "--cfg-options", "model.teacher.checkpoint=/nowhere/t.pth"])
+    assert f"AP: {summary['student']['AP']:.4f}" in moved.stdout
+    # another model's weights (the teacher's, twice as wide) are refused, not tested as far as they fit
+    foreign = run_cli(["eval", cfg, t_work / "student.pth"], check=False)
+    assert foreign.returncode == 2 and "Traceback" not in foreign.stderr
+    assert f"{cfg}: checkpoint: {t_work / 'student.pth'} does not fit the configured model: " in foreign.stderr
     refused = run_cli(["train", cfg, "--work-dir", work], check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     run_cli(["train", cfg, "--work-dir", work, "--resume"])
