@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,14 +213,16 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Sequence[str], source: str) 
 
 @dataclass
 class Field:
-    """One config key: expected type(s), default, allowed choices, the smallest allowed number (``min``, e.g. 1 for
-    a batch size or a number of epochs) and a short help text."""
+    """One config key: expected type(s), default, allowed choices, the smallest and largest allowed numbers (``min``,
+    e.g. 1 for a batch size or a number of epochs; ``max``, e.g. 1 for a dropout probability; a bounded number must
+    also be finite) and a short help text."""
 
     type: Any = object
     default: Any = REQUIRED
     choices: Optional[Sequence[Any]] = None
     help: str = ""
     min: Optional[float] = None
+    max: Optional[float] = None
 
 
 Schema = Mapping[str, Any]  # key -> Field or nested Schema
@@ -279,8 +282,13 @@ def validate(cfg: Mapping[str, Any], schema: Schema, source: str, prefix: str = 
                               f"got {type(cfg[key]).__name__} {cfg[key]!r}")
         if spec.choices is not None and value not in spec.choices:
             raise ConfigError(f"{source}: {unknown_name_message('value for ' + repr(dotted), value, spec.choices)}")
-        if spec.min is not None and isinstance(value, (int, float)) and value < spec.min:
+        bounded = isinstance(value, (int, float)) and (spec.min is not None or spec.max is not None)
+        if bounded and not math.isfinite(value):
+            raise ConfigError(f"{source}: key '{dotted}' must be a finite number, got {value!r}")
+        if bounded and spec.min is not None and value < spec.min:
             raise ConfigError(f"{source}: key '{dotted}' must be at least {spec.min:g}, got {value!r}")
+        if bounded and spec.max is not None and value > spec.max:
+            raise ConfigError(f"{source}: key '{dotted}' must be at most {spec.max:g}, got {value!r}")
         out[key] = value
     return out
 

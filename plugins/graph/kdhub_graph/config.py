@@ -40,35 +40,36 @@ SCHEMA = {
         "normalize_features": Field(bool, False, help="divide each feature row by its L1 norm"),
         "largest_component": Field(bool, False, help="keep the largest connected component (GLNN does for npz)"),
         "split": {"train_per_class": Field(int, 20, min=1), "val_per_class": Field(int, 30, min=1)},
-        "inductive_fraction": Field(float, 0.2),
+        "inductive_fraction": Field(float, 0.2, min=0.0, max=1.0),
         "csbm": {"nodes": Field(int, 3000), "classes": Field(int, 5), "features": Field(int, 64),
                  "avg_degree": Field(float, 8.0), "homophily": Field(float, 0.8),
                  "feature_signal": Field(float, 1.0), "seed": Field(int, 0)},
     },
     "teacher": {
         "model": Field(str, "sage", choices=TEACHERS),
-        "hidden": Field(int, 128, min=1), "layers": Field(int, 2, min=1), "dropout": Field(float, 0.0),
+        "hidden": Field(int, 128, min=1), "layers": Field(int, 2, min=1), "dropout": Field(float, 0.0, min=0.0, max=1.0),
         "act": Field(str, "relu", choices=("relu", "elu"),
                      help="activation between layers (PyG's own models: relu; PyG's GAT example: elu)"),
         "aggr": Field(str, "gcn", choices=("gcn", "mean"),
                       help="SAGE aggregator: gcn = mean over neighbours and self (GLNN), mean = PyG default"),
-        "heads": Field(int, 8, min=1), "attn_dropout": Field(float, 0.6, help="GAT; hidden is split across heads"),
+        "heads": Field(int, 8, min=1), "attn_dropout": Field(float, 0.6, min=0.0, max=1.0, help="GAT; hidden is split across heads"),
         "out_heads": Field(int, 1, help="GAT: heads of the output layer, averaged (PyG's own GAT model uses "
                                         "'heads' there; GLNN and PyG's example GAT use 1)"),
         "fanout": Field(list, [5, 5], help="GraphSAGE neighbours sampled per layer (sage only)"),
         "init": Field(str, "pyg", choices=TEACHER_INITS,
                       help="initialisation of a teacher trained here: pyg = PyG's layer defaults; dgl = DGL 0.6.1's "
                            "(GLNN's released code; SAGE: Xavier-uniform, ReLU gain, zero bias)"),
-        "batch_size": Field(int, 512, min=1), "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-4),
+        "batch_size": Field(int, 512, min=1), "lr": Field(float, 0.01, min=0.0),
+        "weight_decay": Field(float, 5e-4, min=0.0),
         "epochs": Field(int, 200, min=1), "patience": Field(int, 50, min=1),
         "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced): a "
                                           "graph run's teacher.pth or a state dict saved by your own PyG code "
                                           "(see kdhub_graph.teacher_state)"),
     },
     "student": {
-        "hidden": Field(int, 128, min=1), "layers": Field(int, 2, min=1), "dropout": Field(float, 0.6),
+        "hidden": Field(int, 128, min=1), "layers": Field(int, 2, min=1), "dropout": Field(float, 0.6, min=0.0, max=1.0),
         "norm": Field(str, "none", choices=("none", "batch", "layer")),
-        "lr": Field(float, 0.01), "weight_decay": Field(float, 5e-3),
+        "lr": Field(float, 0.01, min=0.0), "weight_decay": Field(float, 5e-3, min=0.0),
         "epochs": Field(int, 500, min=1), "patience": Field(int, 50, min=1), "batch_size": Field(int, 4096, min=1),
         "schedule": Field(str, "joint", choices=SCHEDULES,
                           help="joint: one optimiser step per batch on the whole loss; released: GLNN's released "
@@ -110,8 +111,11 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
                           f"holding {d['name']}/raw/ (or use data.source: csbm)")
     if d["source"] == "npz" and not d["path"]:
         raise ConfigError(f"{source}: data.source is npz but data.path is empty; set it to the .npz file")
-    if not cfg["seeds"] or not all(isinstance(s, int) for s in cfg["seeds"]):
+    if not cfg["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg["seeds"]):
         raise ConfigError(f"{source}: key 'seeds' must be a non-empty list of integers, got {cfg['seeds']!r}")
+    if len(set(cfg["seeds"])) < len(cfg["seeds"]):
+        raise ConfigError(f"{source}: key 'seeds' repeats a seed ({cfg['seeds']!r}); each seed is one run, and the "
+                          f"mean and std are taken over distinct runs")
     if cfg["teacher"]["model"] == "sage" and len(cfg["teacher"]["fanout"]) != cfg["teacher"]["layers"]:
         raise ConfigError(f"{source}: teacher.fanout has {len(cfg['teacher']['fanout'])} entries but "
                           f"teacher.layers is {cfg['teacher']['layers']}; give one fan-out per layer")
@@ -122,6 +126,9 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
                           f"features >= 1 and avg_degree > 0; got {c}")
     if not 0.0 <= d["inductive_fraction"] < 1.0:
         raise ConfigError(f"{source}: data.inductive_fraction must be in [0, 1), got {d['inductive_fraction']}")
+    if cfg["setting"] != "transductive" and d["inductive_fraction"] == 0.0:
+        raise ConfigError(f"{source}: setting {cfg['setting']} hides data.inductive_fraction of the test nodes, but it "
+                          f"is 0: no inductive test node would be left; give a fraction > 0 or setting=transductive")
     if cfg["student"]["schedule"] == "released" and cfg["method"] not in ("glnn", "none"):
         raise ConfigError(f"{source}: student.schedule 'released' is GLNN's released training loop (a CE pass, then a "
                           f"KD pass); method {cfg['method']!r} trains on the joint loss: set student.schedule=joint")

@@ -7,6 +7,7 @@ Layout of a work dir: ``seed_<s>/{teacher,baseline,student}/`` are the pipeline'
 """
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 from pathlib import Path
@@ -281,6 +282,20 @@ class SeedStages(Stages):
         return lambda: _no_grad(mlp, split.x)
 
 
+#: the config keys that name files or folders (teacher.checkpoint may hold ``{seed}``)
+PATH_KEYS = (("data", "path"), ("data", "root"), ("teacher", "checkpoint"), ("distill", "cache_dir"))
+
+
+def _anchored(value: str, config: Path) -> str:
+    """``value`` as an absolute path where the run reads it (:func:`kdhub.config.resolve_path`): beside the working
+    directory if it exists there, else beside the config file if it exists there, else the working directory's."""
+    if not value or Path(value).expanduser().is_absolute():
+        return value
+    probe = value.replace("{seed}", "0")
+    base = next((b for b in (Path.cwd(), Path(config).resolve().parent) if (b / probe).exists()), Path.cwd())
+    return str(base / value)
+
+
 def _describe(arch: Mapping[str, Any]) -> str:
     text = f"{arch.get('model')}, hidden {arch.get('hidden')}, {arch.get('layers')} layers"
     if arch.get("model") == "sage":
@@ -408,8 +423,12 @@ class GraphTask(Task):
 
     def dump_config(self, loaded: LoadedConfig, work_dir: Path) -> None:
         """``config.yaml``: the config as the run read it (defaults filled in, ``--cfg-options`` applied), in
-        the domain's own format, so ``kdhub train work_dir/config.yaml`` repeats the run."""
-        atomic_write_text(Path(work_dir) / "config.yaml", yaml.safe_dump(loaded.cfg, sort_keys=False))
+        the domain's own format, so ``kdhub train work_dir/config.yaml`` repeats the run: its paths are written
+        absolute, as the run found them (beside the working directory, or else the config file)."""
+        cfg = copy.deepcopy(loaded.cfg)
+        for section, key in PATH_KEYS:
+            cfg[section][key] = _anchored(cfg[section][key], loaded.path)
+        atomic_write_text(Path(work_dir) / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
     def evaluate(self, loaded: LoadedConfig, checkpoint: Path) -> Dict[str, float]:
         cfg = loaded.cfg

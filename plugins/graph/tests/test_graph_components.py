@@ -310,13 +310,23 @@ def test_a_methods_own_subsection_sets_its_settings_and_is_checked():
     ("student.layers=0", "key 'student.layers' must be at least 1, got 0"),
     ("data.split.train_per_class=0", "key 'data.split.train_per_class' must be at least 1, got 0"),
     ("teacher.heads=3", "teacher.hidden (128) must be a multiple of teacher.heads (3)"),
+    ("student.dropout=1.5", "key 'student.dropout' must be at most 1, got 1.5"),
+    ("teacher.dropout=-1", "key 'teacher.dropout' must be at least 0, got -1.0"),
+    ("teacher.lr=-1", "key 'teacher.lr' must be at least 0, got -1.0"),
+    ("student.lr=NaN", "key 'student.lr' must be a finite number, got nan"),
+    ("student.weight_decay=-0.1", "key 'student.weight_decay' must be at least 0, got -0.1"),
+    ("seeds=[0,0]", "key 'seeds' repeats a seed ([0, 0])"),
+    ("seeds=[true]", "key 'seeds' must be a non-empty list of integers, got [True]"),
+    ("setting=inductive data.inductive_fraction=0", "no inductive test node would be left"),
 ])
 def test_counts_that_would_train_nothing_or_something_else_are_refused(option, message):
     """A batch size, epoch count, depth or label count of 0 (or below), and a GAT width the heads cannot split,
-    would train nothing, a random model or a narrower one: each is refused by key at load."""
+    would train nothing, a random model or a narrower one; a dropout outside [0, 1], a negative or NaN learning
+    rate, repeated seeds or no inductive test node fail, or mislead, only after training began: each is refused
+    by key at load."""
     from kdhub.config import ConfigError
     from kdhub_graph.config import CONFIG_DIR, load
 
-    options = [option] + (["teacher.model=gat"] if "heads" in option else [])
+    options = option.split() + (["teacher.model=gat"] if "heads" in option else [])
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(CONFIG_DIR / "demo.yaml", options)

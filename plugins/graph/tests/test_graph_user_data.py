@@ -1,4 +1,5 @@
 """A user's own graph: labels in the forms npz files carry them, nodes without a label, bad features."""
+import json
 import pickle
 
 import numpy as np
@@ -82,3 +83,26 @@ def test_planetoid_placeholder_nodes_have_no_label_and_join_no_split(tmp_path):
     release = SHARED / "planetoid"
     if (release / "CiteSeer" / "raw").is_dir():                        # the real release: 15 such nodes
         assert int((load_pyg(str(release), "CiteSeer", "cfg").y < 0).sum()) == 15
+
+
+def test_the_kept_config_repeats_a_run_whose_paths_are_relative_to_its_config(tmp_path, monkeypatch):
+    """config.yaml names the run's files absolutely, as the run found them, so it repeats the run from anywhere."""
+    import yaml
+
+    folder = tmp_path / "project"
+    (folder / "data").mkdir(parents=True)
+    write_npz(folder / "data" / "g.npz", per_class=6)
+    cfg = folder / "my.yaml"
+    cfg.write_text(yaml.safe_dump({"task": "graph", "method": "none", "seeds": [0],
+                                   "data": {"source": "npz", "path": "data/g.npz",
+                                            "split": {"train_per_class": 1, "val_per_class": 1}},
+                                   "teacher": {"hidden": 8, "epochs": 2}, "student": {"hidden": 8, "epochs": 2}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run_cli(["train", cfg, "--work-dir", "first"])
+    kept = yaml.safe_load((elsewhere / "first" / "config.yaml").read_text())
+    assert kept["data"]["path"] == str(folder / "data" / "g.npz")
+    run_cli(["train", elsewhere / "first" / "config.yaml", "--work-dir", "again"])
+    first, again = (json.loads((elsewhere / w / "summary.json").read_text()) for w in ("first", "again"))
+    assert again["student"] == first["student"] and again["teacher"] == first["teacher"]
