@@ -14,13 +14,14 @@ from typing import List, Optional
 
 from . import __version__, tensorboard
 from .checkpoint import CheckpointError
-from .config import (KNOWN_TASK_PACKAGES, SCOPE_SEP, ConfigError, LoadedConfig, config_folder, install_hint, peek_task,
-                     resolve_config, shipped_configs)
+from .config import (SCOPE_SEP, ConfigError, LoadedConfig, config_folder, install_hint, peek_task, resolve_config,
+                     shipped_configs)
 from .dist import LAUNCHERS, LaunchError
 from .engine import NonFiniteLossError
 from .logs import format_metrics, setup_console
 from .plugins import DISABLE_ENV, get_plugins
 from .registry import RegistryError, unknown_name_message
+from .runs import check_work_dir
 from .taps import TapPathError
 
 USER_ERRORS = (ConfigError, RegistryError, CheckpointError, TapPathError, NonFiniteLossError, FileNotFoundError,
@@ -114,7 +115,17 @@ def cmd_configs(args) -> int:
     plugins = get_plugins()
     registry = plugins.registry
     scopes = args.scopes or registry.names("configs")
-    roots = {scope: config_folder(scope, plugins) for scope in scopes}  # every unknown name fails before output
+    if args.scopes:
+        roots = {scope: config_folder(scope, plugins) for scope in scopes}  # every unknown name fails before output
+    else:  # all of them: one plugin's missing folder is reported, the others are listed
+        roots, missing = {}, []
+        for scope in scopes:
+            try:
+                roots[scope] = config_folder(scope, plugins)
+            except (ConfigError, RegistryError) as exc:
+                missing.append(str(exc))
+        for message in missing:
+            print(f"kdhub: error: {message}", file=sys.stderr)
     if not scopes:
         print("no installed plugin ships configs")
     for i, (scope, root) in enumerate(roots.items()):
@@ -127,7 +138,7 @@ def cmd_configs(args) -> int:
         for c in configs:
             text = ("" if c.runnable else "[base] ") + (c.description or "(no description)")
             print(f"  {scope + SCOPE_SEP + c.name:<{width}}  {text}")
-    return 0
+    return 1 if not args.scopes and len(roots) < len(scopes) else 0
 
 
 def cmd_train(args) -> int:
@@ -188,10 +199,11 @@ def cmd_demo(args) -> int:
         raise UsageError("no domain plugin with a demo is installed; install one, e.g. pip install -e plugins/graph")
     unknown = [d for d in wanted if d not in domains]
     if unknown:
-        missing = [KNOWN_TASK_PACKAGES[d] for d in unknown if d in KNOWN_TASK_PACKAGES]
-        hint = f" Install {', '.join(missing)}." if missing else ""
-        raise UsageError(unknown_name_message("demo domain", unknown[0], domains) + "." + hint)
+        hint = install_hint(unknown[0], get_plugins())
+        raise UsageError(f"demo domain {unknown[0]!r} {hint}" if hint else
+                         unknown_name_message("demo domain", unknown[0], domains) + ".")
     work_root = Path(args.work_dir)
+    check_work_dir(work_root)
     results, wall_times, started = [], {}, time.perf_counter()
     for domain in wanted:
         for entry in demos:

@@ -16,18 +16,21 @@ import torch
 
 
 def run_info(root: Optional[Path] = None) -> Dict[str, Any]:
-    """The checkout's commit at ``root`` (default: the working directory; "unknown" outside a git checkout),
-    whether its code had uncommitted changes (``results/`` does not count: an earlier result of the same run may
-    have been written there), this process's command line and the machine."""
+    """The commit of the checkout holding ``root`` (default: the one kdhub itself runs from, wherever the command
+    is started; "unknown" for an installed wheel or outside a git checkout), whether that checkout had uncommitted
+    changes (``results/`` does not count: an earlier result of the same run may have been written there), this
+    process's command line and the machine."""
     def git(*args: str) -> str:
         try:
-            proc = subprocess.run(["git", *args], cwd=root or Path.cwd(), capture_output=True, text=True)
+            proc = subprocess.run(["git", *args], cwd=root or Path(__file__).resolve().parent, capture_output=True,
+                                  text=True)
         except OSError:  # no git on this machine
             return "unknown"
         return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
     commit = git("rev-parse", "HEAD")
-    changed = git("status", "--porcelain", "-uno", "--", ".", ":!results") if commit != "unknown" else ""
+    changed = (git("status", "--porcelain", "-uno", "--", ":(top)", ":(top,exclude)results")
+               if commit != "unknown" else "")
     return {"commit": commit, "uncommitted_changes": bool(changed),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

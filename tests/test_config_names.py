@@ -233,3 +233,26 @@ def test_third_party_plugin_ships_configs_under_its_own_scope(tmp_path):
     seen = json.loads((tmp_path / "w" / "seen.json").read_text())
     assert seen == {"path": str(pkg / "recipes" / "hello.json"), "cfg": {"task": "probe", "lr": 0.5}}
     assert run_kdhub(["eval", "probe::hello.json", "x.pth"], site=site).stdout == "lr: 0.1000\n"
+
+
+def test_kdhub_configs_lists_the_healthy_plugins_when_one_lacks_its_folder(tmp_path):
+    """One plugin whose declared config package is not installed is reported; the other plugins' configs are
+    still listed (asked for by name, the broken scope alone is an error, as before)."""
+    site = tmp_path / "site"
+    (site / "kdhub_badcfg").mkdir(parents=True)
+    (site / "kdhub_badcfg" / "__init__.py").write_text(textwrap.dedent('''
+        from kdhub import hookimpl
+
+        @hookimpl
+        def kdhub_register(registry):
+            registry.add_configs("badscope", "kdhub_badcfg_missing_pkg")
+    '''))
+    dist = site / "kdhub_badcfg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kdhub-badcfg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[kdhub]\nbadcfg = kdhub_badcfg\n")
+    everything = run_kdhub(["configs"], site=site, check=False)
+    assert everything.returncode == 1 and "kdhub_badcfg_missing_pkg" in everything.stderr
+    assert "graph::demo.yaml" in everything.stdout and "badscope:" not in everything.stdout
+    named = run_kdhub(["configs", "badscope"], site=site, check=False)
+    assert named.returncode == 2 and "kdhub_badcfg_missing_pkg" in named.stderr and not named.stdout
