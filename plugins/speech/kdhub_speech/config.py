@@ -97,8 +97,14 @@ def _nested(overrides: Sequence[str], top: Sequence[str], source: str) -> Dict[s
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             raise ConfigError(f"{source}: --cfg-options {key}: unknown key '{parts[0]}'{hint}")
         node = out
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: --cfg-options {key}: {'.'.join(parts[:i + 1])} is given a value "
+                                  f"({node!r}) by another option, so it has no key {parts[i + 1]!r}; give one of them")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"{source}: --cfg-options {key}: another option sets a key inside {key}; give one of "
+                              f"them")
         node[parts[-1]] = value
     return out
 
