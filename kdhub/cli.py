@@ -181,8 +181,13 @@ def _amp(task, args) -> dict:
 
 
 def cmd_eval(args) -> int:
+    from .hub import fetch
     loaded = _load(args.config, args.cfg_options)
-    metrics = _task(loaded).evaluate(loaded, Path(args.checkpoint))
+    checkpoint = fetch(args.checkpoint, "checkpoint")  # a path as given, or a URL downloaded once into the cache
+    if checkpoint.is_dir():
+        raise UsageError(f"checkpoint {checkpoint} is a folder; give the checkpoint file (e.g. a run's exported "
+                         f"model, or one of its checkpoints)")
+    metrics = _task(loaded).evaluate(loaded, checkpoint)
     for k, v in metrics.items():
         print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
     return 0
@@ -286,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("eval", help="evaluate a student checkpoint")
     s.add_argument("config", help=CONFIG_HELP)
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", help="a checkpoint file, or its http(s):// URL (downloaded once into torch.hub's "
+                                      "cache)")
     s.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     _verbose(s)
     s.set_defaults(func=cmd_eval)

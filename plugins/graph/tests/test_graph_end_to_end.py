@@ -26,6 +26,12 @@ def test_glnn_beats_baseline_and_student_needs_no_graph(tiny, tmp_path):
     assert set(state) >= {"student", "seed", "in_channels", "num_classes"}
     out = run_cli(["eval", cfg, ckpt]).stdout
     assert f"test_acc: {s['per_seed'][0]['student']['test_acc']:.4f}" in out
+    from kdhub.testing import FileServer
+    with FileServer({"/models/student.pth": open(ckpt, "rb").read()}) as server:  # the same file, by URL
+        by_url = run_cli(["eval", cfg, server.url("/models/student.pth")], env={"TORCH_HOME": str(tmp_path / "th")})
+    assert f"test_acc: {s['per_seed'][0]['student']['test_acc']:.4f}" in by_url.stdout
+    folder = run_cli(["eval", cfg, work], check=False)
+    assert folder.returncode == 2 and f"checkpoint {work} is a folder; give the checkpoint file" in folder.stderr
 
 
 def _check_watchable(work, summary):
