@@ -1,5 +1,6 @@
 """The embedded data generator and the manifest checks (bad input stops or is skipped, by row)."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -241,3 +242,18 @@ def test_more_source_columns_than_num_spks_is_refused(tiny_data, tmp_path):
     three.write_text("\n".join([text[0] + ",s3_wav"] + [line + "," + line.split(",")[-1] for line in text[1:]]) + "\n")
     with pytest.raises(DataError, match=r"three\.csv: has column\(s\) s3_wav but num_spks is 2"):
         read_manifest(three, 2, 8000)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["num_spks=3"], "student_model separates 2 sources but num_spks is 3"),
+    (["training.epochs=2", "training.epochs.x=1"], "training.epochs is given a value (2) by another option"),
+    (["training.epochs.x=1", "training.epochs=2"], "another option sets a key inside training.epochs"),
+])
+def test_sources_the_models_cannot_separate_and_conflicting_options_are_config_errors(tmp_path, options, message):
+    """Each failed inside training (an IndexError after a sub-run began) or inside the loader (a TypeError that
+    switched the speech plugin off)."""
+    from kdhub.config import ConfigError
+    from speech_helpers import load, tiny_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tiny_config(tmp_path), options)
