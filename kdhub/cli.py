@@ -210,6 +210,7 @@ def cmd_demo(args) -> int:
     work_root = Path(args.work_dir)
     check_work_dir(work_root)
     results, wall_times, started = [], {}, time.perf_counter()
+    reused = [d for d in wanted if (work_root / d).is_dir() and any((work_root / d).iterdir())]
     for domain in wanted:
         for entry in demos:
             if entry.domain == domain:
@@ -222,7 +223,7 @@ def cmd_demo(args) -> int:
                     print("\n".join(table_lines(res)) + "\n")
     report = write_report(results, work_root)
     if args.json:
-        record = demo_record(results, wall_times, time.perf_counter() - started)
+        record = demo_record(results, wall_times, time.perf_counter() - started, reused)
         print(f"record: {write_demo_json(record, Path(args.json))}")
     chart = work_root / "report.png"  # absent when matplotlib is not installed
     print(f"report: {report}" + (f" (plot: {chart})" if chart.is_file() else ""))

@@ -112,14 +112,18 @@ def write_report(results: Sequence[DemoResult], work_dir: Path) -> Path:
     return atomic_write_text(work_dir / "report.md", markdown(results, chart=drawn))
 
 
-def demo_record(results: Sequence[DemoResult], wall_times: Mapping[str, float], total_s: float) -> Dict[str, Any]:
-    """One demo run as JSON: per domain its metric, each model's value, parameters and latency, and the
-    domain's wall time; the whole run's wall time; the commit, command and machine (:mod:`kdhub.provenance`)."""
+def demo_record(results: Sequence[DemoResult], wall_times: Mapping[str, float], total_s: float,
+                reused: Sequence[str] = ()) -> Dict[str, Any]:
+    """One demo run as JSON: per domain its metric, each model's value, parameters and latency, the domain's
+    wall time and whether its work dir held an earlier demo's runs, whose finished parts were reused (``reused``:
+    those domains; their figures and time are not this run's alone); the whole run's wall time; the commit,
+    command and machine (:mod:`kdhub.provenance`)."""
     from .provenance import run_info
     domains = {}
     for res in results:
         domains[res.domain] = {
             "title": res.title, "metric": res.metric_name, "wall_time_s": round(wall_times[res.domain], 1),
+            "reused_earlier_runs": res.domain in reused,
             "rows": [{"model": r.role, "metric": r.metric, "std": r.std, "params": r.params,
                       "latency_ms": r.latency_ms} for r in res.rows],
             "notes": list(res.notes)}

@@ -33,3 +33,40 @@ def test_the_recorded_commit_is_kdhubs_own_wherever_the_command_starts(tmp_path)
     info = json.loads(subprocess.run([sys.executable, "-c", code], cwd=other, capture_output=True, text=True,
                                      check=True).stdout)
     assert info["commit"] == (ours or "unknown") != theirs  # unknown: kdhub installed outside a git checkout
+
+
+def test_the_record_says_which_domains_reused_an_earlier_demos_runs(tmp_path):
+    """A second demo into the same work dir reuses the finished runs there; its record says so, rather than
+    presenting their figures and a short wall time as a run of its own."""
+    import textwrap
+
+    site = tmp_path / "site"
+    (site / "kdhub_demoprobe").mkdir(parents=True)
+    (site / "kdhub_demoprobe" / "__init__.py").write_text(textwrap.dedent('''
+        from kdhub import hookimpl
+        from kdhub.task import DemoResult, ModelResult, Task
+
+        class Probe(Task):
+            """A demo that writes its run once and reuses it."""
+            def train(self, loaded, work_dir, resume=False, launcher="none"):
+                return {}
+            def evaluate(self, loaded, checkpoint):
+                return {}
+            def demo(self, work_dir):
+                work_dir.mkdir(parents=True, exist_ok=True)
+                (work_dir / "result.txt").write_text("1.0")
+                return DemoResult("probe", "Probe", "score", [ModelResult("teacher", 1.0, 10)])
+
+        @hookimpl
+        def kdhub_register(registry):
+            registry.add_task("probe", Probe(), demo=True)
+    '''))
+    dist = site / "kdhub_demoprobe-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kdhub-demoprobe\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[kdhub]\ndemoprobe = kdhub_demoprobe\n")
+    for name in ("first", "second"):
+        run_kdhub(["demo", "probe", "--work-dir", tmp_path / "w", "--json", tmp_path / f"{name}.json"], site=site)
+    first, second = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("first", "second"))
+    assert first["domains"]["probe"]["reused_earlier_runs"] is False
+    assert second["domains"]["probe"]["reused_earlier_runs"] is True
