@@ -411,8 +411,10 @@ class GraphRun:
         baseline = _mean_std([strip(r["baseline"]) for r in per_seed]) if self.cfg["baseline"] else None
         student = _mean_std([strip(r["student"]) for r in per_seed]) if self.method != "none" else (baseline or {})
         ckpt = per_seed[0].get("student", per_seed[0].get("baseline", {})).get("checkpoint")
+        # the first seed's checkpoints at the top, as every domain's summary has them; per_seed has each seed's
         return ctx.finish(teacher=teacher, student=student, baseline=baseline, params=per_seed[0]["params"],
-                          student_checkpoint=ckpt, setting=self.setting, seeds=self.cfg["seeds"],
+                          student_checkpoint=ckpt, teacher_checkpoint=per_seed[0]["teacher_checkpoint"],
+                          setting=self.setting, seeds=self.cfg["seeds"],
                           device=str(self.device), teacher_model=self.cfg["teacher"]["model"], per_seed=per_seed)
 
 

@@ -22,6 +22,7 @@ def test_glnn_beats_baseline_and_student_needs_no_graph(tiny, tmp_path):
     assert all(not r["soft_labels_cached"] for r in s["per_seed"])
     # the exported student evaluates from features alone
     ckpt = s["student_checkpoint"]
+    assert s["teacher_checkpoint"] == s["per_seed"][0]["teacher_checkpoint"] and ckpt == s["per_seed"][0]["student"]["checkpoint"]
     state = torch.load(ckpt, weights_only=True)
     assert set(state) >= {"student", "seed", "in_channels", "num_classes"}
     out = run_cli(["eval", cfg, ckpt]).stdout
