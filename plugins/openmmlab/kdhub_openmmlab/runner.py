@@ -116,10 +116,13 @@ def check_amp(amp: bool, key: str = "--amp") -> None:
 def eval_config(cfg, work_dir: Path, *, launcher: str = "none", load_from: Optional[str] = None,
                 experiment_name: Optional[str] = None, default_scope: Optional[str] = None):
     """A copy of ``cfg`` for a test-only Runner in ``work_dir`` (a scratch folder): no resume, no
-    checkpoint saving, weights from ``load_from`` (or loaded by the caller), gloo and DDP without CUDA."""
+    checkpoint saving, weights from ``load_from`` (or loaded by the caller), gloo and DDP without CUDA. It logs
+    warnings only: its environment and config dump and progress lines (hundreds of lines per test) would bury the
+    metrics kdhub reports, and its log file goes with the scratch folder."""
     from . import register  # noqa: F401
 
     cfg = unformatted(copy.deepcopy(cfg))
+    cfg.log_level = "WARNING"
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     cfg.load_from = load_from
