@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import speechbrain as sb
 import torch
@@ -35,7 +35,7 @@ def fingerprint(teacher: Separator, manifest: Manifest, paths: Sequence[str], se
         h.update(tensor_bytes(v))
     files = sorted({value for row in manifest.rows.values() for value in row.values() if value})
     stamps = [[f, st.st_size, st.st_mtime_ns] for f in files for st in [_stat(f)] if st is not None]
-    # mixtures of different lengths are run one at a time (no padding), which changes the cached outputs
+    # mixtures of different lengths are batched by length (no padding), which changes the cached outputs
     unpadded = not manifest.same_length(segment)
     h.update(json.dumps([manifest.rows, stamps, list(paths), segment, "aligned", unpadded], sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -70,8 +70,10 @@ class TeacherCache:
 
     @classmethod
     def build(cls, path: Path, teacher: Separator, data, paths: Sequence[str], device,
-              batch_size: int = 8) -> "TeacherCache":
-        """Run ``teacher`` over the DynamicItemDataset ``data`` (rank 0 writes, the others wait)."""
+              batch_size: int = 8, lengths: Optional[Sequence[int]] = None) -> "TeacherCache":
+        """Run ``teacher`` over the DynamicItemDataset ``data`` (rank 0 writes, the others wait). With the items'
+        ``lengths`` (in samples, as ``data`` yields them), a batch holds items of one length only: padding a shorter
+        mixture into a batch would change what the teacher outputs for it."""
         if MASKS in paths:
             raise ValueError("the teacher cache cannot hold masks (their order depends on the references); "
                              "use distill.cache=false with a 'masknet' feature pair")
@@ -80,7 +82,14 @@ class TeacherCache:
             ids: List[str] = []
             outs: List[torch.Tensor] = []
             feats: List[List[torch.Tensor]] = [[] for _ in paths]
-            loader = sb.dataio.dataloader.make_dataloader(data, batch_size=batch_size, shuffle=False)
+            if lengths is None:
+                loader = sb.dataio.dataloader.make_dataloader(data, batch_size=batch_size, shuffle=False)
+            else:
+                groups: Dict[int, List[int]] = {}
+                for i, n in enumerate(lengths):
+                    groups.setdefault(n, []).append(i)
+                batches = [idx[j:j + batch_size] for idx in groups.values() for j in range(0, len(idx), batch_size)]
+                loader = sb.dataio.dataloader.make_dataloader(data, batch_sampler=batches)
             teacher.eval()
             with FeatureTaps(teacher, paths, detach=True) as taps, torch.no_grad():
                 for batch in track(loader, "caching teacher outputs"):

@@ -11,7 +11,8 @@ as the mixture, no empty cells, finite samples, at least the encoders' kernel lo
 ``num_spks``); ``on_bad: stop`` raises a :class:`DataError` naming the file and row, ``on_bad: skip`` drops the
 row and counts it. The check decodes every wav once, so it shows a progress bar on the main process (off with
 ``KDHUB_PROGRESS=0``). Each row's length is kept (:attr:`Manifest.frames`): a set whose lengths differ is
-validated and cached one utterance at a time, since padding a batch changes what a separator outputs.
+validated one at a time and cached in batches of one length, since padding a batch changes what a separator
+outputs.
 """
 from __future__ import annotations
 

@@ -318,10 +318,11 @@ class SpeechRun(Stages):
             seg = int(self.cfg["data"]["segment_seconds"] * self.cfg["sample_rate"])
             key = fingerprint(teacher, train, [t for _, t in pairs], seg)
             try:
-                # a padded batch would change the cached outputs of its shorter mixtures
+                # batched by length: a padded batch would change the cached outputs of its shorter mixtures
+                lengths = [min(train.frames.get(k, 0), seg) if seg else train.frames.get(k, 0) for k in train.rows]
                 cache = TeacherCache.build(self.work_dir / "teacher_cache" / f"{key}.pt", teacher,
                                            speech_data.dataset(train, seg), [t for _, t in pairs], self.device,
-                                           batch_size=8 if train.same_length(seg) else 1)
+                                           lengths=lengths)
             except ValueError as exc:
                 raise ConfigError(f"{self.source}: distill.cache: {exc}") from None
         sh = d["shifting"]

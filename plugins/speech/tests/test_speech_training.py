@@ -275,7 +275,8 @@ def test_cached_outputs_of_mixtures_of_different_lengths_are_the_teachers_on_eac
     from speech_helpers import load, tiny_config
     from test_speech_data import _cropped_set
 
-    varied = _cropped_set(tiny_data, tmp_path / "varied", [4000, 1700, 3300])
+    lengths = [4000, 1700, 3300, 1700, 4000]  # batched by length: two batches of two, one of one
+    varied = _cropped_set(tiny_data, tmp_path / "varied", lengths)
     loaded = load(tiny_config(tmp_path), ["data.source=csv", f"data.train_csv={varied}", f"data.valid_csv={varied}",
                                           f"data.test_csv={varied}", "distill.cache=true"])
     run = SpeechRun(loaded, tmp_path / "w")
@@ -284,10 +285,13 @@ def test_cached_outputs_of_mixtures_of_different_lengths_are_the_teachers_on_eac
     kd = run.distillation(teacher, student, run.student_train)
     ds = dataset(run.student_train)
     teacher.eval()
-    for i, n in enumerate((4000, 1700, 3300)):
+    for i, n in enumerate(lengths):
         item = ds[i]
         with torch.no_grad():
             alone = align_teacher(teacher(item["mix_sig"][None]),
                                   torch.stack([item["s1_sig"], item["s2_sig"]], -1)[None])[0]
         cached, _ = kd.cache.lookup([item["id"]], n, "cpu")
-        torch.testing.assert_close(cached, alone.half().float(), rtol=0, atol=0)
+        # float16 storage; a batch of equal lengths may round a last bit differently from a batch of one (padded
+        # into a batch of all five, the outputs were up to 0.02 off, against outputs up to 0.04)
+        torch.testing.assert_close(cached, alone.half().float(), rtol=0, atol=1e-5)
+        assert float(alone.abs().max()) > 0.01
