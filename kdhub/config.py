@@ -244,6 +244,8 @@ def _coerce(value: Any, want: Any) -> Tuple[bool, Any]:
         return True, value
     if float in wants and isinstance(value, int):
         return True, float(value)
+    if str in wants and isinstance(value, (int, float)):  # data.root=2024: read as a number, meant as text
+        return True, str(value)
     if list in wants and isinstance(value, tuple):
         return True, list(value)
     return False, value

@@ -22,6 +22,10 @@ SETTINGS = ("transductive", "inductive", "production")
 TEACHERS = ("gcn", "sage", "gat")
 SCHEDULES = ("joint", "released")
 TEACHER_INITS = ("pyg", "dgl")  # kdhub_graph.models.init_like_dgl_
+#: a path key: null (``--cfg-options teacher.checkpoint=null``) clears it, as an empty string does
+PATH = (str, type(None))
+#: the config keys that name files or folders (teacher.checkpoint may hold ``{seed}``)
+PATH_KEYS = (("data", "path"), ("data", "root"), ("teacher", "checkpoint"), ("distill", "cache_dir"))
 
 SCHEMA = {
     "task": Field(str, choices=("graph",)),
@@ -35,8 +39,8 @@ SCHEMA = {
         "source": Field(str, "csbm", choices=("pyg", "planetoid", "npz", "csbm"),
                         help="pyg: PyG data set by name from data.root (planetoid is an alias)"),
         "name": Field(str, "Cora"),
-        "root": Field(str, ""),
-        "path": Field(str, ""),
+        "root": Field(PATH, ""),
+        "path": Field(PATH, ""),
         "normalize_features": Field(bool, False, help="divide each feature row by its L1 norm"),
         "largest_component": Field(bool, False, help="keep the largest connected component (GLNN does for npz)"),
         "split": {"train_per_class": Field(int, 20, min=1), "val_per_class": Field(int, 30, min=1)},
@@ -62,7 +66,7 @@ SCHEMA = {
         "batch_size": Field(int, 512, min=1), "lr": Field(float, 0.01, min=0.0),
         "weight_decay": Field(float, 5e-4, min=0.0),
         "epochs": Field(int, 200, min=1), "patience": Field(int, 50, min=1),
-        "checkpoint": Field(str, "", help="load this teacher instead of training one ({seed} is replaced): a "
+        "checkpoint": Field(PATH, "", help="load this teacher instead of training one ({seed} is replaced): a "
                                           "graph run's teacher.pth or a state dict saved by your own PyG code "
                                           "(see kdhub_graph.teacher_state)"),
     },
@@ -79,7 +83,7 @@ SCHEMA = {
     "distill": {
         "lambda": Field(float, 0.0, help="weight of the hard-label loss"),
         "temperature": Field(float, 1.0), "tau": Field(float, 1.5, help="FF-G2M high-frequency temperature"),
-        "cache_dir": Field(str, "", help="where teacher soft labels are cached (default: beside the teacher)"),
+        "cache_dir": Field(PATH, "", help="where teacher soft labels are cached (default: beside the teacher)"),
     },
 }
 
@@ -99,6 +103,8 @@ def load(path: Path, overrides: Sequence[str]) -> Dict[str, Any]:
     method = Field(str, "glnn", choices=(*methods, "none"), help="distillation method; none trains the baseline only")
     cfg = validate(raw, {"task": SCHEMA["task"], "method": method, **SCHEMA}, source)
     cfg["distill"].update(sections)
+    for section, key in PATH_KEYS:
+        cfg[section][key] = cfg[section][key] or ""
     if cfg["method"] != "none":  # the method reads its hyper-parameters now, so a bad one fails before training
         try:
             build_method(cfg["method"], nn.Identity(), cfg["distill"])

@@ -26,6 +26,7 @@ from kdhub.pipeline import Pipeline, Stages, demo_rows
 from kdhub.runs import RunContext, RunInfo
 from kdhub.task import DemoResult
 
+from .config import PATH_KEYS
 from .data import load_graph, prepare
 from kdhub.device import resolve_device
 from .glnn import labelled_ce
@@ -280,10 +281,6 @@ class SeedStages(Stages):
         s = self.cfg["student"]
         mlp = MLP(split.num_features, s["hidden"], int(split.y.max()) + 1, s["layers"], s["dropout"], s["norm"]).eval()
         return lambda: _no_grad(mlp, split.x)
-
-
-#: the config keys that name files or folders (teacher.checkpoint may hold ``{seed}``)
-PATH_KEYS = (("data", "path"), ("data", "root"), ("teacher", "checkpoint"), ("distill", "cache_dir"))
 
 
 def _anchored(value: str, config: Path) -> str:

@@ -330,3 +330,12 @@ def test_counts_that_would_train_nothing_or_something_else_are_refused(option, m
     options = option.split() + (["teacher.model=gat"] if "heads" in option else [])
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(CONFIG_DIR / "demo.yaml", options)
+
+
+def test_null_clears_a_path_key_and_a_number_given_to_a_text_key_is_its_text():
+    """--cfg-options reads values as YAML does: teacher.checkpoint=null (to train the teacher a shipped config
+    names) clears the key, and data.root=2024 (a folder named 2024) is the text 2024; both were type errors."""
+    from kdhub_graph.config import CONFIG_DIR, load
+
+    cfg = load(CONFIG_DIR / "demo.yaml", ["teacher.checkpoint=null", "data.source=pyg", "data.root=2024"])
+    assert cfg["teacher"]["checkpoint"] == "" and cfg["data"]["root"] == "2024"
