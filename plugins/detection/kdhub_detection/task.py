@@ -119,6 +119,9 @@ class DetectionRun(Stages):
         from kdhub_openmmlab.runner import check_amp
         from kdhub_openmmlab.teacher import model_config
 
+        from .config import dataset_classes
+        from .data_checks import check_evaluators, dataset_check, image_size_problem
+
         check_amp(self.amp)
         student = check_runtime(self.cfg, "mmdet", self.source, model_config(self.cfg.model.student, "model.student")
                                 if self.distilling else self.cfg.model)
@@ -134,10 +137,16 @@ class DetectionRun(Stages):
                 build_model(self.cfg.model.distiller, "mmdet").setup(student, teacher)
             given = self.teacher_checkpoint()
             if given is not None:
-                fit_weights(teacher, given, "model.teacher.checkpoint", self.source)
+                fit_weights(teacher, given, "model.teacher.checkpoint", self.source, classes=dataset_classes(self.cfg))
             else:
-                check_datasets(self.teacher_config(), "mmdet", self.cfg.model.teacher.config)
-        check_datasets(self.cfg, "mmdet", self.source)
+                t_cfg = self.teacher_config()
+                check_datasets(t_cfg, "mmdet", self.cfg.model.teacher.config,
+                               check_dataset=dataset_check(t_cfg.model), check_item=image_size_problem)
+        check_evaluators(self.cfg, self.source)
+        check_datasets(self.cfg, "mmdet", self.source, check_item=image_size_problem,
+                       check_dataset=dataset_check(model_config(self.cfg.model.student, "model.student")
+                                                   if self.distilling else self.cfg.model,
+                                                   "model.student" if self.distilling else "model"))
 
     def teacher_model(self):
         """The teacher detector's model config: from ``model.teacher.config`` (with the keys given next to it

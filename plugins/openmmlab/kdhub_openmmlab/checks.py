@@ -11,7 +11,7 @@ import copy
 import importlib
 import logging
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,9 +23,14 @@ from kdhub.registry import unknown_name_message
 SPLITS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
 
-def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS) -> None:
+def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS,
+                   check_dataset: Optional[Callable[[str, Any], None]] = None,
+                   check_item: Optional[Callable[[dict, Tuple[int, int]], Optional[str]]] = None) -> None:
     """Build each split's data set as the Runner will (its annotation files parsed and checked by the data set
-    class), then read the header of every image it lists."""
+    class), then read the header of every image it lists. A domain adds its own checks: ``check_dataset(key,
+    dataset)`` on each data set (inside wrappers such as Concat and Repeat), raising a :class:`ConfigError`, and
+    ``check_item(info, (width, height))`` on each data info with its image's size, returning what is wrong or
+    None."""
     from mmengine.registry import DefaultScope
     from PIL import Image
 
@@ -42,19 +47,34 @@ def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS) -
         except Exception as exc:  # a missing file, a bad JSON, an unknown type: mmengine's own words, one line
             raise ConfigError(f"{source}: {key}.dataset cannot be loaded: {type(exc).__name__}: "
                               f"{_first_line(exc)}") from None
+        for leaf in _leaves(dataset):
+            if check_dataset is not None:
+                try:
+                    check_dataset(key, leaf)
+                except ConfigError as exc:
+                    raise ConfigError(f"{source}: {key}.dataset: {exc}") from None
         for info in _data_infos(dataset):
             path = info.get("img_path")
             if path is None:
                 continue
             try:
                 with Image.open(path) as image:
-                    image.size
+                    size = image.size
             except FileNotFoundError:
                 raise ConfigError(f"{source}: {key}.dataset: image not found: {path}; restore it or remove it "
                                   f"from the data set") from None
             except Exception as exc:
                 raise ConfigError(f"{source}: {key}.dataset: {path} is not a readable image "
                                   f"({type(exc).__name__}); replace the file or remove it from the data set") from None
+            problem = check_item(info, size) if check_item is not None else None
+            if problem:
+                raise ConfigError(f"{source}: {key}.dataset: {problem}")
+
+
+def _names(classes: Sequence[str], limit: int = 6) -> str:
+    """Class names for a message: the first ``limit`` and how many there are."""
+    shown = ", ".join(map(str, list(classes)[:limit]))
+    return f"({shown}{', ...' if len(classes) > limit else ''}; {len(classes)} classes)"
 
 
 def _first_line(exc: Exception) -> str:
@@ -62,17 +82,23 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
-def _data_infos(dataset) -> Iterator[dict]:
-    """The data infos of an mmengine data set, through wrappers (Concat, Repeat, ClassBalanced ...)."""
+def _leaves(dataset) -> Iterator[Any]:
+    """The data sets inside an mmengine data set's wrappers (Concat, Repeat, ClassBalanced ...), initialised."""
     if hasattr(dataset, "datasets"):
         for part in dataset.datasets:
-            yield from _data_infos(part)
+            yield from _leaves(part)
     elif hasattr(dataset, "dataset"):
-        yield from _data_infos(dataset.dataset)
+        yield from _leaves(dataset.dataset)
     else:
         dataset.full_init()
-        for i in range(len(dataset)):
-            yield dataset.get_data_info(i)
+        yield dataset
+
+
+def _data_infos(dataset) -> Iterator[dict]:
+    """The data infos of an mmengine data set, through wrappers."""
+    for leaf in _leaves(dataset):
+        for i in range(len(leaf)):
+            yield leaf.get_data_info(i)
 
 
 def check_runtime(cfg, scope: str, source: str, model_cfg) -> torch.nn.Module:
@@ -142,15 +168,24 @@ def build_model(model_cfg, scope: str) -> torch.nn.Module:
         return models.build(copy.deepcopy(model_cfg))
 
 
-def fit_weights(model: torch.nn.Module, checkpoint, key: str, source: str = "", load: bool = False) -> None:
+def fit_weights(model: torch.nn.Module, checkpoint, key: str, source: str = "", load: bool = False,
+                classes: Optional[Sequence[str]] = None) -> None:
     """Read ``checkpoint`` with ``weights_only=True`` (a plain mm checkpoint with ``state_dict``, a bare state
     dict, or a distillation checkpoint whose ``student.`` part is taken) and check that it fits ``model``
-    strictly, naming the first missing, unexpected and mis-shaped keys; with ``load``, load it."""
+    strictly, naming the first missing, unexpected and mis-shaped keys; with ``load``, load it. With ``classes``,
+    a checkpoint that records its data set's classes (mmengine's ``meta.dataset_meta``) must have these, in this
+    order: a model of other classes fits the same shapes but predicts something else."""
     where = f"{source}: {key}" if source else key
     try:
         ckpt = load_checkpoint(checkpoint, key=where)
     except CheckpointError as exc:
         raise ConfigError(str(exc)) from None
+    trained_on = (((ckpt.get("meta") or {}).get("dataset_meta") or {}).get("classes")
+                  if isinstance(ckpt, dict) and isinstance(ckpt.get("meta"), dict) else None)
+    if classes is not None and trained_on is not None and list(trained_on) != list(classes):
+        raise ConfigError(f"{where}: {Path(checkpoint)} was trained on the classes {_names(trained_on)}, but this "
+                          f"config's data set has {_names(classes)}; give a checkpoint of these classes, in this "
+                          f"order")
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ConfigError(f"{where}: {checkpoint} holds no state dict; give a checkpoint written by mmengine or kdhub")

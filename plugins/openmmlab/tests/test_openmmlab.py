@@ -199,3 +199,18 @@ def test_an_inline_teacher_is_read_the_same_way_in_every_mm_domain():
         model_config({"model": model, "backbone": {}}, "model.teacher")
     with pytest.raises(ConfigError, match=r"model.teacher: give config='<model config .py>'.*model=dict\(type=...\)"):
         model_config({"checkpoint": "t.pth"}, "model.teacher")
+
+
+def test_a_checkpoint_of_other_classes_is_refused_though_its_shapes_fit(tmp_path):
+    """mmengine's checkpoints record their data set's classes (meta.dataset_meta): a teacher of other classes, or of
+    the same in another order, has the same shapes but predicts other things."""
+    from kdhub_openmmlab.checks import fit_weights
+
+    model = torch.nn.Linear(4, 3)
+    path = tmp_path / "t.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": ("cat", "dog", "bird")}}, "state_dict": model.state_dict()}, path)
+    fit_weights(model, path, "model.teacher.checkpoint", classes=["cat", "dog", "bird"])
+    fit_weights(model, path, "model.teacher.checkpoint")                       # nothing to compare with
+    with pytest.raises(ConfigError, match=r"model.teacher.checkpoint: .*t.pth was trained on the classes \(cat, dog, "
+                                          r"bird; 3 classes\), but this config's data set has \(bird, cat, dog; 3"):
+        fit_weights(model, path, "model.teacher.checkpoint", classes=["bird", "cat", "dog"])
