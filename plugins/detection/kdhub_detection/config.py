@@ -133,15 +133,9 @@ def student_config(cfg: Config) -> Config:
 
 def dataset_classes(cfg: Config) -> List[str]:
     """Class names of the config's training set (metainfo, or the data set class's METAINFO)."""
-    from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
+
+    from kdhub_openmmlab.checks import dataset_classes as classes_of
     register_all_modules(init_default_scope=False)
     from . import datasets  # noqa: F401  (kdhub's data set types)
-    ds = cfg.train_dataloader.dataset
-    while "dataset" in ds and "metainfo" not in ds:  # wrappers (RepeatDataset ...)
-        ds = ds.dataset
-    classes = (ds.get("metainfo") or {}).get("classes")
-    if classes is None:
-        cls = DATASETS.get(ds.get("type"))
-        classes = getattr(cls, "METAINFO", {}).get("classes", ())
-    return list(classes)
+    return classes_of(cfg, "mmdet")

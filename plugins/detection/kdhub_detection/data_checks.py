@@ -71,7 +71,7 @@ def dataset_check(model_cfg, scope_key: str = "model"):
     return check
 
 
-def image_size_problem(info: dict, size: Tuple[int, int]) -> Optional[str]:
+def image_size_problem(dataset: Any, info: dict, size: Tuple[int, int]) -> Optional[str]:
     """``check_item``: the annotation file's width and height of an image against the image itself."""
     given = (info.get("width"), info.get("height"))
     if None in given or tuple(size) in (given, given[::-1]):

@@ -145,10 +145,10 @@ def test_classes_must_be_the_files_categories_in_its_order(mm, tmp_path):
 
 def test_image_sizes_and_evaluator_files_are_checked_against_the_data(tmp_path):
     from kdhub_detection.data_checks import check_evaluators, image_size_problem
-    assert image_size_problem({"width": 64, "height": 48}, (64, 48)) is None
-    assert image_size_problem({"width": 48, "height": 64}, (64, 48)) is None          # EXIF-rotated
+    assert image_size_problem(None, {"width": 64, "height": 48}, (64, 48)) is None
+    assert image_size_problem(None, {"width": 48, "height": 64}, (64, 48)) is None    # EXIF-rotated
     assert "gives it 640x480 pixels, but the image is 64x48" in image_size_problem(
-        {"img_path": "a.png", "width": 640, "height": 480}, (64, 48))
+        None, {"img_path": "a.png", "width": 640, "height": 480}, (64, 48))
     from mmengine.config import Config
     data = dict(type="CocoDataset", data_root=str(tmp_path), ann_file="test.json")
     same = Config(dict(test_dataloader=dict(dataset=data),

@@ -11,7 +11,7 @@ import copy
 import importlib
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -25,12 +25,12 @@ SPLITS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
 def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS,
                    check_dataset: Optional[Callable[[str, Any], None]] = None,
-                   check_item: Optional[Callable[[dict, Tuple[int, int]], Optional[str]]] = None) -> None:
+                   check_item: Optional[Callable[[Any, dict, Tuple[int, int]], Optional[str]]] = None) -> None:
     """Build each split's data set as the Runner will (its annotation files parsed and checked by the data set
     class), then read the header of every image it lists. A domain adds its own checks: ``check_dataset(key,
     dataset)`` on each data set (inside wrappers such as Concat and Repeat), raising a :class:`ConfigError`, and
-    ``check_item(info, (width, height))`` on each data info with its image's size, returning what is wrong or
-    None."""
+    ``check_item(dataset, info, (width, height))`` on each data info with its data set and its image's size,
+    returning what is wrong or None."""
     from mmengine.registry import DefaultScope
     from PIL import Image
 
@@ -53,7 +53,7 @@ def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS,
                     check_dataset(key, leaf)
                 except ConfigError as exc:
                     raise ConfigError(f"{source}: {key}.dataset: {exc}") from None
-        for info in _data_infos(dataset):
+        for leaf, info in _data_infos(dataset):
             path = info.get("img_path")
             if path is None:
                 continue
@@ -66,7 +66,7 @@ def check_datasets(cfg, scope: str, source: str, keys: Sequence[str] = SPLITS,
             except Exception as exc:
                 raise ConfigError(f"{source}: {key}.dataset: {path} is not a readable image "
                                   f"({type(exc).__name__}); replace the file or remove it from the data set") from None
-            problem = check_item(info, size) if check_item is not None else None
+            problem = check_item(leaf, info, size) if check_item is not None else None
             if problem:
                 raise ConfigError(f"{source}: {key}.dataset: {problem}")
 
@@ -94,11 +94,25 @@ def _leaves(dataset) -> Iterator[Any]:
         yield dataset
 
 
-def _data_infos(dataset) -> Iterator[dict]:
-    """The data infos of an mmengine data set, through wrappers."""
+def _data_infos(dataset) -> Iterator[Tuple[Any, dict]]:
+    """The data infos of an mmengine data set, through wrappers, each with the data set holding it."""
     for leaf in _leaves(dataset):
         for i in range(len(leaf)):
-            yield leaf.get_data_info(i)
+            yield leaf, leaf.get_data_info(i)
+
+
+def dataset_classes(cfg, scope: str) -> List[str]:
+    """Class names of the config's training set (its metainfo, or its data set type's METAINFO), through
+    wrappers (RepeatDataset ...)."""
+    registry = importlib.import_module(f"{scope}.registry").DATASETS
+    ds = cfg.train_dataloader.dataset
+    while "dataset" in ds and "metainfo" not in ds:
+        ds = ds.dataset
+    classes = (ds.get("metainfo") or {}).get("classes")
+    if classes is None:
+        cls = registry.get(ds.get("type"))
+        classes = getattr(cls, "METAINFO", {}).get("classes", ())
+    return list(classes)
 
 
 def check_runtime(cfg, scope: str, source: str, model_cfg) -> torch.nn.Module:

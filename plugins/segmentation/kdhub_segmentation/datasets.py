@@ -2,13 +2,16 @@
 
 ``CheckedSegDataset`` is mmseg's ``img_dir``/``ann_dir`` folder layout with the problems users hit most
 reported up front, naming the file: an image without its mask, and a mask with labels outside the
-class list (other than ``ignore_index``). ``SynthSegDataset`` is the embedded default data (see
+class list (other than ``ignore_index``). :func:`mask_problem` is that mask check, plus a mask that is not one
+channel (a colour mask, or a grey one saved as RGB) or not its image's size; ``SegRun.check`` runs it on every
+mask of any mmseg data set (``BaseSegDataset``, ``ADE20KDataset``, ``CityscapesDataset`` ...) before training,
+where mmseg would fail inside the loss or the metric, or stretch a training mask to its image without a word. ``SynthSegDataset`` is the embedded default data (see
 :mod:`kdhub_segmentation.synth`), generated on first use when ``data_root`` is None.
 """
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
@@ -56,16 +59,35 @@ class CheckedSegDataset(BaseSegDataset):
         return data_list
 
     def _check_labels(self, path: str, num_classes: int) -> None:
-        labels = np.unique(np.asarray(Image.open(path)))
-        if self.reduce_zero_label:  # 0 becomes ignore, the rest shift down by one (mmseg's LoadAnnotations)
-            labels = np.unique(np.where(labels == 0, 255, labels - 1))
-        if self.label_map:
-            labels = np.unique([self.label_map.get(int(x), int(x)) for x in labels])
-        bad = [int(x) for x in labels if not (0 <= x < num_classes or x == self.ignore_index)]
-        if bad:
-            raise SegDataError(f"{path}: mask labels {bad} are outside the class list (metainfo.classes has "
-                               f"{num_classes} classes, 0..{num_classes - 1}; ignore_index={self.ignore_index}); "
-                               f"fix the mask or the classes")
+        problem = mask_problem(self, path)
+        if problem:
+            raise SegDataError(problem)
+
+
+def mask_problem(dataset: BaseSegDataset, path: str, image_size: Optional[Tuple[int, int]] = None) -> Optional[str]:
+    """What is wrong with the mask at ``path`` of ``dataset`` (None: nothing): not one channel, not the image's
+    ``image_size`` (width, height), or labels outside the class list once mmseg's ``reduce_zero_label`` and
+    ``label_map`` apply (``ignore_index`` aside)."""
+    with Image.open(path) as image:
+        mask = np.asarray(image)
+    if mask.ndim != 2:
+        return (f"{path}: the mask has {mask.shape[-1]} channels; a mask is one channel of class indices (a colour "
+                f"mask needs converting to indices with its palette; a grey one saved as RGB, saving as mode 'L' or "
+                f"'P')")
+    if image_size is not None and (mask.shape[1], mask.shape[0]) != tuple(image_size):
+        return (f"{path}: the mask is {mask.shape[1]}x{mask.shape[0]} pixels but its image is "
+                f"{image_size[0]}x{image_size[1]}; a mask labels its image pixel for pixel")
+    num_classes, ignore = len(dataset.metainfo["classes"]), dataset.ignore_index
+    labels = np.unique(mask)
+    if dataset.reduce_zero_label:  # 0 becomes ignore, the rest shift down by one (mmseg's LoadAnnotations)
+        labels = np.unique(np.where(labels == 0, 255, labels - 1))
+    if dataset.label_map:
+        labels = np.unique([dataset.label_map.get(int(x), int(x)) for x in labels])
+    bad = [int(x) for x in labels if not (0 <= x < num_classes or x == ignore)]
+    if bad:
+        return (f"{path}: mask labels {bad} are outside the class list (metainfo.classes has {num_classes} classes, "
+                f"0..{num_classes - 1}; ignore_index={ignore}); fix the mask or the classes")
+    return None
 
 
 @DATASETS.register_module()

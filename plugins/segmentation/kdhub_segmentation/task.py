@@ -17,6 +17,7 @@ from its last checkpoint (mmengine's resume). ``summary.json`` compares the thre
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -147,7 +148,7 @@ class SegRun(Stages):
         config. Then every split's data set and images (the embedded set generated first). First what the Runner
         builds by name only when training starts (the model, the optimizer, the schedulers' and hooks' types,
         load_from)."""
-        from kdhub_openmmlab.checks import check_runtime, fit_weights
+        from kdhub_openmmlab.checks import check_runtime, dataset_classes, fit_weights
         from kdhub_openmmlab.runner import check_amp
         from kdhub_openmmlab.teacher import model_config
 
@@ -160,26 +161,52 @@ class SegRun(Stages):
             if distilling:
                 self.cfg = copy.deepcopy(self.cfg)
                 teacher = check_pairing(self.cfg)
+                classes = dataset_classes(self.cfg, "mmseg")
                 given = self.teacher_checkpoint()
                 if given is not None:
-                    fit_weights(teacher, given, "model.teacher.checkpoint", self.source)
+                    fit_weights(teacher, given, "model.teacher.checkpoint", self.source, classes=classes)
                 else:
                     tcfg = teacher_config(self.cfg, self.source)
-                    self._check_data(tcfg, self.cfg.model.teacher.config)
-            self._check_data(self.cfg, self.source)
+                    if dataset_classes(tcfg, "mmseg") != classes:
+                        raise ConfigError(f"the teacher config {self.cfg.model.teacher.config} trains on the classes "
+                                          f"{dataset_classes(tcfg, 'mmseg')}, this config on {classes}; distillation "
+                                          f"needs the same classes in the same order")
+                    self._check_data(tcfg, self.cfg.model.teacher.config, tcfg.model)
+            self._check_data(self.cfg, self.source, model_config(self.cfg.model.student, "model.student")
+                             if distilling else self.cfg.model)
         except ConfigError as exc:
             raise self._named(exc) from None
 
     @staticmethod
-    def _check_data(cfg, source: str) -> None:
-        """Each split's data set and images; a data set builds its embedded set itself when first checked, so
-        a bad training set is reported before the other splits are generated (under a launcher, rank 0
-        generates them all first, as for training)."""
+    def _check_data(cfg, source: str, model_cfg) -> None:
+        """Each split's data set and images, its class count against the segmentor ``model_cfg``'s heads, and every
+        mask (:func:`~kdhub_segmentation.datasets.mask_problem`); a data set builds its embedded set itself when
+        first checked, so a bad training set is reported before the other splits are generated (under a launcher,
+        rank 0 generates them all first, as for training)."""
         from kdhub_openmmlab.checks import check_datasets
+
+        from .datasets import mask_problem
+
+        heads = [("decode_head", model_cfg.get("decode_head"))]
+        aux = model_cfg.get("auxiliary_head")
+        heads += [(f"auxiliary_head[{i}]", h) for i, h in enumerate(aux if isinstance(aux, (list, tuple)) else [aux])]
+
+        def check_dataset(key: str, dataset) -> None:
+            """Fewer outputs than classes: the last classes' labels are out of the loss's range. More are allowed
+            (the TransKD authors' Cityscapes head has a 20th, 'void' class of weight 0)."""
+            classes = len(dataset.metainfo.get("classes") or ())
+            for name, head in heads:
+                if head and head.get("num_classes") is not None and head["num_classes"] < classes:
+                    raise ConfigError(f"model {name}.num_classes is {head['num_classes']}, but the data set has "
+                                      f"{classes} classes; set it to {classes}")
+
+        def check_item(dataset, info, size):
+            mask = info.get("seg_map_path")
+            return mask_problem(dataset, mask, size) if mask and os.path.isfile(mask) else None
 
         if dist.is_distributed():
             prepare_embedded(cfg)
-        check_datasets(cfg, "mmseg", source)
+        check_datasets(cfg, "mmseg", source, check_dataset=check_dataset, check_item=check_item)
 
     def _named(self, exc: ConfigError) -> ConfigError:
         """``exc`` with the config file in front, if it does not name a file yet."""

@@ -85,3 +85,37 @@ def test_synth_dataset_builds_the_embedded_split(mmseg_scope):
     item = ds[1]
     assert tuple(item["inputs"].shape) == (3, 32, 32)
     assert np.array_equal(item["data_samples"].gt_sem_seg.data[0].numpy(), render(SPEC, "val", 1)[1])
+
+
+def test_masks_of_any_mmseg_data_set_are_checked_for_channels_size_and_labels(tmp_path, mmseg_scope):
+    """mmseg's own BaseSegDataset (and ADE20K, Cityscapes ...) reads masks only while training: an RGB mask, a
+    mask of another size (stretched to its image in training, an IndexError in the metric) and a label past the
+    class list (an IndexError in the loss, or a silently odd mIoU) are found first, naming the mask."""
+    from mmseg.registry import DATASETS
+
+    from kdhub_segmentation.datasets import mask_problem
+    spec = dict(_folder(tmp_path, [np.array([[0, 1, 2, 255]] * 8)]), type="BaseSegDataset")
+    dataset = DATASETS.build(spec)
+    dataset.full_init()
+    path = str(tmp_path / "ann_dir" / "train" / "0.png")
+    assert mask_problem(dataset, path, (4, 8)) is None
+    assert "the mask is 4x8 pixels but its image is 8x8" in mask_problem(dataset, path, (8, 8))
+    Image.fromarray(np.array([[0, 1, 7, 255]] * 8, np.uint8)).save(path)
+    assert "mask labels [7] are outside the class list (metainfo.classes has 3 classes" in mask_problem(dataset, path)
+    Image.fromarray(np.zeros((8, 4, 3), np.uint8)).save(path)
+    assert "the mask has 3 channels; a mask is one channel of class indices" in mask_problem(dataset, path)
+
+
+def test_a_segmentation_run_checks_masks_and_head_widths_before_anything_is_written(tmp_path, mmseg_scope):
+    from kdhub.config import ConfigError
+    from kdhub_segmentation.task import SegRun
+    from mmengine.config import Config
+
+    spec = dict(_folder(tmp_path, [np.array([[0, 1, 2, 7] * 2] * 8)]), type="BaseSegDataset")
+    cfg = Config(dict(train_dataloader=dict(dataset=spec)))
+    with pytest.raises(ConfigError, match=r"train_dataloader.dataset: .*0\.png: mask labels \[7\] are outside"):
+        SegRun._check_data(cfg, "cfg.py", Config(dict(decode_head=dict(num_classes=3))))
+    Image.fromarray(np.array([[0, 1, 2, 255] * 2] * 8, np.uint8)).save(tmp_path / "ann_dir" / "train" / "0.png")
+    with pytest.raises(ConfigError, match=r"model decode_head.num_classes is 2, but the data set has 3 classes"):
+        SegRun._check_data(cfg, "cfg.py", Config(dict(decode_head=dict(num_classes=2))))
+    SegRun._check_data(cfg, "cfg.py", Config(dict(decode_head=dict(num_classes=4))))  # a 'void' output: allowed
