@@ -71,13 +71,17 @@ def test_dataset_refuses_or_skips_bad_annotations(mm, tmp_path):
         KDHubCocoDataset(on_bad="ignore", **kw)
 
 
-def test_bad_annotation_file_stops_the_cli_with_a_clear_error(tmp_path):
-    ann = _bad_set(tmp_path)
+def _train_on(tmp_path, ann, classes, extra=""):
+    """``kdhub train`` of a tiny RetinaNet whose training split is the COCO file ``ann`` with ``classes``."""
     cfg = retinanet(tmp_path, "r.py")
     data = (f"dict(_delete_=True, type='KDHubCocoDataset', ann_file='{ann}', data_prefix=dict(img='{tmp_path}/img/'), "
-            f"metainfo=dict(classes=('circle', 'square', 'triangle', 'ring', 'cross')), pipeline=_base_.train_pipeline)")
-    cfg.write_text(cfg.read_text() + f"train_dataloader = dict(dataset={data})\n")
-    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
+            f"metainfo=dict(classes={tuple(classes)!r}), pipeline=_base_.train_pipeline)")
+    cfg.write_text(cfg.read_text() + f"train_dataloader = dict(dataset={data})\n" + extra)
+    return run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
+
+
+def test_bad_annotation_file_stops_the_cli_with_a_clear_error(tmp_path):
+    proc = _train_on(tmp_path, _bad_set(tmp_path), ("circle", "square", "triangle", "ring", "cross"))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "annotation id 2: unknown category_id 9" in proc.stderr and "Traceback" not in proc.stderr
     assert not list((tmp_path / "w").rglob("*.pth"))
@@ -166,12 +170,7 @@ def test_image_sizes_and_evaluator_files_are_checked_against_the_data(tmp_path):
 
 
 def test_own_data_in_another_class_order_stops_the_cli_before_anything_is_written(tmp_path):
-    ann = _own_set(tmp_path)
-    cfg = retinanet(tmp_path, "r.py")
-    data = (f"dict(_delete_=True, type='KDHubCocoDataset', ann_file='{ann}', data_prefix=dict(img='{tmp_path}/img/'), "
-            f"metainfo=dict(classes=('bird', 'cat', 'dog')), pipeline=_base_.train_pipeline)")
-    cfg.write_text(cfg.read_text() + f"train_dataloader = dict(dataset={data})\nmodel = dict(bbox_head=dict(num_classes=3))\n")
-    proc = run_cli(["train", cfg, "--work-dir", tmp_path / "w"], check=False)
+    proc = _train_on(tmp_path, _own_set(tmp_path), ("bird", "cat", "dog"), "model = dict(bbox_head=dict(num_classes=3))\n")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "train_dataloader.dataset: metainfo.classes lists (bird, cat, dog)" in proc.stderr
     assert not (tmp_path / "w").exists()
