@@ -59,7 +59,9 @@ def dataset_check(model_cfg, scope_key: str = "model"):
     def check(split: str, dataset: Any) -> None:
         classes = list(dataset.metainfo.get("classes") or ())
         if isinstance(dataset, CocoDataset) and dataset.ann_file and os.path.isfile(dataset.ann_file):
-            check_classes(classes, file_categories(dataset.ann_file), dataset.ann_file)
+            # kdhub's data set kept them when it read the file; mmdet's own is read again for them
+            categories = getattr(dataset, "file_categories", None) or file_categories(dataset.ann_file)
+            check_classes(classes, categories, dataset.ann_file)
         if num is not None and classes and num != len(classes):
             raise ConfigError(f"{scope_key}.{key} is {num}, but the data set has {len(classes)} classes "
                               f"({', '.join(map(str, classes[:6]))}{', ...' if len(classes) > 6 else ''}); set it "

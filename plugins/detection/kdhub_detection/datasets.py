@@ -80,6 +80,8 @@ class KDHubCocoDataset(CocoDataset):
                     coco = json.load(f)
             except json.JSONDecodeError as exc:
                 raise BadAnnotationError(f"{self.ann_file}: not valid JSON ({exc})") from None
+        #: the file's category names in its order, for the class check of kdhub train (data_checks.py)
+        self.file_categories = [c.get("name") for c in coco.get("categories", [])]
         bad = check_annotations(coco, self.ann_file)
         if bad and self.on_bad == "error":
             aid, reason = bad[0]

@@ -71,11 +71,15 @@ class Manifest:
         rows.update({k: {"ID": r["ID"], "mix_wav": r["mix_wav"]} for k, r in other.rows.items()})
         return Manifest(self.path, rows, self.sources, self.skipped + other.skipped, {**self.frames, **other.frames})
 
+    def lengths(self, segment: int = 0) -> List[Optional[int]]:
+        """Each row's length in samples once cropped to ``segment`` (0: not cropped), in row order; None for a row of
+        a manifest built without its lengths."""
+        return [min(n, segment) if segment and n is not None else n for n in map(self.frames.get, self.rows)]
+
     def same_length(self, segment: int = 0) -> bool:
-        """Whether every row is as long as the others once cropped to ``segment`` samples (0: not cropped): then a
-        batch holds no padding."""
-        lengths = {self.frames.get(k) for k in self.rows}  # None: a manifest built without its lengths
-        return len({min(n, segment) if segment and n is not None else n for n in lengths}) <= 1
+        """Whether every row is as long as the others once cropped to ``segment`` samples: then a batch holds no
+        padding."""
+        return len(set(self.lengths(segment))) <= 1
 
 
 def _missing(path: str, manifest: Path) -> str:

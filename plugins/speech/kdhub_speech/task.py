@@ -319,10 +319,9 @@ class SpeechRun(Stages):
             key = fingerprint(teacher, train, [t for _, t in pairs], seg)
             try:
                 # batched by length: a padded batch would change the cached outputs of its shorter mixtures
-                lengths = [min(train.frames.get(k, 0), seg) if seg else train.frames.get(k, 0) for k in train.rows]
                 cache = TeacherCache.build(self.work_dir / "teacher_cache" / f"{key}.pt", teacher,
                                            speech_data.dataset(train, seg), [t for _, t in pairs], self.device,
-                                           lengths=lengths)
+                                           lengths=train.lengths(seg))
             except ValueError as exc:
                 raise ConfigError(f"{self.source}: distill.cache: {exc}") from None
         sh = d["shifting"]
